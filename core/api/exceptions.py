@@ -1,0 +1,39 @@
+"""API errors: every bad request is a 4xx that says what is wrong, never a 500."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.services import Conflict
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "payload_too_large"
+
+
+class ConflictError(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The record's state does not allow this."
+    default_code = "conflict"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Conflict):
+        exc = ConflictError(str(exc))
+    elif isinstance(exc, DjangoValidationError):
+        detail: Any = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail)
+    elif isinstance(exc, IntegrityError):
+        # Unique races that got past the serializer's checks.
+        exc = ConflictError("This conflicts with an existing record.")
+    return drf_exception_handler(exc, context)
+
+
+def error_response(detail: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"detail": detail}, status=code)

@@ -1,0 +1,115 @@
+"""Serializers of the core API. They validate input; writes happen in core.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from core.models import EventRecord, Org, Record, Role, Site, User
+from core.models.tenancy import DOMAIN_VALIDATOR, SLUG_VALIDATOR
+
+
+class RecordSerializer(serializers.ModelSerializer[Record]):
+    class Meta:
+        model = Record
+        fields = ("id", "datatype", "data", "status", "created_at", "updated_at", "created_by")
+        read_only_fields = ("id", "datatype", "status", "created_at", "updated_at", "created_by")
+        extra_kwargs: dict[str, Any] = {"data": {"help_text": "The record's content: a JSON object."}}
+
+    def validate_data(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+class OrgSerializer(serializers.ModelSerializer[Org]):
+    slug = serializers.SlugField(max_length=50, validators=[SLUG_VALIDATOR])
+    role = serializers.SerializerMethodField(help_text="The caller's role in this org.")
+
+    class Meta:
+        model = Org
+        fields = ("id", "slug", "name", "role", "created_at", "updated_at")
+        read_only_fields = ("id", "role", "created_at", "updated_at")
+        extra_kwargs: dict[str, Any] = {"name": {"required": False}}
+
+    def validate_slug(self, value: str) -> str:
+        queryset = Org.objects.filter(slug=value)
+        if self.instance is not None:
+            queryset = queryset.exclude(pk=self.instance.pk)
+        if queryset.exists():
+            raise serializers.ValidationError("This slug is taken.")
+        return value
+
+    def get_role(self, org: Org) -> str | None:
+        return getattr(org, "caller_role", None)
+
+
+class SiteSerializer(serializers.ModelSerializer[Site]):
+    domain = serializers.CharField(max_length=253)
+
+    class Meta:
+        model = Site
+        fields = ("id", "domain", "name", "datatype", "created_at", "updated_at", "created_by")
+        read_only_fields = ("id", "datatype", "created_at", "updated_at", "created_by")
+
+    def validate_domain(self, value: str) -> str:
+        value = value.strip().lower()
+        DOMAIN_VALIDATOR(value)
+        queryset = Site.objects.filter(domain=value)
+        if self.instance is not None:
+            queryset = queryset.exclude(pk=self.instance.pk)
+        if queryset.exists():
+            raise serializers.ValidationError("This domain is already in use.")
+        return value
+
+
+class UserSerializer(serializers.ModelSerializer[User]):
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+    password = serializers.CharField(
+        write_only=True, required=False, min_length=10, max_length=128, style={"input_type": "password"}
+    )
+
+    class Meta:
+        model = User
+        fields = ("id", "email", "first_name", "last_name", "role", "is_active", "date_joined", "password")
+        read_only_fields = ("id", "is_active", "date_joined")
+        # Uniqueness is the service's business: an existing account joins the org.
+        extra_kwargs: dict[str, Any] = {"email": {"validators": []}}
+
+    def validate_email(self, value: str) -> str:
+        if self.instance is not None and value.lower() != self.instance.email:
+            raise serializers.ValidationError("The email address of an account cannot be changed here.")
+        return value.lower()
+
+    def validate_role(self, value: str) -> str:
+        membership = self.context["request"].membership
+        if value == Role.OWNER and membership.role != Role.OWNER:
+            raise serializers.ValidationError("Only an owner can make someone an owner.")
+        return value
+
+
+class EventSerializer(serializers.ModelSerializer[EventRecord]):
+    class Meta:
+        model = EventRecord
+        fields = (
+            "id",
+            "name",
+            "orgid",
+            "datatype",
+            "data",
+            "actor",
+            "correlation_id",
+            "causation_id",
+            "occurred_at",
+            "record_label",
+            "record_pk",
+        )
+        read_only_fields = fields
+
+
+class EventCatalogEntrySerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    app = serializers.CharField()
+    description = serializers.CharField()
+    payload_schema = serializers.DictField()

@@ -1,0 +1,14 @@
+"""Routes of the core API."""
+
+from rest_framework.routers import DefaultRouter
+
+from core.api import views
+
+router = DefaultRouter()
+router.register(rf"collections/(?P<datatype>{views.DATATYPE_RE})", views.RecordViewSet, basename="record")
+router.register("users", views.UserViewSet, basename="user")
+router.register("orgs", views.OrgViewSet, basename="org")
+router.register("sites", views.SiteViewSet, basename="site")
+router.register("events", views.EventViewSet, basename="event")
+
+urlpatterns = router.urls

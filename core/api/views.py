@@ -1,0 +1,342 @@
+"""Views of the core API: collections, users, orgs, sites, and the event log and catalog."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, cast
+
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import permissions, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core import services
+from core.api.pagination import EventCursorPagination
+from core.api.scoping import IsOrgAdminOrReadOnly, OrgScopedMixin
+from core.api.serializers import (
+    EventCatalogEntrySerializer,
+    EventSerializer,
+    OrgSerializer,
+    RecordSerializer,
+    SiteSerializer,
+    UserSerializer,
+)
+from core.events import registry
+from core.models import EventRecord, Membership, Org, Record, RecordStatus, Role, Site, User
+
+UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+DATATYPE_RE = r"[a-z0-9][a-z0-9_-]{0,63}"
+_DATA_KEY_RE = re.compile(r"^data\.([A-Za-z0-9_]{1,64})$")
+
+
+def _datetime_param(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = parse_datetime(raw)
+    except ValueError:
+        value = None
+    if value is None:
+        raise ValidationError({name: [f"Not an ISO 8601 date-time: {raw!r}."]})
+    return value
+
+
+def _actor(request: Request) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+# --- collections -----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=[s.value for s in RecordStatus]),
+            OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("created_before", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "ordering", OpenApiTypes.STR, enum=["created_at", "-created_at", "updated_at", "-updated_at"]
+            ),
+            OpenApiParameter(
+                "data.<key>",
+                OpenApiTypes.STR,
+                description="Records whose data has this top-level key equal to the value "
+                "(compared as a string and, when the value parses as JSON, as that JSON value).",
+            ),
+        ]
+    ),
+    partial_update=extend_schema(description="Top-level keys of `data` are merged into the record's data."),
+    update=extend_schema(description="`data` replaces the record's data."),
+)
+class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
+    """Collection records of one datatype. A create body is `{"data": {...}}`."""
+
+    serializer_class = RecordSerializer
+    queryset = Record.objects.all()
+    lookup_value_regex = UUID_RE
+    _ORDERINGS = frozenset({"created_at", "-created_at", "updated_at", "-updated_at"})
+
+    def get_queryset(self) -> QuerySet[Record]:
+        queryset = super().get_queryset().filter(datatype=self.kwargs.get("datatype", ""))
+        if self.action != "list":
+            return queryset
+        params = self.request.query_params
+        if status_ := params.get("status"):
+            if status_ not in RecordStatus.values:
+                raise ValidationError({"status": [f"Must be one of {', '.join(RecordStatus.values)}."]})
+            queryset = queryset.filter(status=status_)
+        if after := _datetime_param(self.request, "created_after"):
+            queryset = queryset.filter(created_at__gte=after)
+        if before := _datetime_param(self.request, "created_before"):
+            queryset = queryset.filter(created_at__lt=before)
+        for name, value in params.items():
+            match = _DATA_KEY_RE.match(name)
+            if match is None:
+                continue
+            lookup = f"data__{match.group(1)}"
+            value = str(value)
+            condition = Q(**{lookup: value})
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = value
+            if parsed != value:
+                condition |= Q(**{lookup: parsed})
+            queryset = queryset.filter(condition)
+        ordering = params.get("ordering", "-created_at")
+        if ordering not in self._ORDERINGS:
+            raise ValidationError({"ordering": [f"Must be one of {', '.join(sorted(self._ORDERINGS))}."]})
+        return queryset.order_by(ordering, "-id")
+
+    def perform_create(self, serializer: serializers.BaseSerializer[Record]) -> None:
+        serializer.instance = services.record_create(
+            org=self.org,
+            actor=_actor(self.request),
+            datatype=self.kwargs["datatype"],
+            data=serializer.validated_data["data"],
+        )
+
+    def perform_update(self, serializer: serializers.BaseSerializer[Record]) -> None:
+        record = serializer.instance
+        assert record is not None
+        data = serializer.validated_data.get("data", record.data)
+        if serializer.partial:
+            data = {**record.data, **data}
+        serializer.instance = services.record_update(record=record, actor=_actor(self.request), data=data)
+
+    def perform_destroy(self, instance: Record) -> None:
+        services.record_delete(record=instance, actor=_actor(self.request))
+
+    @extend_schema(request=None, responses=RecordSerializer)
+    @action(detail=True, methods=["post"])
+    def publish(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        record = services.record_publish(record=self.get_object(), actor=_actor(request))
+        return Response(self.get_serializer(record).data)
+
+    @extend_schema(request=None, responses=RecordSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        record = services.record_approve(record=self.get_object(), actor=_actor(request))
+        return Response(self.get_serializer(record).data)
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
+    """Users of the caller's org. Creating one with an email that already has an account adds
+    that account to the org. Deleting removes the user from the org (and the account, once it
+    belongs to no org)."""
+
+    serializer_class = UserSerializer
+    queryset = User.objects.all()
+    org_field = "memberships__org"
+    permission_classes = (permissions.IsAuthenticated, IsOrgAdminOrReadOnly)
+    lookup_value_regex = UUID_RE
+
+    def get_queryset(self) -> QuerySet[User]:
+        queryset = super().get_queryset()
+        if getattr(self, "swagger_fake_view", False):
+            return queryset
+        role = Membership.objects.filter(user=OuterRef("pk"), org=self.org).values("role")[:1]
+        return cast("QuerySet[User]", queryset.annotate(role=Subquery(role)).order_by("email"))
+
+    def perform_create(self, serializer: serializers.BaseSerializer[User]) -> None:
+        data = serializer.validated_data
+        user = services.user_create(
+            org=self.org,
+            actor=_actor(self.request),
+            email=data["email"],
+            role=data.get("role", Role.MEMBER),
+            first_name=data.get("first_name", ""),
+            last_name=data.get("last_name", ""),
+            password=data.get("password"),
+        )
+        user.role = Membership.objects.get(user=user, org=self.org).role  # type: ignore[attr-defined]
+        serializer.instance = user
+
+    def perform_update(self, serializer: serializers.BaseSerializer[User]) -> None:
+        user = serializer.instance
+        assert user is not None
+        data = dict(serializer.validated_data)
+        data.pop("email", None)
+        role = data.pop("role", None) if "role" in self.request.data else None
+        password = data.pop("password", None)
+        if password:
+            raise ValidationError(
+                {"password": ["Passwords are changed by their owner, not through this API."]}
+            )
+        target = self._membership(user)
+        if target.role == Role.OWNER and self.membership.role != Role.OWNER:
+            raise PermissionDenied("Only an owner can change another owner.")
+        user = services.user_update(org=self.org, actor=_actor(self.request), user=user, role=role, **data)
+        user.role = Membership.objects.get(user=user, org=self.org).role  # type: ignore[attr-defined]
+        serializer.instance = user
+
+    def perform_destroy(self, instance: User) -> None:
+        if self._membership(instance).role == Role.OWNER and self.membership.role != Role.OWNER:
+            raise PermissionDenied("Only an owner can remove another owner.")
+        services.user_delete(org=self.org, actor=_actor(self.request), user=instance)
+
+    def _membership(self, user: User) -> Membership:
+        return Membership.objects.get(user=user, org=self.org)
+
+
+# --- orgs --------------------------------------------------------------------------------------
+
+
+class OrgViewSet(viewsets.ModelViewSet[Org]):
+    """The orgs the caller belongs to. Any signed-in user may create an org and becomes its owner;
+    owners and admins update it; only an owner deletes it."""
+
+    serializer_class = OrgSerializer
+    lookup_value_regex = UUID_RE
+
+    def get_queryset(self) -> QuerySet[Org]:
+        if getattr(self, "swagger_fake_view", False):
+            return Org.objects.none()
+        user = _actor(self.request)
+        mine = Membership.objects.filter(org=OuterRef("pk"), user=user).values("role")[:1]
+        return (
+            Org.objects.filter(memberships__user=user).annotate(caller_role=Subquery(mine)).order_by("slug")
+        )
+
+    def _require(self, org: Org, roles: tuple[str, ...], message: str) -> None:
+        if getattr(org, "caller_role", None) not in roles:
+            raise PermissionDenied(message)
+
+    def perform_create(self, serializer: serializers.BaseSerializer[Org]) -> None:
+        data = serializer.validated_data
+        org = services.org_create(actor=_actor(self.request), slug=data["slug"], name=data.get("name", ""))
+        org.caller_role = Role.OWNER  # type: ignore[attr-defined]
+        serializer.instance = org
+
+    def perform_update(self, serializer: serializers.BaseSerializer[Org]) -> None:
+        org = serializer.instance
+        assert org is not None
+        self._require(
+            org, (Role.OWNER, Role.ADMIN), "Only the organization's owners and admins can change it."
+        )
+        role = getattr(org, "caller_role", None)
+        serializer.instance = services.org_update(
+            org=org, actor=_actor(self.request), **serializer.validated_data
+        )
+        serializer.instance.caller_role = role  # type: ignore[attr-defined]
+
+    def perform_destroy(self, instance: Org) -> None:
+        self._require(instance, (Role.OWNER,), "Only an owner can delete the organization.")
+        services.org_delete(org=instance, actor=_actor(self.request))
+
+
+# --- sites -------------------------------------------------------------------------------------
+
+
+class SiteViewSet(OrgScopedMixin, viewsets.ModelViewSet[Site]):
+    """Sites (domains) of the caller's org."""
+
+    serializer_class = SiteSerializer
+    queryset = Site.objects.all()
+    permission_classes = (permissions.IsAuthenticated, IsOrgAdminOrReadOnly)
+    lookup_value_regex = UUID_RE
+
+    def perform_create(self, serializer: serializers.BaseSerializer[Site]) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.site_create(
+            org=self.org, actor=_actor(self.request), domain=data["domain"], name=data.get("name", "")
+        )
+
+    def perform_update(self, serializer: serializers.BaseSerializer[Site]) -> None:
+        site = serializer.instance
+        assert site is not None
+        serializer.instance = services.site_update(
+            site=site, actor=_actor(self.request), **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Site) -> None:
+        services.site_delete(site=instance, actor=_actor(self.request))
+
+
+# --- the event log and catalog -----------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("name", OpenApiTypes.STR),
+            OpenApiParameter("datatype", OpenApiTypes.STR),
+            OpenApiParameter("correlation_id", OpenApiTypes.STR),
+            OpenApiParameter("causation_id", OpenApiTypes.UUID),
+            OpenApiParameter("occurred_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("occurred_before", OpenApiTypes.DATETIME),
+        ]
+    )
+)
+class EventViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet[EventRecord]):
+    """The org's event log, newest first."""
+
+    serializer_class = EventSerializer
+    queryset = EventRecord.objects.all()
+    org_field = "orgid"
+    pagination_class = EventCursorPagination
+    lookup_value_regex = UUID_RE
+
+    def get_queryset(self) -> QuerySet[EventRecord]:
+        queryset = super().get_queryset()
+        if self.action != "list":
+            return queryset
+        params = self.request.query_params
+        for field in ("name", "datatype", "correlation_id"):
+            if value := params.get(field):
+                queryset = queryset.filter(**{field: value})
+        if causation := params.get("causation_id"):
+            if not re.fullmatch(UUID_RE, causation):
+                raise ValidationError({"causation_id": ["Must be a UUID."]})
+            queryset = queryset.filter(causation_id=causation)
+        if after := _datetime_param(self.request, "occurred_after"):
+            queryset = queryset.filter(occurred_at__gte=after)
+        if before := _datetime_param(self.request, "occurred_before"):
+            queryset = queryset.filter(occurred_at__lt=before)
+        return queryset
+
+    @extend_schema(responses=EventCatalogEntrySerializer(many=True))
+    @action(detail=False, pagination_class=None)
+    def catalog(self, request: Request) -> Response:
+        """Every declared event: name, owning app, description and payload JSON schema."""
+        entries = [
+            {
+                "name": spec.name,
+                "app": spec.app,
+                "description": spec.description,
+                "payload_schema": spec.payload_schema(),
+            }
+            for spec in registry.all_events()
+        ]
+        return Response(EventCatalogEntrySerializer(entries, many=True).data)

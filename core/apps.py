@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    name = "core"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Declarations first (system events, then every app's events.py), then listeners
+        # (every app's handlers.py and EVENT_HANDLER_MODULES), so @on_event finds its event.
+        from importlib import import_module
+
+        from django.conf import settings
+        from django.utils.module_loading import autodiscover_modules
+
+        import_module("core.events.system")
+        autodiscover_modules("events")
+        autodiscover_modules("handlers")
+        for module in settings.EVENT_HANDLER_MODULES:
+            import_module(module)

@@ -1,0 +1,21 @@
+"""Events: the registry of declared events, the bus (emit / on_event) and the durable outbox.
+
+Import the public API from here:
+
+    from core.events import SystemEvents, emit, aemit, on_event, declare, Envelope
+"""
+
+from core.events.bus import Envelope, aemit, emit, on_event
+from core.events.names import SystemEvents
+from core.events.registry import EventSpec, UndeclaredEventError, declare
+
+__all__ = [
+    "Envelope",
+    "EventSpec",
+    "SystemEvents",
+    "UndeclaredEventError",
+    "aemit",
+    "declare",
+    "emit",
+    "on_event",
+]

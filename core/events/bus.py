@@ -1,0 +1,229 @@
+"""The event bus: `emit`/`aemit` and the `@on_event` listener decorator.
+
+In-process listeners (no queue) are Django signal receivers on the event's own signal:
+they run during `emit`, sync ones in order of registration, then async ones concurrently,
+and `emit` returns their results. A listener that raises propagates out of `emit`:
+listeners after it don't run, and since the repository emits inside its transaction,
+the write and its EventRecord roll back with it. Work that may fail independently of
+the write belongs on a queue.
+
+Queued listeners (queue=...) run on a Celery worker after commit, at least once, each
+behind a per-(event, listener) receipt (see `core.events.outbox`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.db.models import Model
+from pydantic import BaseModel as PayloadModel
+
+from core.events import context, registry
+from core.events.registry import EventSpec
+from sync.queues import Queue
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# What a datatype-filtered receiver returns for an event of another datatype; dropped from results.
+_SKIPPED = object()
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One event. In process, `record` is the model instance; on a worker it is None and
+    `record_label`/`record_pk` name it (`data` holds the JSON snapshot either way)."""
+
+    id: uuid.UUID
+    name: str
+    orgid: uuid.UUID
+    datatype: str
+    data: dict[str, Any]
+    actor: uuid.UUID | None
+    correlation_id: str
+    causation_id: uuid.UUID | None
+    occurred_at: datetime
+    record_label: str = ""
+    record_pk: str = ""
+    record: Model | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedListener:
+    key: str
+    func: Callable[[Envelope], Any]
+    datatype: str | None
+    queue: Queue
+
+
+_queued: dict[str, list[QueuedListener]] = {}
+_queued_by_key: dict[str, QueuedListener] = {}
+
+
+def on_event(name: str, *, datatype: str | None = None, queue: Queue | str | None = None) -> Callable[[F], F]:
+    """Register a listener for a declared event, optionally only for one datatype.
+
+    The listener takes the Envelope. Without a queue it runs in process during emit;
+    with one it runs on a worker consuming that queue and must be idempotent in its
+    external effects (its database effects commit together with its receipt).
+    """
+    spec = registry.get(name)
+
+    def decorator(func: F) -> F:
+        key = f"{func.__module__}.{func.__qualname__}"
+        if queue is None:
+            spec.signal.connect(_receiver(func, datatype), weak=False, dispatch_uid=key)
+        else:
+            listener = QueuedListener(key=key, func=func, datatype=datatype, queue=Queue(queue))
+            if key not in _queued_by_key:
+                _queued.setdefault(spec.name, []).append(listener)
+            _queued_by_key[key] = listener
+        return func
+
+    return decorator
+
+
+def _receiver(func: Callable[[Envelope], Any], datatype: str | None) -> Callable[..., Any]:
+    if iscoroutinefunction(func):
+
+        async def async_receiver(signal: Any, sender: Any, envelope: Envelope, **kwargs: Any) -> Any:
+            if datatype is not None and envelope.datatype != datatype:
+                return _SKIPPED
+            return await func(envelope)
+
+        return async_receiver
+
+    if datatype is None:
+        return lambda signal, sender, envelope, **kwargs: func(envelope)
+
+    def filtered_receiver(signal: Any, sender: Any, envelope: Envelope, **kwargs: Any) -> Any:
+        return func(envelope) if envelope.datatype == datatype else _SKIPPED
+
+    return filtered_receiver
+
+
+def queued_listeners(name: str, datatype: str) -> list[QueuedListener]:
+    return [
+        listener
+        for listener in _queued.get(name, ())
+        if listener.datatype is None or listener.datatype == datatype
+    ]
+
+
+def queued_listener(key: str) -> QueuedListener | None:
+    return _queued_by_key.get(key)
+
+
+def build_envelope(
+    spec: EventSpec,
+    *,
+    org: Any,
+    data: dict[str, Any] | PayloadModel | None,
+    record: Model | None,
+    datatype: str | None,
+    actor: Any,
+    correlation_id: str | None,
+    causation_id: uuid.UUID | None,
+    validate: bool = True,
+) -> Envelope:
+    if isinstance(data, PayloadModel):
+        payload = data.model_dump(mode="json")
+    elif validate:
+        payload = spec.payload.model_validate(data or {}).model_dump(mode="json")
+    else:
+        payload = data or {}
+    if datatype is None:
+        datatype = getattr(record, "datatype", "") if record is not None else ""
+    return Envelope(
+        id=uuid.uuid4(),
+        name=spec.name,
+        orgid=org if isinstance(org, uuid.UUID) else org.pk,
+        datatype=datatype,
+        data=payload,
+        actor=None if actor is None else (actor if isinstance(actor, uuid.UUID) else actor.pk),
+        correlation_id=correlation_id or context.current_correlation_id(),
+        causation_id=causation_id or context.causation_id.get(),
+        occurred_at=datetime.now(UTC),
+        record_label=record._meta.label_lower if record is not None else "",
+        record_pk=str(record.pk) if record is not None else "",
+        record=record,
+    )
+
+
+def emit(
+    name: str,
+    *,
+    org: Any,
+    data: dict[str, Any] | PayloadModel | None = None,
+    record: Model | None = None,
+    datatype: str | None = None,
+    actor: Any = None,
+    correlation_id: str | None = None,
+    causation_id: uuid.UUID | None = None,
+    persist: bool = True,
+    validate: bool = True,
+) -> list[Any]:
+    """Emit a declared event and return the in-process listeners' results.
+
+    `org` is an Org or its id; `data` is the payload (validated against the declared
+    payload model unless `validate=False`, which the repository uses for snapshots it
+    builds itself). With `persist` (the default) the EventRecord is written in the
+    current transaction and queued listeners are dispatched after commit; `persist=False`
+    is for purely in-process notifications and reaches no queued listener.
+    """
+    spec = registry.get(name)
+    envelope = build_envelope(
+        spec,
+        org=org,
+        data=data,
+        record=record,
+        datatype=datatype,
+        actor=actor,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        validate=validate,
+    )
+    if persist:
+        from core.events import outbox
+
+        outbox.write(envelope)
+    responses = spec.signal.send(sender=spec.name, envelope=envelope)
+    return [response for _, response in responses if response is not _SKIPPED]
+
+
+async def aemit(
+    name: str,
+    *,
+    org: Any,
+    data: dict[str, Any] | PayloadModel | None = None,
+    record: Model | None = None,
+    datatype: str | None = None,
+    actor: Any = None,
+    correlation_id: str | None = None,
+    causation_id: uuid.UUID | None = None,
+    persist: bool = True,
+    validate: bool = True,
+) -> list[Any]:
+    """`emit` for async code: sync listeners run in a thread, async ones on this loop."""
+    spec = registry.get(name)
+    envelope = build_envelope(
+        spec,
+        org=org,
+        data=data,
+        record=record,
+        datatype=datatype,
+        actor=actor,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        validate=validate,
+    )
+    if persist:
+        from core.events import outbox
+
+        await sync_to_async(outbox.write)(envelope)
+    responses = await spec.signal.asend(sender=spec.name, envelope=envelope)
+    return [response for _, response in responses if response is not _SKIPPED]

@@ -1,0 +1,51 @@
+"""The durable outbox: one EventRecord per emit, written in the transaction of the change."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class EventRecord(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, db_index=True)
+    # Plain ids, not foreign keys: the log outlives the org, record and user it describes.
+    orgid = models.UUIDField(db_index=True)
+    datatype = models.CharField(max_length=64, blank=True, db_index=True)
+    record_label = models.CharField(max_length=100, blank=True)
+    record_pk = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict)
+    actor = models.UUIDField(null=True, blank=True)
+    correlation_id = models.CharField(max_length=128, db_index=True)
+    causation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    # Set once the record is handed to the broker; the sweeper re-publishes rows left null.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-occurred_at",)
+        indexes = [
+            models.Index(fields=["orgid", "-occurred_at"], name="event_org_occurred"),
+            models.Index(
+                fields=["occurred_at"], name="event_undispatched", condition=Q(dispatched_at__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.id}"
+
+
+class ListenerReceipt(models.Model):
+    """Proof that a queued listener ran for an event: written in the listener's transaction."""
+
+    event_id = models.UUIDField()
+    listener = models.CharField(max_length=200)
+    completed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event_id", "listener"], name="receipt_event_listener_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.listener} ran for {self.event_id}"
