@@ -155,6 +155,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
+    # A producer whose broker is down gives up after one quick retry instead of kombu's
+    # default ~6 s of attempts: a request publishing after commit answers promptly and the
+    # outbox sweeper publishes later. (The worker's consumer reconnects on its own loop.)
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -1,0 +1,190 @@
+"""Real processes for queue tests: a private Redis, and Celery workers against the test database.
+
+Eager mode hides the bugs we care about, so queue behaviour is tested with a real worker
+on a real broker. The worker runs as a subprocess with the test database's URL and the
+test listeners module, and is stopped (or killed) by the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from config.celery_app import app
+from config.embedded import EmbeddedRedis
+from sync.queues import Queue
+
+ROOT = Path(settings.BASE_DIR)
+TEST_LISTENERS = "tests.listeners"
+
+
+def database_url() -> str:
+    """The URL of the database the tests run against (the test database, not the dev one)."""
+    conf = connection.settings_dict
+    if conf["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{conf['NAME']}"
+    user = conf.get("USER") or "postgres"
+    password = f":{conf['PASSWORD']}" if conf.get("PASSWORD") else ""
+    host = conf.get("HOST") or "127.0.0.1"
+    port = conf.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{conf['NAME']}"
+
+
+def kombu_url(redis_url: str) -> str:
+    return (
+        "redis+socket://" + redis_url.removeprefix("unix://")
+        if redis_url.startswith("unix://")
+        else redis_url
+    )
+
+
+class PrivateRedis(EmbeddedRedis):
+    """A Redis of the test's own, which the test may stop and start again on the same socket."""
+
+    def __init__(self) -> None:
+        workdir = Path(tempfile.mkdtemp(prefix="redis-", dir="/tmp"))
+        super().__init__(workdir / "redis.sock", workdir)
+
+    def stop_server(self) -> None:
+        """Stop the server as an outage would: clients find the socket gone."""
+        self.stop()
+
+
+def use_broker(redis_url: str) -> None:
+    """Point this process's Celery app at another broker (closing pooled connections)."""
+    app.conf.broker_url = kombu_url(redis_url)
+    app.conf.broker_write_url = None
+    app.conf.broker_read_url = None
+    # Celery's own after-fork reset: forget the pooled connections to the old broker.
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._after_fork()
+
+
+def purge(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for queue in Queue:
+        client.delete(queue.value)
+
+
+def process_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a platform process working against the test database and this broker."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": redis_url,
+        "EVENT_HANDLER_MODULES": TEST_LISTENERS,
+        "LISTENER_RETRY_BACKOFF": "0.2",
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+class _Process:
+    """A platform subprocess in its own session, logging to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+        self.log = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir="/tmp")[1])
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class Worker(_Process):
+    """`celery worker` on every queue."""
+
+    def __init__(
+        self, redis_url: str, *, concurrency: int = 2, extra_env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            [
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                ",".join(q.value for q in Queue),
+                "--concurrency",
+                str(concurrency),
+                "-l",
+                "info",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ],
+            process_env(redis_url, **(extra_env or {})),
+            "worker",
+        )
+
+    def wait_ready(self, timeout: float = 60) -> Worker:
+        wait_for(
+            lambda: "ready." in self.output(), timeout=timeout, what=f"worker ready; log:\n{self.output()}"
+        )
+        return self
+
+
+class Beat(_Process):
+    """`celery beat` with the database scheduler, as `make run` starts it."""
+
+    def __init__(self, redis_url: str, **extra_env: str) -> None:
+        schedule = tempfile.mkstemp(prefix="beat-", dir="/tmp")[1]
+        super().__init__(
+            [
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "-l",
+                "info",
+                "-S",
+                "django_celery_beat.schedulers:DatabaseScheduler",
+                "--schedule",
+                schedule,
+            ],
+            process_env(redis_url, **extra_env),
+            "beat",
+        )
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.1, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
