@@ -1,9 +1,10 @@
 """Run the whole system in the foreground: web (ASGI), a worker on every queue, and beat.
 
 With REDIS_URL unset it first starts the embedded Redis, which every child reaches on the
-socket the settings derive from the project directory. One Ctrl-C stops everything:
-the children get the terminal's SIGINT and shut down warm; Redis, in its own session,
-is stopped last.
+socket the settings derive from the project directory. One Ctrl-C (or SIGTERM) stops
+everything: each child, in a session of its own so the terminal's signal reaches only us,
+gets exactly one SIGTERM (a second signal would turn Celery's warm shutdown cold), and
+Redis is stopped last.
 """
 
 from __future__ import annotations
@@ -75,10 +76,11 @@ class Command(BaseCommand):
         children: dict[str, subprocess.Popen[bytes]] = {}
         # A supervisor stopping us with SIGTERM gets the same clean shutdown as Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGHUP, _interrupt)
         code = 0
         try:
             for name, command in commands.items():
-                children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR)
+                children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
             self.stdout.write(f"web:    http://{host}:{port}/  (admin /admin/, docs /api/docs/)")
             while True:
                 for name, child in children.items():
@@ -99,7 +101,7 @@ class Command(BaseCommand):
     def _stop(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
         for child in children.values():
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.terminate()
         deadline = time.monotonic() + 20
         for child in children.values():
             try:
