@@ -32,27 +32,28 @@ def record_delete(*, record: Record, actor: User | None) -> None:
 
 
 def record_publish(*, record: Record, actor: User | None) -> Record:
-    if record.status != RecordStatus.DRAFT:
-        raise Conflict(f"Only a draft can be published; this record is {record.status}.")
-    return repository.update(
-        record,
-        org=record.org,
-        actor=actor,
-        event=SystemEvents.COLLECTION_PUBLISH,
-        status=RecordStatus.PUBLISHED,
+    return _transition(
+        record, actor, RecordStatus.DRAFT, RecordStatus.PUBLISHED, SystemEvents.COLLECTION_PUBLISH
     )
 
 
 def record_approve(*, record: Record, actor: User | None) -> Record:
-    if record.status != RecordStatus.PUBLISHED:
-        raise Conflict(f"Only a published record can be approved; this record is {record.status}.")
-    return repository.update(
-        record,
-        org=record.org,
-        actor=actor,
-        event=SystemEvents.COLLECTION_APPROVE,
-        status=RecordStatus.APPROVED,
+    return _transition(
+        record, actor, RecordStatus.PUBLISHED, RecordStatus.APPROVED, SystemEvents.COLLECTION_APPROVE
     )
+
+
+_WHAT: dict[str, str] = {RecordStatus.DRAFT: "a draft", RecordStatus.PUBLISHED: "a published record"}
+
+
+def _transition(record: Record, actor: User | None, source: str, target: str, event: SystemEvents) -> Record:
+    # The row is locked while its status is checked, so of two concurrent publishes one
+    # wins and the other is a 409 (on SQLite the IMMEDIATE transaction serializes them).
+    with transaction.atomic():
+        record = Record.objects.select_for_update().select_related("org").get(pk=record.pk)
+        if record.status != source:
+            raise Conflict(f"Only {_WHAT[source]} can be {target}; this record is {record.status}.")
+        return repository.update(record, org=record.org, actor=actor, event=event, status=target)
 
 
 # --- orgs ----------------------------------------------------------------------------------

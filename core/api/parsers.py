@@ -1,12 +1,21 @@
-"""A JSON parser that enforces the body size limit (DRF reads the stream, bypassing Django's check)."""
+"""A JSON parser that enforces the body size limit and a nesting limit.
+
+DRF reads the stream itself, bypassing Django's size check when there is no Content-Length;
+and a deeply nested body would otherwise blow Python's recursion limit (a 500) in the
+decoder or, later, in the encoder.
+"""
+
+from __future__ import annotations
 
 import io
 from typing import Any
 
 from django.conf import settings
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from core.api.exceptions import PayloadTooLarge
+from core.api.nesting import MAX_JSON_DEPTH, json_depth
 
 
 class LimitedJSONParser(JSONParser):
@@ -15,4 +24,11 @@ class LimitedJSONParser(JSONParser):
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+        too_deep = ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.")
+        try:
+            parsed = super().parse(io.BytesIO(body), media_type, parser_context)
+        except RecursionError:
+            raise too_deep from None
+        if json_depth(parsed) > MAX_JSON_DEPTH:
+            raise too_deep
+        return parsed

@@ -4,23 +4,47 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import JSONField
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.nesting import MAX_JSON_DEPTH, json_depth
 from core.models import EventRecord, Org, Record, Role, Site, User
 from core.models.tenancy import DOMAIN_VALIDATOR, SLUG_VALIDATOR
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JSONObjectField(serializers.JSONField):
+    """A JSON object, from a JSON body or a form field's JSON text, nested at most MAX_JSON_DEPTH."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        too_deep = serializers.ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
+        try:
+            value = super().to_internal_value(data)
+        except RecursionError:  # form input is decoded here, not by our JSON parser
+            raise too_deep from None
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise too_deep
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
 class RecordSerializer(serializers.ModelSerializer[Record]):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        JSONField: JSONObjectField,
+    }
+
     class Meta:
         model = Record
         fields = ("id", "datatype", "data", "status", "created_at", "updated_at", "created_by")
         read_only_fields = ("id", "datatype", "status", "created_at", "updated_at", "created_by")
-        extra_kwargs: dict[str, Any] = {"data": {"help_text": "The record's content: a JSON object."}}
-
-    def validate_data(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return value
+        # Required on create and on PUT (which replaces it); PATCH may leave it out.
+        extra_kwargs: dict[str, Any] = {
+            "data": {"required": True, "help_text": "The record's content: a JSON object."}
+        }
 
 
 class OrgSerializer(serializers.ModelSerializer[Org]):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -37,6 +38,7 @@ _DATA_KEY_RE = re.compile(r"^data\.([A-Za-z0-9_]{1,64})$")
 
 
 def _datetime_param(request: Request, name: str) -> datetime | None:
+    """An ISO 8601 date-time query parameter, as aware UTC (a value without an offset is UTC)."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
@@ -46,7 +48,27 @@ def _datetime_param(request: Request, name: str) -> datetime | None:
         value = None
     if value is None:
         raise ValidationError({name: [f"Not an ISO 8601 date-time: {raw!r}."]})
-    return value
+    if timezone.is_naive(value):
+        return value.replace(tzinfo=UTC)
+    try:
+        # 9999-12-31T23:00-05:00 parses but has no UTC: an error here, not a 500 in the database layer.
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError({name: [f"Out of range in UTC: {raw!r}."]}) from None
+
+
+def _data_condition(lookup: str, raw: str) -> Q:
+    """Match `raw` as a string and, when it spells a JSON value (30, true, null), as that value."""
+    condition = Q(**{lookup: raw})
+    try:
+        parsed = json.loads(raw)
+        # NaN and Infinity parse, but no database takes them as JSON; too deep fails in the encoder.
+        json.dumps(parsed, allow_nan=False)
+    except (ValueError, RecursionError):
+        return condition
+    if parsed != raw:
+        condition |= Q(**{lookup: parsed})
+    return condition
 
 
 def _actor(request: Request) -> User:
@@ -101,16 +123,7 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
             match = _DATA_KEY_RE.match(name)
             if match is None:
                 continue
-            lookup = f"data__{match.group(1)}"
-            value = str(value)
-            condition = Q(**{lookup: value})
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                parsed = value
-            if parsed != value:
-                condition |= Q(**{lookup: parsed})
-            queryset = queryset.filter(condition)
+            queryset = queryset.filter(_data_condition(f"data__{match.group(1)}", str(value)))
         ordering = params.get("ordering", "-created_at")
         if ordering not in self._ORDERINGS:
             raise ValidationError({"ordering": [f"Must be one of {', '.join(sorted(self._ORDERINGS))}."]})
@@ -188,7 +201,9 @@ class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
         assert user is not None
         data = dict(serializer.validated_data)
         data.pop("email", None)
-        role = data.pop("role", None) if "role" in self.request.data else None
+        role = data.pop("role", None)
+        if "role" not in self.request.data:
+            role = None  # a PUT without a role gets the serializer's default: it changes nothing
         password = data.pop("password", None)
         if password:
             raise ValidationError(
