@@ -30,16 +30,14 @@ import argparse  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import signal  # noqa: E402
 import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench import _common  # noqa: E402
+from tests.processes import Process  # noqa: E402
 
 TARGET_RATIO = 0.8
 DATATYPE = "bench"
@@ -67,12 +65,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Server:
+class Server(Process):
     """uvicorn running the product's ASGI application (via bench.asgi), one process."""
 
     def __init__(self, database_url: str) -> None:
         self.port = free_port()
-        self.log = Path(tempfile.mkstemp(prefix="bench-uvicorn-", suffix=".log", dir="/tmp")[1])
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -80,26 +77,8 @@ class Server:
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(_common.ROOT),
         }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=_common.ROOT,
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        args = ["uvicorn", "bench.asgi:application", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__([*args, "--no-access-log", "--log-level", "warning"], env, "bench-uvicorn")
 
     def wait_ready(self, headers: dict[str, str], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -121,17 +100,8 @@ class Server:
                 time.sleep(0.1)
         raise SystemExit(f"bench server not ready within {timeout}s:\n{self.output()}")
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        super().stop()
         self.log.unlink(missing_ok=True)
 
 

@@ -8,23 +8,20 @@ test listeners module, and is stopped (or killed) by the test.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
 
+from config import processes
 from config.celery_app import app
 from config.embedded import EmbeddedRedis
 from sync.queues import Queue
+from tests.processes import Process
 
-ROOT = Path(settings.BASE_DIR)
 TEST_LISTENERS = "tests.listeners"
 
 
@@ -92,57 +89,16 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-class _Process:
-    """A platform subprocess in its own session, logging to a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
-        self.log = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir="/tmp")[1])
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-class Worker(_Process):
-    """`celery worker` on every queue."""
+class Worker(Process):
+    """`celery worker` on every queue, as `make run` starts it."""
 
     def __init__(
         self, redis_url: str, *, concurrency: int = 2, extra_env: dict[str, str] | None = None
     ) -> None:
+        name = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
+        quiet = ["--without-heartbeat", "--without-gossip", "--without-mingle", "-n", name]
         super().__init__(
-            [
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                ",".join(q.value for q in Queue),
-                "--concurrency",
-                str(concurrency),
-                "-l",
-                "info",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-            ],
+            processes.worker(concurrency=concurrency, extra=quiet),
             process_env(redis_url, **(extra_env or {})),
             "worker",
         )
@@ -154,27 +110,12 @@ class Worker(_Process):
         return self
 
 
-class Beat(_Process):
+class Beat(Process):
     """`celery beat` with the database scheduler, as `make run` starts it."""
 
     def __init__(self, redis_url: str, **extra_env: str) -> None:
         schedule = tempfile.mkstemp(prefix="beat-", dir="/tmp")[1]
-        super().__init__(
-            [
-                "celery",
-                "-A",
-                "config",
-                "beat",
-                "-l",
-                "info",
-                "-S",
-                "django_celery_beat.schedulers:DatabaseScheduler",
-                "--schedule",
-                schedule,
-            ],
-            process_env(redis_url, **extra_env),
-            "beat",
-        )
+        super().__init__(processes.beat(schedule_file=schedule), process_env(redis_url, **extra_env), "beat")
 
 
 def wait_for(

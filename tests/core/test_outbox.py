@@ -22,6 +22,7 @@ from core.events import outbox
 from core.models import EventRecord, ListenerReceipt, Record
 from sync.queues import Queue
 from tests import listeners, live
+from tests.processes import ROOT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -194,7 +195,7 @@ def test_an_event_whose_publisher_died_after_commit_is_delivered_by_the_sweeper(
     env = live.process_env(private_broker.url)
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", CRASH_AFTER_COMMIT],
-        cwd=live.ROOT,
+        cwd=ROOT,
         env=env,
         check=True,
         timeout=60,

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from core.models import ApiToken, EventRecord
 from tests import listeners, live
+from tests.processes import ROOT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +36,7 @@ def test_serve_runs_the_whole_system_and_stops_cleanly_on_one_signal(owner, tmp_
         env.pop("REDIS_URL")
     serve = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
-        cwd=live.ROOT,
+        cwd=ROOT,
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

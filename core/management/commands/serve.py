@@ -19,8 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from config import processes
 from config.embedded import EmbeddedRedis, socket_path
-from sync.queues import Queue
 
 
 class Command(BaseCommand):
@@ -41,37 +41,10 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write("redis:  REDIS_URL")
-        python = sys.executable
         commands = {
-            "web": [python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port)],
-            "worker": [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-l",
-                "info",
-                "-Q",
-                ",".join(q.value for q in Queue),
-                "--concurrency",
-                str(concurrency),
-            ],
-            "beat": [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "beat",
-                "-l",
-                "info",
-                "-S",
-                "django_celery_beat.schedulers:DatabaseScheduler",
-                "--schedule",
-                str(settings.VAR_DIR / "celerybeat-schedule"),
-            ],
+            "web": processes.web(host=host, port=port),
+            "worker": processes.worker(concurrency=concurrency),
+            "beat": processes.beat(schedule_file=str(settings.VAR_DIR / "celerybeat-schedule")),
         }
         children: dict[str, subprocess.Popen[bytes]] = {}
         # A supervisor stopping us with SIGTERM gets the same clean shutdown as Ctrl-C.
@@ -80,7 +53,9 @@ class Command(BaseCommand):
         code = 0
         try:
             for name, command in commands.items():
-                children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
+                children[name] = subprocess.Popen(
+                    [sys.executable, "-m", *command], cwd=settings.BASE_DIR, start_new_session=True
+                )
             self.stdout.write(f"web:    http://{host}:{port}/  (admin /admin/, docs /api/docs/)")
             while True:
                 for name, child in children.items():

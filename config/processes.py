@@ -1,0 +1,27 @@
+"""The process types (as in the Procfile): one definition of each command line, used by
+`manage.py serve` and by the tests and benchmarks that start real processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sync.queues import Queue
+
+BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+
+def web(*, host: str, port: int) -> list[str]:
+    return ["uvicorn", "config.asgi:application", "--host", host, "--port", str(port)]
+
+
+def worker(
+    *, concurrency: int, queues: Iterable[Queue] = tuple(Queue), extra: Iterable[str] = ()
+) -> list[str]:
+    return [
+        "celery", "-A", "config", "worker", "-l", "info",
+        "-Q", ",".join(q.value for q in queues), "--concurrency", str(concurrency), *extra,
+    ]  # fmt: skip
+
+
+def beat(*, schedule_file: str) -> list[str]:
+    return ["celery", "-A", "config", "beat", "-l", "info", "-S", BEAT_SCHEDULER, "--schedule", schedule_file]
