@@ -22,8 +22,12 @@ class OrgScopedMixin:
     # The lookup from the view's model to the org's id.
     org_field = "org"
 
+    # Actions that describe the platform rather than an org (the event catalog) need no membership.
+    org_free_actions: frozenset[str] = frozenset()
+
     def check_permissions(self, request: Request) -> None:
-        if request.user and request.user.is_authenticated:
+        action = getattr(self, "action", None)
+        if request.user and request.user.is_authenticated and action not in self.org_free_actions:
             membership = resolve_membership(request)
             request.membership = membership  # type: ignore[attr-defined]
             request.org = membership.org  # type: ignore[attr-defined]

@@ -212,6 +212,12 @@ class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
         target = self._membership(user)
         if target.role == Role.OWNER and self.membership.role != Role.OWNER:
             raise PermissionDenied("Only an owner can change another owner.")
+        renamed = any(getattr(user, field) != value for field, value in data.items())
+        if renamed and user != self.request.user and user.memberships.exclude(org=self.org).exists():
+            # An account shared with other orgs is not this org's to rename.
+            raise PermissionDenied(
+                "This account also belongs to other organizations; only its user can rename it."
+            )
         user = services.user_update(org=self.org, actor=_actor(self.request), user=user, role=role, **data)
         user.role = Membership.objects.get(user=user, org=self.org).role  # type: ignore[attr-defined]
         serializer.instance = user
@@ -320,6 +326,7 @@ class EventViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet[EventRecord]):
     serializer_class = EventSerializer
     queryset = EventRecord.objects.all()
     org_field = "orgid"
+    org_free_actions = frozenset({"catalog"})
     pagination_class = EventCursorPagination
     lookup_value_regex = UUID_RE
 

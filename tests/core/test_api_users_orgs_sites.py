@@ -370,3 +370,30 @@ def test_it_lists_in_as_many_queries_for_ten_items_as_for_one(owner, path):
         GROW[path](owner, n)
 
     assert queries() == few
+
+
+def test_an_admin_cannot_rename_an_account_that_also_belongs_to_another_org(owner, admin, outsider):
+    from core import services
+    from core.models import Role
+
+    shared = services.user_create(org=owner.org, actor=None, email="shared@example.com", role=Role.MEMBER)
+    services.user_create(org=outsider.org, actor=None, email="shared@example.com", role=Role.MEMBER)
+
+    renamed = admin.client.patch(f"/users/{shared.pk}/", {"first_name": "Mallory"}, format="json")
+    assert renamed.status_code == 403
+    assert "other organizations" in renamed.data["detail"]
+    shared.refresh_from_db()
+    assert shared.first_name == ""
+    # Its role in this org is still this org's business.
+    assert admin.client.patch(f"/users/{shared.pk}/", {"role": "admin"}, format="json").status_code == 200
+
+
+def test_the_event_catalog_needs_no_membership(db):
+    from core.models import ApiToken, User
+    from tests.factories import client_for
+
+    loner = User.objects.create_user("loner@example.com")
+    _, key = ApiToken.issue(loner)
+    client = client_for(key)
+    assert client.get("/events/catalog/").status_code == 200
+    assert client.get("/events/").status_code == 403
