@@ -18,10 +18,16 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
 app.conf.task_default_queue = Queue.ONEOFF.value
-# Routes by task name prefix; a listener's own queue is chosen per call (see core.events.outbox).
-app.conf.task_routes = {
-    "core.events.*": {"queue": Queue.EVENTS.value},
-}
+
+
+def route_by_consumer(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
+    """A consumer's queue is part of its contract (`@consumer(Queue.X, ...)`); a queue named
+    at the call (a listener's own queue, a replay) still wins."""
+    queue = getattr(task, "consumer_queue", None)
+    return {"queue": queue.value} if queue is not None else None
+
+
+app.conf.task_routes = (route_by_consumer,)
 
 # Periodic tasks, declared here in code; beat's DatabaseScheduler (django-celery-beat) writes
 # them into its tables when it starts, where the admin shows them.
@@ -29,7 +35,14 @@ app.conf.beat_schedule = {
     "outbox-sweeper": {
         "task": "core.events.sweep_outbox",
         "schedule": settings.OUTBOX_SWEEP_INTERVAL_SECONDS,
-        "options": {"queue": Queue.EVENTS.value, "expires": 30},
+        "kwargs": {"org_id": None},
+        "options": {"expires": 30},
+    },
+    "scheduled-jobs-releaser": {
+        "task": "sync.release_scheduled_jobs",
+        "schedule": settings.SCHEDULED_JOBS_INTERVAL_SECONDS,
+        "kwargs": {"org_id": None},
+        "options": {"expires": 30},
     },
 }
 

@@ -155,7 +155,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Longer than any task's hard time limit, so acks_late never re-delivers a running job.
-    "visibility_timeout": 3600,
+    "visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT", default=3600),
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
     # A producer whose broker is down gives up after one quick retry instead of kombu's
@@ -177,9 +177,15 @@ CELERY_TIMEZONE = "UTC"
 OUTBOX_SWEEP_AFTER_SECONDS = env.float("OUTBOX_SWEEP_AFTER_SECONDS", default=5.0)
 OUTBOX_SWEEP_INTERVAL_SECONDS = env.float("OUTBOX_SWEEP_INTERVAL_SECONDS", default=5.0)
 OUTBOX_SWEEP_BATCH = env.int("OUTBOX_SWEEP_BATCH", default=500)
-# Retries of a failing queued listener: attempt n waits LISTENER_RETRY_BACKOFF * 2**n seconds.
-LISTENER_MAX_RETRIES = env.int("LISTENER_MAX_RETRIES", default=5)
-LISTENER_RETRY_BACKOFF = env.float("LISTENER_RETRY_BACKOFF", default=1.0)
+
+# --- Jobs (sync/consumers.py) -------------------------------------------------------------
+
+# Multiplies every consumer's retry backoff: operators (and tests) shorten the schedule here.
+JOB_RETRY_SCALE = env.float("JOB_RETRY_SCALE", default=1.0)
+# Waits up to this long ride Celery's countdown; longer ones become ScheduledJob rows.
+JOB_MAX_COUNTDOWN_SECONDS = env.float("JOB_MAX_COUNTDOWN_SECONDS", default=5.0)
+SCHEDULED_JOBS_INTERVAL_SECONDS = env.float("SCHEDULED_JOBS_INTERVAL_SECONDS", default=1.0)
+SCHEDULED_JOBS_BATCH = env.int("SCHEDULED_JOBS_BATCH", default=500)
 # Extra modules holding @on_event listeners, besides every app's handlers.py.
 EVENT_HANDLER_MODULES = env.list("EVENT_HANDLER_MODULES", default=[])
 

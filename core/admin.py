@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpRequest
 
-from core.models import ApiToken, EventRecord, ListenerReceipt, Membership, Org, Record, Site, User
+from core.models import ApiToken, EventRecord, Membership, Org, Record, Site, User
 
 
 class MembershipInline(admin.TabularInline[Membership, Any]):
@@ -88,9 +88,3 @@ class EventRecordAdmin(ReadOnlyAdmin):
     list_filter = ("name", "datatype", ("occurred_at", admin.DateFieldListFilter))
     search_fields = ("id", "correlation_id", "record_pk", "orgid")
     date_hierarchy = "occurred_at"
-
-
-@admin.register(ListenerReceipt)
-class ListenerReceiptAdmin(ReadOnlyAdmin):
-    list_display = ("completed_at", "listener", "event_id")
-    search_fields = ("event_id", "listener")

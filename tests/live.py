@@ -83,7 +83,7 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url(),
         "REDIS_URL": redis_url,
         "EVENT_HANDLER_MODULES": TEST_LISTENERS,
-        "LISTENER_RETRY_BACKOFF": "0.2",
+        "JOB_RETRY_SCALE": "0.05",
         "LOG_LEVEL": "INFO",
         **extra,
     }

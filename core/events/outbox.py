@@ -8,29 +8,39 @@ sweep_outbox     beat, every few seconds: re-publish rows left undispatched (the
                  window between commit and publish, or a broker outage).
 dispatch         on a worker: fan the event out, one `run_listener` per queued listener,
                  each on the listener's own queue.
-run_listener     runs one listener once: its receipt is inserted in the same transaction
-                 as the listener's own writes, so a redelivery or a duplicate is a no-op.
+run_listener     runs one listener once: an idempotent consumer whose key is
+                 (event, listener), so its receipt commits with the listener's own writes
+                 and a redelivery or a duplicate is a no-op. Failures retry per the
+                 listener policy and end as dead letters, replayable like any job.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import uuid
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from celery import Task, shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from core.events import context
 from core.events.bus import Envelope, queued_listener, queued_listeners
-from core.models import EventRecord, ListenerReceipt
+from core.models import EventRecord
+from sync.consumers import PermanentError, RetryPolicy, consumer, job_kwargs
+from sync.models import JobReceipt
+from sync.queues import Queue
 
 logger = logging.getLogger(__name__)
+
+
+LISTENER_RETRY = RetryPolicy(max_attempts=5, backoff=1.0, max_backoff=600.0)
+
+
+def listener_key(event_id: Any, listener: str) -> str:
+    return f"listener:{event_id}:{listener}"
 
 
 def write(envelope: Envelope) -> EventRecord:
@@ -50,14 +60,20 @@ def write(envelope: Envelope) -> EventRecord:
         dispatched_at=None if wanted else envelope.occurred_at,
     )
     if wanted:
-        transaction.on_commit(partial(publish, envelope.id), robust=True)
+        transaction.on_commit(
+            partial(publish, envelope.id, envelope.orgid, envelope.correlation_id), robust=True
+        )
     return record
 
 
-def publish(event_id: uuid.UUID) -> bool:
+def publish(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> bool:
     """Hand one committed event to the broker; False (and the row left for the sweeper) if it is down."""
     try:
-        dispatch.apply_async((str(event_id),), retry=False)
+        dispatch.apply_async(
+            kwargs=job_kwargs({"event_id": str(event_id)}, org_id=orgid, correlation_id=correlation_id,
+                              idempotency_key=None),
+            retry=False,
+        )  # fmt: skip
     except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
         logger.warning(
             "outbox: publish of event %s failed (%s); the sweeper will retry", event_id, type(exc).__name__
@@ -83,18 +99,18 @@ def envelope_from(record: EventRecord) -> Envelope:
     )
 
 
-@shared_task(name="core.events.sweep_outbox", ignore_result=True)
-def sweep_outbox() -> int:
+@consumer(Queue.EVENTS, name="core.events.sweep_outbox", retry=RetryPolicy(max_attempts=2, backoff=1.0))
+def sweep_outbox(*, org_id: None = None) -> int:
     """Publish events left undispatched past the grace period; returns how many went out."""
     cutoff = timezone.now() - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER_SECONDS)
     pending = list(
         EventRecord.objects.filter(dispatched_at__isnull=True, occurred_at__lt=cutoff)
         .order_by("occurred_at")
-        .values_list("id", flat=True)[: settings.OUTBOX_SWEEP_BATCH]
+        .values_list("id", "orgid", "correlation_id")[: settings.OUTBOX_SWEEP_BATCH]
     )
     published = 0
-    for event_id in pending:
-        if not publish(event_id):
+    for event_id, orgid, correlation_id in pending:
+        if not publish(event_id, orgid, correlation_id):
             break  # broker down: the next tick tries again
         published += 1
     if published:
@@ -102,66 +118,41 @@ def sweep_outbox() -> int:
     return published
 
 
-@shared_task(name="core.events.dispatch", ignore_result=True, acks_late=True)
-def dispatch(event_id: str) -> int:
+@consumer(Queue.EVENTS, name="core.events.dispatch", retry=LISTENER_RETRY)
+def dispatch(*, event_id: str, org_id: str) -> int:
     """Fan one event out to its queued listeners that have no receipt yet."""
     record = EventRecord.objects.filter(pk=event_id).first()
     if record is None:
-        logger.error("outbox: event %s not found; nothing to dispatch", event_id)
-        return 0
-    listeners = queued_listeners(record.name, record.datatype)
-    done = set(
-        ListenerReceipt.objects.filter(
-            event_id=record.id, listener__in=[lst.key for lst in listeners]
-        ).values_list("listener", flat=True)
-    )
+        raise PermanentError(f"event {event_id} not found")
+    listeners = {
+        listener_key(record.id, lst.key): lst for lst in queued_listeners(record.name, record.datatype)
+    }
+    done = set(JobReceipt.objects.filter(key__in=list(listeners)).values_list("key", flat=True))
     sent = 0
-    for listener in listeners:
-        if listener.key not in done:
-            run_listener.apply_async((event_id, listener.key), queue=listener.queue.value)
-            sent += 1
+    for key, listener in listeners.items():
+        if key in done:
+            continue
+        run_listener.apply_async(
+            kwargs=job_kwargs(
+                {"event_id": event_id, "listener": listener.key},
+                org_id=org_id,
+                correlation_id=record.correlation_id,
+                idempotency_key=key,
+            ),
+            queue=listener.queue.value,
+        )
+        sent += 1
     return sent
 
 
-@shared_task(name="core.events.run_listener", bind=True, ignore_result=True, acks_late=True, max_retries=None)
-def run_listener(self: Task[Any, Any], event_id: str, listener_key: str) -> bool:
-    """Run one queued listener for one event, once; True if it ran, False if it had already."""
-    listener = queued_listener(listener_key)
-    if listener is None:
-        logger.error(
-            "outbox: no queued listener %s (event %s); is its handlers module loaded?", listener_key, event_id
-        )
-        return False
+@consumer(Queue.EVENTS, name="core.events.run_listener", retry=LISTENER_RETRY, idempotent=True)
+def run_listener(*, event_id: str, listener: str, org_id: str) -> None:
+    """Run one queued listener for one event (the base's receipt makes it once)."""
+    found = queued_listener(listener)
+    if found is None:
+        raise PermanentError(f"no queued listener {listener}; is its handlers module loaded?")
     record = EventRecord.objects.filter(pk=event_id).first()
     if record is None:
-        logger.error("outbox: event %s not found for listener %s", event_id, listener_key)
-        return False
+        raise PermanentError(f"event {event_id} not found")
     with context.caused_by(correlation=record.correlation_id, causation=record.id):
-        try:
-            with transaction.atomic():
-                _, created = ListenerReceipt.objects.get_or_create(event_id=record.id, listener=listener_key)
-                if not created:
-                    return False
-                listener.func(envelope_from(record))
-        except Exception as exc:
-            attempt = self.request.retries
-            if attempt >= settings.LISTENER_MAX_RETRIES:
-                logger.exception(
-                    "outbox: listener %s failed for event %s after %d attempts",
-                    listener_key,
-                    event_id,
-                    attempt + 1,
-                )
-                raise
-            # Exponential backoff with full jitter, capped well below the broker's visibility timeout.
-            countdown = random.uniform(0, min(settings.LISTENER_RETRY_BACKOFF * 2**attempt, 30.0))
-            logger.warning(
-                "outbox: listener %s failed for event %s (%s); retry %d in %.1fs",
-                listener_key,
-                event_id,
-                type(exc).__name__,
-                attempt + 1,
-                countdown,
-            )
-            raise self.retry(exc=exc, countdown=countdown, queue=listener.queue.value) from exc
-    return True
+        found.func(envelope_from(record))

@@ -1,6 +1,6 @@
 """Core models: tenancy, the org-owned BaseModel, collection records, and the event outbox."""
 
-from core.models.events import EventRecord, ListenerReceipt
+from core.models.events import EventRecord
 from core.models.records import Record, RecordStatus
 from core.models.tenancy import ApiToken, BaseModel, Membership, Org, Role, Site, User
 
@@ -8,7 +8,6 @@ __all__ = [
     "ApiToken",
     "BaseModel",
     "EventRecord",
-    "ListenerReceipt",
     "Membership",
     "Org",
     "Record",

@@ -34,19 +34,3 @@ class EventRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.id}"
-
-
-class ListenerReceipt(models.Model):
-    """Proof that a queued listener ran for an event: written in the listener's transaction."""
-
-    event_id = models.UUIDField()
-    listener = models.CharField(max_length=200)
-    completed_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["event_id", "listener"], name="receipt_event_listener_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.listener} ran for {self.event_id}"

@@ -19,7 +19,10 @@ from django.db import transaction
 
 from core import services
 from core.events import outbox
-from core.models import EventRecord, ListenerReceipt, Record
+from core.events.outbox import listener_key
+from core.models import EventRecord, Record
+from sync.consumers import job_kwargs
+from sync.models import JobReceipt
 from sync.queues import Queue
 from tests import listeners, live
 from tests.processes import ROOT
@@ -89,8 +92,7 @@ def test_a_queued_listener_runs_on_a_worker_after_commit(owner, shared_broker, w
     assert caused.correlation_id == "req-outbox-1"
     assert caused.causation_id == event.id
     assert (
-        ListenerReceipt.objects.filter(event_id=event.id, listener="tests.listeners.on_probe_created").count()
-        == 1
+        JobReceipt.objects.filter(key=listener_key(event.id, "tests.listeners.on_probe_created")).count() == 1
     )
 
 
@@ -99,10 +101,16 @@ def test_a_queued_listener_dispatched_several_times_runs_once(owner, shared_brok
     record = services.record_create(org=owner.org, actor=owner.user, datatype=listeners.PROBE, data={})
     event = EventRecord.objects.get(name="collection-create", record_pk=str(record.pk))
     for _ in range(2):
-        assert outbox.publish(event.id)
+        assert outbox.publish(event.id, event.orgid, event.correlation_id)
     for _ in range(2):
         outbox.run_listener.apply_async(
-            (str(event.id), "tests.listeners.on_probe_created"), queue=Queue.NOTIFICATION.value
+            kwargs=job_kwargs(
+                {"event_id": str(event.id), "listener": "tests.listeners.on_probe_created"},
+                org_id=owner.org.pk,
+                correlation_id=event.correlation_id,
+                idempotency_key=listener_key(event.id, "tests.listeners.on_probe_created"),
+            ),
+            queue=Queue.NOTIFICATION.value,
         )
 
     worker = start_worker(workers, shared_broker)
@@ -111,7 +119,7 @@ def test_a_queued_listener_dispatched_several_times_runs_once(owner, shared_brok
     time.sleep(1.0)  # let any duplicate still running finish
 
     assert len(hits()) == 1
-    assert ListenerReceipt.objects.filter(event_id=event.id).count() == 1
+    assert JobReceipt.objects.filter(key__startswith=f"listener:{event.id}:").count() == 1
 
 
 def test_a_failing_queued_listener_is_retried_until_it_succeeds(owner, shared_broker, workers):
@@ -126,8 +134,7 @@ def test_a_failing_queued_listener_is_retried_until_it_succeeds(owner, shared_br
     assert hit.data == {"event": str(event.id), "listener": "flaky"}
     assert "first attempt fails on purpose" in worker.output()
     assert (
-        ListenerReceipt.objects.filter(event_id=event.id, listener="tests.listeners.on_flaky_created").count()
-        == 1
+        JobReceipt.objects.filter(key=listener_key(event.id, "tests.listeners.on_flaky_created")).count() == 1
     )
 
 
@@ -148,7 +155,7 @@ def test_a_create_while_the_broker_is_down_answers_promptly_and_is_delivered_lat
     private_broker.start()
     worker = start_worker(workers, private_broker.url, OUTBOX_SWEEP_AFTER_SECONDS="0")
     # What beat does every few seconds: the sweeper, run on the worker.
-    outbox.sweep_outbox.apply_async(queue=Queue.EVENTS.value)
+    outbox.sweep_outbox.apply_async(kwargs={"org_id": None}, queue=Queue.EVENTS.value)
 
     [hit] = live.wait_for(
         hits, timeout=30, what=f"the swept event's listener; worker log:\n{worker.output()}"
@@ -168,7 +175,7 @@ def test_a_rolled_back_transaction_leaves_no_event_and_sends_no_job(owner, priva
     assert queued_messages(private_broker.url) == 0
 
     start_worker(workers, private_broker.url, OUTBOX_SWEEP_AFTER_SECONDS="0")
-    outbox.sweep_outbox.apply_async(queue=Queue.EVENTS.value)
+    outbox.sweep_outbox.apply_async(kwargs={"org_id": None}, queue=Queue.EVENTS.value)
     live.wait_for(lambda: queued_messages(private_broker.url) == 0, timeout=30, what="the sweep to run")
     time.sleep(1.0)
     assert hits() == []

@@ -1,0 +1,369 @@
+"""The consumer base: every queued job declares its contract in `@consumer(...)`.
+
+    @consumer(Queue.ONEOFF, name="crm.reindex_contacts", retry=RetryPolicy(max_attempts=3))
+    def reindex_contacts(*, org_id: str, datatype: str) -> None:
+        ...
+
+    enqueue(reindex_contacts, org_id=org.pk, datatype="contact")
+
+What the base guarantees, so a consumer module stays short:
+- a stable dotted name and a queue from the Queue enum; JSON arguments only (ids, never
+  model instances), always with `org_id` (None for platform jobs), plus the
+  `correlation_id` and `idempotency_key` the base takes off before calling the consumer;
+- `acks_late` with reject-on-worker-lost, soft and hard time limits;
+- retries with exponential backoff and jitter per the policy, shortened for everyone by
+  the JOB_RETRY_SCALE setting; short waits ride Celery's countdown, longer ones become
+  ScheduledJob rows (never a long ETA on Redis);
+- PermanentError, and 4xx-style errors unless the policy says otherwise, skip retries;
+- attempts counted in the database: failures are logged, and a message the broker
+  redelivers (its worker died, or a hard time limit killed it) is counted too, so a job
+  that kills its worker every time still reaches the dead-letter store;
+- after the last attempt, or a permanent failure, a DeadLetter row with everything needed
+  to replay it.
+
+Idempotency: with `idempotent=True` the base runs the consumer inside a transaction that
+also inserts a JobReceipt keyed by the job's idempotency key (the task id unless the
+producer gave one, e.g. f"contact-welcome:{contact_id}"). A redelivered or replayed job
+whose receipt exists is a no-op. The receipt covers the consumer's database writes; an
+external side effect must carry the key itself (as an Idempotency-Key header, say).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import random
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from celery import Task, shared_task
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.events import context
+from sync.queues import Queue
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Keys the base adds to every job's kwargs and takes off before calling the consumer.
+META_KWARGS = ("correlation_id", "idempotency_key")
+
+
+class PermanentError(Exception):
+    """The job cannot succeed by trying again: dead-letter it now."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5  # deliveries in all, the first included
+    backoff: float = 2.0  # seconds before the first retry; doubles each time
+    max_backoff: float = 3600.0
+    jitter: bool = True
+    retry_client_errors: bool = False  # 4xx-style errors (but 408/425/429) are permanent unless set
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        base = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * settings.JOB_RETRY_SCALE
+        # "Equal jitter": at least half the backoff, so retries never bunch at zero.
+        return random.uniform(base / 2, base) if self.jitter else base
+
+
+DEFAULT_RETRY = RetryPolicy()
+_RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+
+
+def is_permanent(exc: BaseException, policy: RetryPolicy) -> bool:
+    if isinstance(exc, PermanentError):
+        return True
+    if policy.retry_client_errors:
+        return False
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
+    return isinstance(status, int) and 400 <= status < 500 and status not in _RETRYABLE_CLIENT_STATUSES
+
+
+@dataclass(frozen=True)
+class JobContext:
+    task_id: str
+    task: str
+    org_id: str | None
+    correlation_id: str
+    idempotency_key: str
+    attempt: int
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("current_job", default=None)
+
+
+def current_job() -> JobContext | None:
+    """The job this code runs in, if any."""
+    return _current.get()
+
+
+@contextmanager
+def _job_context(job: JobContext) -> Iterator[None]:
+    token = _current.set(job)
+    try:
+        with context.caused_by(correlation=job.correlation_id):
+            yield
+    finally:
+        _current.reset(token)
+
+
+class ConsumerTask(Task):  # type: ignore[type-arg]
+    """The base of every @consumer task (see the module docstring)."""
+
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    max_retries = None  # the policy decides, counting in the database
+    ignore_result = True
+    typing = False  # consumers take keyword arguments the base strips first
+    consumer_queue: Queue = Queue.ONEOFF
+    retry_policy: RetryPolicy = DEFAULT_RETRY
+    idempotent: bool = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from sync import deadletters
+
+        request = self.request
+        task_id = request.id or uuid.uuid4().hex
+        call_kwargs = {k: v for k, v in kwargs.items() if k not in META_KWARGS}
+        job = JobContext(
+            task_id=task_id,
+            task=self.name,
+            org_id=kwargs.get("org_id"),
+            correlation_id=kwargs.get("correlation_id") or context.new_correlation_id(),
+            idempotency_key=kwargs.get("idempotency_key") or task_id,
+            attempt=(request.retries or 0) + 1,
+        )
+        replay_of = _header(request, "replay_of")
+        if (request.delivery_info or {}).get("redelivered"):
+            job = deadletters.count_redelivery(job)
+            if job.attempt > self.retry_policy.max_attempts:
+                # Delivered again and again without finishing: the worker dies on this job.
+                deadletters.bury(
+                    self,
+                    job,
+                    args,
+                    kwargs,
+                    deadletters.WorkerLostOnEveryDelivery(job.attempt - 1),
+                    "",
+                    replay_of,
+                )
+                raise Ignore()
+        with _job_context(job):
+            try:
+                result = self._run(job, args, call_kwargs)
+            except (Retry, Ignore, Reject):
+                raise
+            except Exception as exc:  # SoftTimeLimitExceeded included: a timeout is a failure
+                self._failed(job, args, kwargs, exc, replay_of)
+                raise AssertionError("unreachable: _failed always raises") from exc
+        if job.attempt > 1 or replay_of:
+            deadletters.succeeded(job, replay_of)
+        return result
+
+    def _run(self, job: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self.idempotent:
+            return self.run(*args, **kwargs)
+        from sync.models import JobReceipt
+
+        with transaction.atomic():
+            _, created = JobReceipt.objects.get_or_create(
+                key=job.idempotency_key, defaults={"task": self.name}
+            )
+            if not created:
+                logger.info("job %s[%s]: already done (key %s)", self.name, job.task_id, job.idempotency_key)
+                return None
+            return self.run(*args, **kwargs)
+
+    def _failed(
+        self,
+        job: JobContext,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: Exception,
+        replay_of: str | None,
+    ) -> None:
+        from sync import deadletters
+
+        trace = traceback.format_exc()
+        deadletters.log_failure(job, exc)
+        policy = self.retry_policy
+        if is_permanent(exc, policy) or job.attempt >= policy.max_attempts:
+            deadletters.bury(self, job, args, kwargs, exc, trace, replay_of)
+            raise Ignore()
+        delay = policy.delay(job.attempt)
+        logger.warning(
+            "job %s[%s] attempt %d failed (%s); retry in %.1fs",
+            self.name, job.task_id, job.attempt, type(exc).__name__, delay,
+        )  # fmt: skip
+        headers = {"replay_of": replay_of} if replay_of else {}
+        if delay <= settings.JOB_MAX_COUNTDOWN_SECONDS:
+            try:
+                retry = self.retry(
+                    args=args, kwargs=kwargs, countdown=delay, exc=exc, throw=False, headers=headers
+                )
+            except Exception:
+                logger.warning(
+                    "job %s[%s]: broker refused the retry; kept as a scheduled job", self.name, job.task_id
+                )
+            else:
+                raise retry
+        schedule(
+            self,
+            args,
+            kwargs,
+            run_at=timezone.now() + timedelta(seconds=delay),
+            org_id=job.org_id,
+            options={
+                "task_id": job.task_id,
+                "retries": job.attempt,
+                **({"headers": headers} if headers else {}),
+            },
+        )
+        raise Ignore()
+
+
+def _header(request: Any, name: str) -> str | None:
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return str(value) if value else None
+
+
+_consumers: dict[str, ConsumerTask] = {}
+
+
+def consumer(
+    queue: Queue,
+    *,
+    name: str,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    time_limit: int = 300,
+    soft_time_limit: int | None = None,
+    idempotent: bool = False,
+) -> Callable[[F], ConsumerTask]:
+    """Declare a queued job: its stable name, queue, retry policy, deadline and idempotency."""
+    if time_limit * 2 > settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+        raise ValueError(f"{name}: time_limit {time_limit}s is too long for the broker's visibility timeout")
+
+    def decorator(func: F) -> ConsumerTask:
+        task: ConsumerTask = shared_task(
+            base=ConsumerTask,
+            name=name,
+            consumer_queue=queue,
+            retry_policy=retry,
+            idempotent=idempotent,
+            time_limit=time_limit,
+            # The soft limit raises inside the job (a retryable failure); the hard one kills it.
+            soft_time_limit=soft_time_limit or max(1, int(time_limit * 0.9)),
+        )(func)
+        _consumers[name] = task
+        return task
+
+    return decorator
+
+
+def consumers() -> dict[str, ConsumerTask]:
+    return dict(_consumers)
+
+
+def job_kwargs(
+    kwargs: dict[str, Any], *, org_id: Any, correlation_id: str | None, idempotency_key: str | None
+) -> dict[str, Any]:
+    full = {
+        **kwargs,
+        "org_id": None if org_id is None else str(org_id),
+        "correlation_id": correlation_id or context.correlation_id.get() or context.new_correlation_id(),
+    }
+    if idempotency_key:
+        full["idempotency_key"] = idempotency_key
+    try:
+        json.dumps(full)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"job arguments must be JSON (ids, never model instances): {exc}") from None
+    return full
+
+
+def enqueue(
+    task: ConsumerTask,
+    *args: Any,
+    org_id: Any,
+    correlation_id: str | None = None,
+    idempotency_key: str | None = None,
+    delay: float = 0,
+    **kwargs: Any,
+) -> str:
+    """Queue a job after the current transaction commits; returns its task id.
+
+    A delay past JOB_MAX_COUNTDOWN_SECONDS becomes a ScheduledJob row, written in the
+    caller's transaction. If the broker refuses the publish, the job is kept the same way
+    (due now) and the releaser publishes it once the broker is back: nothing is lost.
+    """
+    full = job_kwargs(kwargs, org_id=org_id, correlation_id=correlation_id, idempotency_key=idempotency_key)
+    task_id = uuid.uuid4().hex
+    if delay > settings.JOB_MAX_COUNTDOWN_SECONDS:
+        schedule(task, args, full, run_at=timezone.now() + timedelta(seconds=delay), org_id=org_id,
+                 options={"task_id": task_id})  # fmt: skip
+        return task_id
+
+    def publish() -> None:
+        try:
+            task.apply_async(args, full, task_id=task_id, countdown=delay, retry=False)
+        except Exception as exc:
+            logger.warning("enqueue %s[%s]: broker refused (%s); kept as a scheduled job",
+                           task.name, task_id, type(exc).__name__)  # fmt: skip
+            schedule(task, args, full, run_at=timezone.now(), org_id=org_id, options={"task_id": task_id})
+
+    transaction.on_commit(publish, robust=True)
+    return task_id
+
+
+def schedule(
+    task: Task,  # type: ignore[type-arg]
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    *,
+    run_at: datetime,
+    org_id: Any,
+    options: dict[str, Any] | None = None,
+) -> None:
+    from sync.models import ScheduledJob
+
+    ScheduledJob.objects.create(
+        run_at=run_at,
+        task=task.name,
+        queue=getattr(task, "consumer_queue", Queue.ONEOFF).value,
+        args=list(args),
+        kwargs=kwargs,
+        options=options or {},
+        org_id=org_id,
+    )
+
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "ConsumerTask",
+    "JobContext",
+    "PermanentError",
+    "RetryPolicy",
+    "SoftTimeLimitExceeded",
+    "consumer",
+    "consumers",
+    "current_job",
+    "enqueue",
+    "is_permanent",
+    "schedule",
+]
