@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
+import tests.jobs  # registers the consumers the queue tests run
 import tests.listeners  # noqa: F401  (registers the queued listeners the queue tests observe)
 from core.models import Role
 from tests import live

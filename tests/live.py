@@ -22,7 +22,7 @@ from config.embedded import EmbeddedRedis
 from sync.queues import Queue
 from tests.processes import Process
 
-TEST_LISTENERS = "tests.listeners"
+TEST_LISTENERS = "tests.listeners,tests.jobs"
 
 
 def database_url() -> str:

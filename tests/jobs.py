@@ -1,0 +1,75 @@
+"""Consumers the queue tests run on real workers. Loaded by the test process (conftest) and by
+test workers (EVENT_HANDLER_MODULES). Each leaves a countable trace: a Record of datatype
+EFFECT in the job's org, whose data names the job (`key`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from core.models import Record
+from sync.consumers import PermanentError, RetryPolicy, consumer, current_job
+from sync.queues import Queue
+
+EFFECT = "job-effect"
+MARKERS = Path("/tmp")
+
+# Short and deterministic for tests (JOB_RETRY_SCALE shortens it further).
+FAST = RetryPolicy(max_attempts=3, backoff=0.2, jitter=False)
+
+
+def effects(key: str) -> int:
+    return Record.objects.filter(datatype=EFFECT, data__key=key).count()
+
+
+def _effect(org_id: str, key: str) -> None:
+    job = current_job()
+    assert job is not None
+    Record.objects.create(org_id=org_id, datatype=EFFECT, data={"key": key, "task_id": job.task_id})
+
+
+@consumer(Queue.ONEOFF, name="tests.jobs.record_effect", retry=FAST, idempotent=True)
+def record_effect(*, org_id: str, key: str) -> None:
+    _effect(org_id, key)
+
+
+@consumer(Queue.ONEOFF, name="tests.jobs.noop", retry=FAST)
+def noop(*, org_id: str | None = None) -> None:
+    return None
+
+
+@consumer(Queue.ONEOFF, name="tests.jobs.fail_always", retry=FAST)
+def fail_always(*, org_id: str, key: str) -> None:
+    raise RuntimeError(f"always fails ({key})")
+
+
+@consumer(Queue.ONEOFF, name="tests.jobs.fail_permanently", retry=FAST)
+def fail_permanently(*, org_id: str, key: str) -> None:
+    raise PermanentError(f"cannot ever succeed ({key})")
+
+
+@consumer(Queue.ONEOFF, name="tests.jobs.fail_until_fixed", retry=FAST, idempotent=True)
+def fail_until_fixed(*, org_id: str, key: str) -> None:
+    """Fails until the marker file /tmp/fixed-<key> exists (what an operator's fix would do)."""
+    if not (MARKERS / f"fixed-{key}").exists():
+        raise RuntimeError(f"not fixed yet ({key})")
+    _effect(org_id, key)
+
+
+@consumer(Queue.ONEOFF, name="tests.jobs.slow_effect", retry=FAST, idempotent=True, time_limit=60)
+def slow_effect(*, org_id: str, key: str, seconds: float) -> None:
+    """Announces it started (/tmp/started-<key>, one line per start), sleeps, then records its effect."""
+    with (MARKERS / f"started-{key}").open("a") as marker:
+        marker.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    _effect(org_id, key)
+
+
+@consumer(Queue.ONEOFF, name="tests.jobs.kill_worker", retry=FAST, time_limit=60)
+def kill_worker(*, org_id: str, key: str) -> None:
+    """A poison job: the worker process running it dies on every delivery."""
+    with (MARKERS / f"started-{key}").open("a") as marker:
+        marker.write(f"{os.getpid()}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
