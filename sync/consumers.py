@@ -24,8 +24,9 @@ What the base guarantees, so a consumer module stays short:
 Idempotency: with `idempotent=True` the base runs the consumer inside a transaction that
 also inserts a JobReceipt keyed by the job's idempotency key (the task id unless the
 producer gave one, e.g. f"contact-welcome:{contact_id}"). A redelivered or replayed job
-whose receipt exists is a no-op. The receipt covers the consumer's database writes; an
-external side effect must carry the key itself (as an Idempotency-Key header, say).
+whose receipt exists is a no-op (a replay runs under the key its dead letter recorded). The
+receipt covers the consumer's database writes; an external side effect must carry the key
+itself (as an Idempotency-Key header, say).
 """
 
 from __future__ import annotations
@@ -127,6 +128,10 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
     acks_late = True
     reject_on_worker_lost = True
     max_retries = None  # the policy decides, counting in the database
+    # A hard time limit kills the child mid-job: hand the message back (it is counted as a
+    # redelivery, and dead-lettered after the last allowed one) rather than ack it, which
+    # would drop the job without a trace.
+    acks_on_timeout = False
     ignore_result = True
     typing = False  # consumers take keyword arguments the base strips first
     consumer_queue: Queue = Queue.ONEOFF
@@ -210,7 +215,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
             self.name, job.task_id, job.attempt, type(exc).__name__, delay,
         )  # fmt: skip
         headers = {"replay_of": replay_of} if replay_of else {}
-        if delay <= settings.JOB_MAX_COUNTDOWN_SECONDS:
+        if countdown_allowed(self, delay):
             try:
                 retry = self.retry(
                     args=args, kwargs=kwargs, countdown=delay, exc=exc, throw=False, headers=headers
@@ -232,6 +237,8 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                 "retries": job.attempt,
                 **({"headers": headers} if headers else {}),
             },
+            # The queue it came from: a listener's or a replay's own queue, not only the default.
+            queue=(self.request.delivery_info or {}).get("routing_key"),
         )
         raise Ignore()
 
@@ -245,18 +252,46 @@ def _header(request: Any, name: str) -> str | None:
 
 _consumers: dict[str, ConsumerTask] = {}
 
+DEFAULT_TIME_LIMIT = 300
+
+
+def visibility_timeout() -> float:
+    """Seconds after which Redis hands an unacknowledged message to a worker again."""
+    return float(settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
+
+
+def max_time_limit() -> int:
+    """The longest deadline a job may have: half the visibility timeout, so that acks_late never
+    sees a job still running when the broker delivers its message again."""
+    return int(visibility_timeout() // 2)
+
+
+def countdown_allowed(task: Task, delay: float) -> bool:  # type: ignore[type-arg]
+    """Whether a wait may ride Celery's countdown. The worker holds an ETA message unacked until
+    it runs, so the wait plus the job's deadline must end within the visibility timeout;
+    anything longer is a ScheduledJob row."""
+    deadline = getattr(task, "time_limit", None) or 0
+    return delay <= settings.JOB_MAX_COUNTDOWN_SECONDS and delay + deadline < visibility_timeout()
+
 
 def consumer(
     queue: Queue,
     *,
     name: str,
     retry: RetryPolicy = DEFAULT_RETRY,
-    time_limit: int = 300,
+    time_limit: int | None = None,
     soft_time_limit: int | None = None,
     idempotent: bool = False,
 ) -> Callable[[F], ConsumerTask]:
-    """Declare a queued job: its stable name, queue, retry policy, deadline and idempotency."""
-    if time_limit * 2 > settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    """Declare a queued job: its stable name, queue, retry policy, deadline and idempotency.
+
+    The deadline defaults to DEFAULT_TIME_LIMIT, cut to what the broker's visibility timeout
+    allows (a deployment or test with a short one still boots); an explicit one that is too
+    long is refused.
+    """
+    if time_limit is None:
+        time_limit = max(1, min(DEFAULT_TIME_LIMIT, max_time_limit()))
+    elif time_limit > max_time_limit():
         raise ValueError(f"{name}: time_limit {time_limit}s is too long for the broker's visibility timeout")
 
     def decorator(func: F) -> ConsumerTask:
@@ -290,11 +325,15 @@ def job_kwargs(
     }
     if idempotency_key:
         full["idempotency_key"] = idempotency_key
+    _require_json(full)
+    return full
+
+
+def _require_json(value: Any) -> None:
     try:
-        json.dumps(full)
+        json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"job arguments must be JSON (ids, never model instances): {exc}") from None
-    return full
 
 
 def enqueue(
@@ -313,22 +352,41 @@ def enqueue(
     (due now) and the releaser publishes it once the broker is back: nothing is lost.
     """
     full = job_kwargs(kwargs, org_id=org_id, correlation_id=correlation_id, idempotency_key=idempotency_key)
+    # Positional arguments too: found only at publish, after commit, they would be logged and lost.
+    _require_json(args)
     task_id = uuid.uuid4().hex
-    if delay > settings.JOB_MAX_COUNTDOWN_SECONDS:
+    if delay > 0 and not countdown_allowed(task, delay):
         schedule(task, args, full, run_at=timezone.now() + timedelta(seconds=delay), org_id=org_id,
                  options={"task_id": task_id})  # fmt: skip
         return task_id
-
-    def publish() -> None:
-        try:
-            task.apply_async(args, full, task_id=task_id, countdown=delay, retry=False)
-        except Exception as exc:
-            logger.warning("enqueue %s[%s]: broker refused (%s); kept as a scheduled job",
-                           task.name, task_id, type(exc).__name__)  # fmt: skip
-            schedule(task, args, full, run_at=timezone.now(), org_id=org_id, options={"task_id": task_id})
-
-    transaction.on_commit(publish, robust=True)
+    transaction.on_commit(
+        lambda: publish_or_keep(task, args, full, org_id=org_id, task_id=task_id, countdown=delay),
+        robust=True,
+    )
     return task_id
+
+
+def publish_or_keep(
+    task: Task,  # type: ignore[type-arg]
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    *,
+    org_id: Any,
+    task_id: str,
+    countdown: float = 0,
+    queue: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Publish a job now; if the broker refuses, keep it as a ScheduledJob due now, which the
+    releaser publishes once the broker is back: nothing is lost."""
+    options: dict[str, Any] = {"task_id": task_id, **({"headers": headers} if headers else {})}
+    publish: dict[str, Any] = {**options, "countdown": countdown, **({"queue": queue} if queue else {})}
+    try:
+        task.apply_async(tuple(args), kwargs, retry=False, **publish)
+    except Exception as exc:
+        logger.warning("publish %s[%s]: broker refused (%s); kept as a scheduled job",
+                       task.name, task_id, type(exc).__name__)  # fmt: skip
+        schedule(task, args, kwargs, run_at=timezone.now(), org_id=org_id, options=options, queue=queue)
 
 
 def schedule(
@@ -339,13 +397,14 @@ def schedule(
     run_at: datetime,
     org_id: Any,
     options: dict[str, Any] | None = None,
+    queue: str | None = None,
 ) -> None:
     from sync.models import ScheduledJob
 
     ScheduledJob.objects.create(
         run_at=run_at,
         task=task.name,
-        queue=getattr(task, "consumer_queue", Queue.ONEOFF).value,
+        queue=queue or getattr(task, "consumer_queue", Queue.ONEOFF).value,
         args=list(args),
         kwargs=kwargs,
         options=options or {},
@@ -362,8 +421,12 @@ __all__ = [
     "SoftTimeLimitExceeded",
     "consumer",
     "consumers",
+    "countdown_allowed",
     "current_job",
     "enqueue",
     "is_permanent",
+    "max_time_limit",
+    "publish_or_keep",
     "schedule",
+    "visibility_timeout",
 ]

@@ -93,7 +93,9 @@ def bury(
             kwargs=kwargs,
             org_id=org_id,
             correlation_id=job.correlation_id,
-            idempotency_key=kwargs.get("idempotency_key", ""),
+            # The key the job ran under (its first task id unless the producer gave one): a
+            # replay reuses it, so a receipt written by an earlier replay makes it a no-op.
+            idempotency_key=job.idempotency_key,
             exception_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
             exception_message=str(exc)[:10_000],
             traceback=trace,
@@ -144,6 +146,8 @@ def replay(letter: DeadLetter, *, by: str, force: bool = False) -> str | None:
     """
     from celery import current_app
 
+    from sync.consumers import publish_or_keep
+
     with transaction.atomic():
         letter = DeadLetter.objects.select_for_update().get(pk=letter.pk)
         if not force and any(entry.get("outcome") == "succeeded" for entry in letter.replays):
@@ -158,10 +162,15 @@ def replay(letter: DeadLetter, *, by: str, force: bool = False) -> str | None:
         letter.status = DeadLetterStatus.REPLAYED
         letter.save(update_fields=["replays", "status"])
         task = current_app.tasks[letter.task]
-        args, kwargs, queue, letter_id = letter.args, letter.kwargs, letter.queue, str(letter.pk)
+        kwargs = dict(letter.kwargs)
+        if letter.idempotency_key:
+            kwargs["idempotency_key"] = letter.idempotency_key
+        org_id = letter.org_id
+        args, queue, headers = letter.args, letter.queue, {"replay_of": str(letter.pk)}
+        # With the broker down the replay is kept as a ScheduledJob due now, not lost after commit.
         transaction.on_commit(
-            lambda: task.apply_async(
-                args, kwargs, task_id=task_id, queue=queue, headers={"replay_of": letter_id}
+            lambda: publish_or_keep(
+                task, args, kwargs, org_id=org_id, task_id=task_id, queue=queue, headers=headers
             )
         )
     logger.info("dead letter %s replayed by %s as %s", letter.pk, by, task_id)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection
+from kombu import pools
 
 from config import processes
 from config.celery_app import app
@@ -62,9 +63,12 @@ def use_broker(redis_url: str) -> None:
     app.conf.broker_url = kombu_url(redis_url)
     app.conf.broker_write_url = None
     app.conf.broker_read_url = None
-    # Celery's own after-fork reset: forget the pooled connections to the old broker.
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # Forget every pooled connection and producer: kombu keeps pools registered per broker
+    # address, and a closed one left registered fails every later publish to that address
+    # ("Acquire on closed pool") once a test switches back.
+    pools.reset()
+    for group in pools._groups:
+        group.clear()
     app._after_fork()
 
 
@@ -74,6 +78,15 @@ def purge(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     for queue in Queue:
         client.delete(queue.value)
+
+
+def broker_messages(redis_url: str) -> tuple[int, int]:
+    """(messages waiting in our queues, messages delivered and not yet acknowledged)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    # kombu's Redis transport keeps delivered, unacked messages in the `unacked` hash.
+    return sum(int(client.llen(queue.value)) for queue in Queue), int(client.hlen("unacked"))
 
 
 def process_env(redis_url: str, **extra: str) -> dict[str, str]:
