@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.correlation_id_middleware",
+    "core.middleware.refuse_nul_bytes_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -188,6 +189,21 @@ SCHEDULED_JOBS_INTERVAL_SECONDS = env.float("SCHEDULED_JOBS_INTERVAL_SECONDS", d
 SCHEDULED_JOBS_BATCH = env.int("SCHEDULED_JOBS_BATCH", default=500)
 # Extra modules holding @on_event listeners, besides every app's handlers.py.
 EVENT_HANDLER_MODULES = env.list("EVENT_HANDLER_MODULES", default=[])
+
+# Periodic tasks are declared in sync/periodic.py and written into django-celery-beat's
+# tables by `manage.py sync_periodic_tasks`; that registry is the only source. Without a
+# result backend there is nothing to expire, and with this unset beat's DatabaseScheduler
+# would add a `celery.backend_cleanup` task of its own on every start.
+CELERY_RESULT_EXPIRES = None
+# The PurgeScheduler (sync.purge): a cron spec, and how old rows get before they go.
+PURGE_CRON = env.str("PURGE_CRON", default="17 * * * *")  # hourly, off the top of the hour
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=90)
+RECEIPT_RETENTION_DAYS = env.int("RECEIPT_RETENTION_DAYS", default=30)  # released ScheduledJobs too
+JOBLOG_RETENTION_DAYS = env.int("JOBLOG_RETENTION_DAYS", default=30)
+DEADLETTER_RETENTION_DAYS = env.int("DEADLETTER_RETENTION_DAYS", default=30)  # replayed/discarded only
+PURGE_BATCH_SIZE = env.int("PURGE_BATCH_SIZE", default=1000)  # rows per DELETE statement
+# A run stops starting batches after this long; the next tick carries on.
+PURGE_TIME_BUDGET_SECONDS = env.float("PURGE_TIME_BUDGET_SECONDS", default=120.0)
 
 # --- API ----------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
 
 from core.events import context
@@ -32,5 +32,39 @@ def correlation_id_middleware(get_response: Callable[[HttpRequest], Any]) -> Cal
             response = get_response(request)
         response[HEADER] = cid
         return response
+
+    return middleware
+
+
+def _nul_params(request: HttpRequest) -> list[str]:
+    if "%00" not in request.META.get("QUERY_STRING", "").lower():
+        return []
+    return [
+        key.replace("\x00", "\\x00")
+        for key, values in request.GET.lists()
+        if "\x00" in key or any("\x00" in value for value in values)
+    ]
+
+
+def _nul_refused(names: list[str]) -> JsonResponse:
+    # The shape of a DRF validation error: the offending parameters, each with its message.
+    return JsonResponse({name: ["Must not contain NUL characters."] for name in names}, status=400)
+
+
+@sync_and_async_middleware
+def refuse_nul_bytes_middleware(get_response: Callable[[HttpRequest], Any]) -> Callable[[HttpRequest], Any]:
+    """A NUL in a query parameter reaches Postgres as a 500 (it cannot store one in text);
+    it is never meaningful, so every view, the admin's filters included, answers 400."""
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> Any:
+            names = _nul_params(request)
+            return _nul_refused(names) if names else await get_response(request)
+
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> Any:
+        names = _nul_params(request)
+        return _nul_refused(names) if names else get_response(request)
 
     return middleware

@@ -426,3 +426,17 @@ def test_it_sends_the_admin_to_its_login_page(client, db):
 
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/events/?name=a%00", "name"),
+        ("/collections/doc/?status=%00", "status"),
+        ("/admin/core/record/?q=%00", "q"),
+    ],
+)
+def test_a_nul_byte_in_a_query_parameter_is_a_400_naming_it(owner, path, param):
+    response = owner.client.get(path)
+    assert response.status_code == 400
+    assert response.json() == {param: ["Must not contain NUL characters."]}

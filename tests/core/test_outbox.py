@@ -119,7 +119,9 @@ def test_a_queued_listener_dispatched_several_times_runs_once(owner, shared_brok
     time.sleep(1.0)  # let any duplicate still running finish
 
     assert len(hits()) == 1
-    assert JobReceipt.objects.filter(key__startswith=f"listener:{event.id}:").count() == 1
+    assert (
+        JobReceipt.objects.filter(key=listener_key(event.id, "tests.listeners.on_probe_created")).count() == 1
+    )
 
 
 def test_a_failing_queued_listener_is_retried_until_it_succeeds(owner, shared_broker, workers):
