@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class SyncConfig(AppConfig):
     name = "sync"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Publish times and per-queue outcome counts for GET /monitoring/queues/.
+        from sync import monitoring
+
+        monitoring.connect()
