@@ -18,6 +18,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	@mkdir -p var
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py sync_periodic_tasks
 	$(PY) manage.py create_org demo --owner owner@example.com --if-missing
 	$(PY) manage.py serve
 

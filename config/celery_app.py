@@ -5,7 +5,6 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
-from django.conf import settings
 from django.db import close_old_connections
 from kombu import Queue as KombuQueue
 
@@ -29,22 +28,10 @@ def route_by_consumer(name: str, args: Any, kwargs: Any, options: Any, task: Any
 
 app.conf.task_routes = (route_by_consumer,)
 
-# Periodic tasks, declared here in code; beat's DatabaseScheduler (django-celery-beat) writes
-# them into its tables when it starts, where the admin shows them.
-app.conf.beat_schedule = {
-    "outbox-sweeper": {
-        "task": "core.events.sweep_outbox",
-        "schedule": settings.OUTBOX_SWEEP_INTERVAL_SECONDS,
-        "kwargs": {"org_id": None},
-        "options": {"expires": 30},
-    },
-    "scheduled-jobs-releaser": {
-        "task": "sync.release_scheduled_jobs",
-        "schedule": settings.SCHEDULED_JOBS_INTERVAL_SECONDS,
-        "kwargs": {"org_id": None},
-        "options": {"expires": 30},
-    },
-}
+# Periodic tasks are declared in sync/periodic.py and written into django-celery-beat's tables
+# by `manage.py sync_periodic_tasks` (and when beat starts). Never `app.conf.beat_schedule`:
+# the DatabaseScheduler upserts those entries under their own names on every start and never
+# removes them, a second source the registry could not see.
 
 # Celery's Django fixup closes every database connection before and after each task
 # unless CELERY_DB_REUSE_MAX is set (read under that literal key, so the CELERY_ settings

@@ -31,6 +31,7 @@ from core.api.serializers import (
 )
 from core.events import registry
 from core.models import EventRecord, Membership, Org, Record, RecordStatus, Role, Site, User
+from sync import search
 
 UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 DATATYPE_RE = r"[a-z0-9][a-z0-9_-]{0,63}"
@@ -93,6 +94,15 @@ def _actor(request: Request) -> User:
                 description="Records whose data has this top-level key equal to the value "
                 "(compared as a string and, when the value parses as JSON, as that JSON value).",
             ),
+            OpenApiParameter(
+                "search",
+                OpenApiTypes.STR,
+                description="Full-text search of the records' data (its strings and numbers): on "
+                'Postgres every word must match (web-search syntax: "a phrase", or, -word), '
+                "elsewhere every word must appear. At most 200 characters. Eventually consistent: "
+                "a record's search document is written by the datatype worker shortly after the "
+                "change, so a record just created, changed or deleted may not be found as such yet.",
+            ),
         ]
     ),
     partial_update=extend_schema(description="Top-level keys of `data` are merged into the record's data."),
@@ -124,6 +134,11 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
             if match is None:
                 continue
             queryset = queryset.filter(_data_condition(f"data__{match.group(1)}", str(value)))
+        if text := params.get("search", "").strip():
+            try:
+                queryset = search.matching(queryset, text)
+            except search.InvalidSearch as exc:
+                raise ValidationError({"search": [str(exc)]}) from None
         ordering = params.get("ordering", "-created_at")
         if ordering not in self._ORDERINGS:
             raise ValidationError({"ordering": [f"Must be one of {', '.join(sorted(self._ORDERINGS))}."]})

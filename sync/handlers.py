@@ -1,0 +1,39 @@
+"""Listeners of the sync app: every collection event feeds the datatype consumer.
+
+Each runs on the `datatype` queue (a queued listener: after commit, at least once, behind
+a per-(event, listener) receipt) and hands the event to `sync.datatype.process`, which runs
+the processors registered for the record's datatype.
+"""
+
+from core.events import Envelope, SystemEvents, on_event
+
+# Every process loads this module (core's autodiscovery of handlers.py), so the modules that
+# register processors, oneoffs, periodic tasks and their consumers are imported here too:
+# a worker then knows every name a producer or beat may send it.
+from sync import datatype, oneoff, periodic, purge, search  # noqa: F401
+from sync.queues import Queue
+
+
+@on_event(SystemEvents.COLLECTION_CREATE, queue=Queue.DATATYPE)
+def on_collection_created(event: Envelope) -> None:
+    datatype.process(event)
+
+
+@on_event(SystemEvents.COLLECTION_UPDATE, queue=Queue.DATATYPE)
+def on_collection_updated(event: Envelope) -> None:
+    datatype.process(event)
+
+
+@on_event(SystemEvents.COLLECTION_DELETE, queue=Queue.DATATYPE)
+def on_collection_deleted(event: Envelope) -> None:
+    datatype.process(event)
+
+
+@on_event(SystemEvents.COLLECTION_PUBLISH, queue=Queue.DATATYPE)
+def on_collection_published(event: Envelope) -> None:
+    datatype.process(event)
+
+
+@on_event(SystemEvents.COLLECTION_APPROVE, queue=Queue.DATATYPE)
+def on_collection_approved(event: Envelope) -> None:
+    datatype.process(event)
