@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sync.queues import Queue
+from sync.queues import Queue, prefetch_for
 
 BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
@@ -17,9 +17,11 @@ def web(*, host: str, port: int) -> list[str]:
 def worker(
     *, concurrency: int, queues: Iterable[Queue] = tuple(Queue), extra: Iterable[str] = ()
 ) -> list[str]:
+    chosen = tuple(queues)
     return [
         "celery", "-A", "config", "worker", "-l", "info",
-        "-Q", ",".join(q.value for q in queues), "--concurrency", str(concurrency), *extra,
+        "-Q", ",".join(q.value for q in chosen), "--concurrency", str(concurrency),
+        "--prefetch-multiplier", str(prefetch_for(chosen)), *extra,
     ]  # fmt: skip
 
 

@@ -18,3 +18,25 @@ class Queue(StrEnum):
     ESCALATION = "escalation"
     BILLING = "billing"
     SOCIAL = "social"
+
+
+# Messages a worker process reserves ahead, per queue: short, plentiful jobs gain from a
+# few in hand; long or side-effecting ones keep 1, so a reserved job never waits behind a
+# slow one (and acks_late redelivers at most one per process if it dies). Celery's prefetch
+# is per worker, so a worker takes the smallest value among the queues it consumes.
+PREFETCH: dict[Queue, int] = {
+    Queue.EVENTS: 8,
+    Queue.DATATYPE: 4,
+    Queue.NOTIFICATION: 4,
+    Queue.ONEOFF: 1,
+    Queue.SCHEDULE: 1,
+    Queue.AUTOMATION: 1,
+    Queue.AUTOMATION_TRIGGER: 4,
+    Queue.ESCALATION: 1,
+    Queue.BILLING: 1,
+    Queue.SOCIAL: 1,
+}
+
+
+def prefetch_for(queues: list[Queue] | tuple[Queue, ...]) -> int:
+    return min(PREFETCH[queue] for queue in queues)
