@@ -55,5 +55,6 @@ def bare_stamp(sample: str) -> None:
 
 @task_prerun.connect
 def _on_prerun(sender: Any = None, task: Any = None, args: Any = None, **kwargs: Any) -> None:
-    if KEY and task is not None and task.name == "core.events.dispatch" and args:
-        stamp("dispatch", str(args[0]), time.time())
+    event_id = (kwargs.get("kwargs") or {}).get("event_id") or (args[0] if args else None)
+    if KEY and task is not None and task.name == "core.events.dispatch" and event_id:
+        stamp("dispatch", str(event_id), time.time())
