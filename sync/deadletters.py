@@ -160,7 +160,8 @@ def replay(letter: DeadLetter, *, by: str, force: bool = False) -> str | None:
             {"at": timezone.now().isoformat(), "by": by, "task_id": task_id, "outcome": "pending"},
         ]
         letter.status = DeadLetterStatus.REPLAYED
-        letter.save(update_fields=["replays", "status"])
+        letter.status_changed_at = timezone.now()
+        letter.save(update_fields=["replays", "status", "status_changed_at"])
         task = current_app.tasks[letter.task]
         kwargs = dict(letter.kwargs)
         if letter.idempotency_key:
@@ -182,7 +183,7 @@ def discard(letter: DeadLetter, *, by: str) -> bool:
     updated = (
         DeadLetter.objects.filter(pk=letter.pk)
         .exclude(status=DeadLetterStatus.DISCARDED)
-        .update(status=DeadLetterStatus.DISCARDED)
+        .update(status=DeadLetterStatus.DISCARDED, status_changed_at=timezone.now())
     )
     if updated:
         logger.info("dead letter %s discarded by %s", letter.pk, by)

@@ -69,6 +69,8 @@ class DeadLetter(models.Model):
     )
     # [{"at": iso, "by": who, "task_id": new id, "outcome": "pending" | "succeeded" | "failed"}]
     replays = models.JSONField(default=list)
+    # When it was last replayed or discarded: retention counts from here, not from the failure.
+    status_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -80,8 +80,9 @@ def targets(now: datetime) -> list[tuple[str, QuerySet[Any], Keep | None]]:
         (
             "dead_letters",
             DeadLetter.objects.filter(
+                Q(status_changed_at__lt=letters_cutoff)
+                | Q(status_changed_at__isnull=True, last_failed_at__lt=letters_cutoff),
                 status__in=[DeadLetterStatus.REPLAYED, DeadLetterStatus.DISCARDED],
-                last_failed_at__lt=letters_cutoff,
             ).only("id", "replays"),  # the veto reads the replays, never the tracebacks
             _replayed_since(letters_cutoff),
         ),

@@ -176,3 +176,20 @@ def test_the_purge_consumer_runs_on_a_worker(worker):
     assert remaining(JobReceipt, [old, young]) == {young.pk}
     assert DeadLetter.objects.filter(pk=dead.pk).exists()
     live.wait_for(lambda: "purge: deleted events 0, receipts 1" in worker.output(), timeout=10)
+
+
+@pytest.mark.django_db
+def test_an_old_failure_discarded_today_is_kept_for_the_whole_retention(owner):
+    from sync import deadletters
+
+    old = letter(age=timedelta(days=settings.DEADLETTER_RETENTION_DAYS + 10), status=DeadLetterStatus.DEAD)
+    assert deadletters.discard(old, by="test")
+
+    purge_old_rows()
+    assert DeadLetter.objects.filter(pk=old.pk).exists()
+
+    DeadLetter.objects.filter(pk=old.pk).update(
+        status_changed_at=timezone.now() - timedelta(days=settings.DEADLETTER_RETENTION_DAYS + 1)
+    )
+    purge_old_rows()
+    assert not DeadLetter.objects.filter(pk=old.pk).exists()
