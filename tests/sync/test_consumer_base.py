@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -31,26 +30,7 @@ from sync.models import DeadLetter, JobLog, JobReceipt, ScheduledJob, ScheduledJ
 from sync.queues import Queue
 from sync.scheduling import release_due_jobs
 from tests import jobs, live
-from tests.sync import workers as live_workers
 from tests.sync.workers import logs, start_worker, started_pids
-
-
-@pytest.fixture
-def private_broker() -> Iterator[live.PrivateRedis]:
-    with live_workers.private_broker() as server:
-        yield server
-
-
-@pytest.fixture
-def workers(private_broker: live.PrivateRedis) -> Iterator[list[live.Worker]]:
-    with live_workers.worker_pool() as started:
-        yield started
-
-
-@pytest.fixture
-def key(request: pytest.FixtureRequest) -> Iterator[str]:
-    with live_workers.job_key(request.node.name) as value:
-        yield value
 
 
 def dead_letter(task_id: str, worker: live.Worker, timeout: float = 30) -> DeadLetter:

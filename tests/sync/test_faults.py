@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -22,31 +21,12 @@ from sync.consumers import enqueue
 from sync.models import DeadLetter, DeadLetterStatus, JobLog, JobReceipt, ScheduledJob, ScheduledJobStatus
 from sync.scheduling import release_due_jobs
 from tests import jobs, live
-from tests.sync import workers as live_workers
 from tests.sync.workers import logs, start_worker, started_pids
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 # A short visibility timeout for the tests that need the broker to hand a message out again.
 VISIBILITY = 4
-
-
-@pytest.fixture
-def private_broker() -> Iterator[live.PrivateRedis]:
-    with live_workers.private_broker() as server:
-        yield server
-
-
-@pytest.fixture
-def workers(private_broker: live.PrivateRedis) -> Iterator[list[live.Worker]]:
-    with live_workers.worker_pool() as started:
-        yield started
-
-
-@pytest.fixture
-def key(request: pytest.FixtureRequest) -> Iterator[str]:
-    with live_workers.job_key(request.node.name) as value:
-        yield value
 
 
 def is_alive(pid: int) -> bool:

@@ -1,0 +1,28 @@
+"""Fixtures of the queue tests: a private broker, workers on it, and a per-test job key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests import live
+from tests.sync import workers as live_workers
+
+
+@pytest.fixture
+def private_broker() -> Iterator[live.PrivateRedis]:
+    with live_workers.private_broker() as server:
+        yield server
+
+
+@pytest.fixture
+def workers(private_broker: live.PrivateRedis) -> Iterator[list[live.Worker]]:
+    with live_workers.worker_pool() as started:
+        yield started
+
+
+@pytest.fixture
+def key(request: pytest.FixtureRequest) -> Iterator[str]:
+    with live_workers.job_key(request.node.name) as value:
+        yield value
