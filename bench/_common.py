@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -194,3 +195,28 @@ class Stopwatch:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+
+def bench_broker() -> tuple[str, Any]:
+    """The broker a benchmark's worker consumes: a private Redis on the embedded default, else
+    a database of its own on REDIS_URL's server. This process publishes there too. Returns
+    (url, the private server or None); pass the server to `stop_bench_broker` when done."""
+    from django.conf import settings
+
+    from tests.live import PrivateRedis, use_broker
+
+    server = None
+    if settings.REDIS_EMBEDDED:
+        server = PrivateRedis()
+        server.start()
+        url = server.url
+    else:
+        url = own_redis_db(settings.REDIS_URL)
+    use_broker(url)
+    return url, server
+
+
+def stop_bench_broker(server: Any) -> None:
+    if server is not None:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)

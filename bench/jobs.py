@@ -38,7 +38,6 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402
 import random  # noqa: E402
-import shutil  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -178,18 +177,11 @@ def main() -> None:
     import bench.job_tasks  # noqa: F401  (registers the bare task in this process)
     from core import services
     from sync.models import DeadLetter, JobLog
-    from tests.live import PrivateRedis, Worker, use_broker
+    from tests.live import Worker
 
     database = _common.describe_database()
     private = settings.REDIS_EMBEDDED
-    redis_server = None
-    if private:
-        redis_server = PrivateRedis()
-        redis_server.start()
-        redis_url = redis_server.url
-    else:
-        redis_url = _common.own_redis_db(settings.REDIS_URL)
-    use_broker(redis_url)  # this process publishes where the worker consumes
+    redis_url, redis_server = _common.bench_broker()  # this process publishes where the worker consumes
     client = redis.Redis.from_url(redis_url)
     key = f"bench:jobs:{uuid.uuid4().hex[:12]}"
     org, _ = services.org_create_with_owner(slug="bench-jobs", owner_email="bench-jobs@example.com")
@@ -232,9 +224,7 @@ def main() -> None:
     finally:
         worker.stop()
         client.delete(key)
-        if redis_server is not None:
-            redis_server.stop()
-            shutil.rmtree(redis_server.workdir, ignore_errors=True)
+        _common.stop_bench_broker(redis_server)
     worker_log = worker.output()
     if args.worker_log:
         args.worker_log.write_text(worker_log)

@@ -37,7 +37,6 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402
 import random  # noqa: E402
-import shutil  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -151,18 +150,11 @@ def main() -> None:
     import bench.listeners  # the queued listener: makes the outbox publish our events
     from core import services
     from core.models import EventRecord
-    from tests.live import PrivateRedis, Worker, use_broker
+    from tests.live import Worker
 
     database = _common.describe_database()
     private = settings.REDIS_EMBEDDED
-    redis_server = None
-    if private:
-        redis_server = PrivateRedis()
-        redis_server.start()
-        redis_url = redis_server.url
-    else:
-        redis_url = _common.own_redis_db(settings.REDIS_URL)
-    use_broker(redis_url)  # this process publishes where the worker consumes
+    redis_url, redis_server = _common.bench_broker()  # this process publishes where the worker consumes
     client = redis.Redis.from_url(redis_url)
     key = f"bench:outbox:{uuid.uuid4().hex[:12]}"
     org, _ = services.org_create_with_owner(slug="bench-outbox", owner_email="bench-outbox@example.com")
@@ -203,9 +195,7 @@ def main() -> None:
     finally:
         worker.stop()
         client.delete(f"{key}:start", f"{key}:dispatch")
-        if redis_server is not None:
-            redis_server.stop()
-            shutil.rmtree(redis_server.workdir, ignore_errors=True)
+        _common.stop_bench_broker(redis_server)
     worker_log = worker.output()
     if args.worker_log:
         args.worker_log.write_text(worker_log)

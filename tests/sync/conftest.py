@@ -1,10 +1,12 @@
-"""Fixtures of the queue tests: a private broker, workers on it, and a per-test job key."""
+"""Fixtures of the queue tests: a worker on the session's broker, a private broker with workers
+on it, and a per-test job key."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from django.conf import settings
 
 from tests import live
 from tests.sync import workers as live_workers
@@ -26,3 +28,18 @@ def workers(private_broker: live.PrivateRedis) -> Iterator[list[live.Worker]]:
 def key(request: pytest.FixtureRequest) -> Iterator[str]:
     with live_workers.job_key(request.node.name) as value:
         yield value
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    """Extra environment of the `worker` fixture's process; a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str]) -> Iterator[live.Worker]:
+    live.purge(settings.REDIS_URL)
+    started = live.Worker(settings.REDIS_URL, extra_env=worker_env).wait_ready()
+    yield started
+    started.stop()
+    live.purge(settings.REDIS_URL)

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from django.conf import settings
 
 from sync.consumers import enqueue
 from sync.models import DeadLetter
 from tests import jobs, live
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def worker() -> Iterator[live.Worker]:
-    live.purge(settings.REDIS_URL)
-    started = live.Worker(settings.REDIS_URL).wait_ready()
-    yield started
-    started.stop()
 
 
 def test_an_enqueued_job_runs_once_and_a_failing_one_is_dead_lettered(owner, worker):

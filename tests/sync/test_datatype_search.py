@@ -4,10 +4,8 @@ document of each record, and `GET /collections/<datatype>/?search=` (on a real w
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from core import services
@@ -261,15 +259,6 @@ def test_the_gin_index_exists_on_postgres_only():
 
 
 # --- on a real worker --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def worker() -> Iterator[live.Worker]:
-    live.purge(settings.REDIS_URL)
-    started = live.Worker(settings.REDIS_URL).wait_ready()
-    yield started
-    started.stop()
-    live.purge(settings.REDIS_URL)
 
 
 def wait_indexed(record_id: str, text: str, worker: live.Worker) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -68,14 +67,8 @@ def test_run_oneoff_refuses_unknown_names_bad_arguments_and_non_json_before_queu
 
 
 @pytest.fixture
-def worker() -> Iterator[live.Worker]:
-    live.purge(settings.REDIS_URL)
-    started = live.Worker(
-        settings.REDIS_URL, extra_env={"EVENT_HANDLER_MODULES": oneoffs.WORKER_MODULES}
-    ).wait_ready()
-    yield started
-    started.stop()
-    live.purge(settings.REDIS_URL)
+def worker_env() -> dict[str, str]:
+    return {"EVENT_HANDLER_MODULES": oneoffs.WORKER_MODULES}
 
 
 @pytest.mark.live

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from io import StringIO
 
 import pytest
@@ -164,14 +163,8 @@ def test_the_managed_tasks_show_in_the_admin(client):
 
 
 @pytest.fixture
-def worker() -> Iterator[live.Worker]:
-    live.purge(settings.REDIS_URL)
-    started = live.Worker(
-        settings.REDIS_URL, extra_env={"EVENT_HANDLER_MODULES": oneoffs.WORKER_MODULES}
-    ).wait_ready()
-    yield started
-    started.stop()
-    live.purge(settings.REDIS_URL)
+def worker_env() -> dict[str, str]:
+    return {"EVENT_HANDLER_MODULES": oneoffs.WORKER_MODULES}
 
 
 def due_oneoff(org_id: object, key: str) -> ScheduledJob:

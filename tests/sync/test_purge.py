@@ -4,7 +4,6 @@ dead letters still `dead` and undispatched events stay."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -149,15 +148,6 @@ def test_a_run_out_of_time_stops_after_its_batch_and_the_next_run_goes_on():
     assert len(remaining(JobReceipt, old)) == 3
     assert purge(batch_size=2)["complete"] is True
     assert remaining(JobReceipt, old) == set()
-
-
-@pytest.fixture
-def worker() -> Iterator[live.Worker]:
-    live.purge(settings.REDIS_URL)
-    started = live.Worker(settings.REDIS_URL).wait_ready()
-    yield started
-    started.stop()
-    live.purge(settings.REDIS_URL)
 
 
 @pytest.mark.live
