@@ -205,6 +205,27 @@ PURGE_BATCH_SIZE = env.int("PURGE_BATCH_SIZE", default=1000)  # rows per DELETE 
 # A run stops starting batches after this long; the next tick carries on.
 PURGE_TIME_BUDGET_SECONDS = env.float("PURGE_TIME_BUDGET_SECONDS", default=120.0)
 
+# --- Upstream/Connect: vendor connections, outbound HTTP, the inbound-webhook inbox --------
+
+# Fernet keys (urlsafe base64, 32 bytes) for credentials and signing secrets at rest, newest
+# first: MultiFernet encrypts with the first and decrypts with any, so a key rotates by
+# prepending the new one and running `manage.py rotate_connection_keys`. Unset, a key is
+# derived from SECRET_KEY (fine for development; set your own in production).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# CIDRs outbound requests may reach although they are not public (loopback, private, ...):
+# empty in production; local development and tests open 127.0.0.0/8 here.
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+OUTBOUND_CONNECT_TIMEOUT = env.float("OUTBOUND_CONNECT_TIMEOUT", default=5.0)
+OUTBOUND_READ_TIMEOUT = env.float("OUTBOUND_READ_TIMEOUT", default=15.0)
+OUTBOUND_MAX_REDIRECTS = env.int("OUTBOUND_MAX_REDIRECTS", default=5)
+# A connection's circuit opens after this many consecutive failures and lets one trial
+# request through after the cool-down.
+CIRCUIT_BREAKER_THRESHOLD = env.int("CIRCUIT_BREAKER_THRESHOLD", default=5)
+CIRCUIT_BREAKER_COOLDOWN_SECONDS = env.float("CIRCUIT_BREAKER_COOLDOWN_SECONDS", default=30.0)
+# Inbound vendor webhooks: the largest body accepted (413 past it) and the signature clock skew.
+INBOUND_WEBHOOK_MAX_BYTES = env.int("INBOUND_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+
 # --- API ----------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {

@@ -10,5 +10,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api-auth/", include("rest_framework.urls")),
     path("monitoring/", include("sync.api.urls")),
+    path("upstream/", include("sync.upstream_urls")),
+    path("storefront/", include("storefront.urls")),
+    path("banking/", include("banking.urls")),
     path("", include("core.api.urls")),
 ]

@@ -64,6 +64,16 @@ class PermanentError(Exception):
     """The job cannot succeed by trying again: dead-letter it now."""
 
 
+class RetryIn(Exception):
+    """Try the job again after `delay` seconds: the job's own schedule (a webhook retry
+    schedule, a vendor's Retry-After) instead of the policy's backoff. The policy's
+    max_attempts still bounds the attempts; past it the job is dead-lettered."""
+
+    def __init__(self, delay: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry in {delay:g}s")
+        self.delay = max(0.0, float(delay))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 5  # deliveries in all, the first included
@@ -209,7 +219,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
         if is_permanent(exc, policy) or job.attempt >= policy.max_attempts:
             deadletters.bury(self, job, args, kwargs, exc, trace, replay_of)
             raise Ignore()
-        delay = policy.delay(job.attempt)
+        delay = exc.delay if isinstance(exc, RetryIn) else policy.delay(job.attempt)
         logger.warning(
             "job %s[%s] attempt %d failed (%s); retry in %.1fs",
             self.name, job.task_id, job.attempt, type(exc).__name__, delay,
@@ -417,6 +427,7 @@ __all__ = [
     "ConsumerTask",
     "JobContext",
     "PermanentError",
+    "RetryIn",
     "RetryPolicy",
     "SoftTimeLimitExceeded",
     "consumer",

@@ -5,7 +5,7 @@ Import the public API from here:
     from core.events import SystemEvents, emit, aemit, on_event, declare, Envelope
 """
 
-from core.events.bus import Envelope, aemit, emit, on_event
+from core.events.bus import Envelope, aemit, emit, emit_envelope, on_event
 from core.events.names import SystemEvents
 from core.events.registry import EventSpec, UndeclaredEventError, declare
 
@@ -17,5 +17,6 @@ __all__ = [
     "aemit",
     "declare",
     "emit",
+    "emit_envelope",
     "on_event",
 ]

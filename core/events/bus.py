@@ -181,6 +181,34 @@ def emit(
     current transaction and queued listeners are dispatched after commit; `persist=False`
     is for purely in-process notifications and reaches no queued listener.
     """
+    return emit_envelope(
+        name,
+        org=org,
+        data=data,
+        record=record,
+        datatype=datatype,
+        actor=actor,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        persist=persist,
+        validate=validate,
+    )[1]
+
+
+def emit_envelope(
+    name: str,
+    *,
+    org: Any,
+    data: dict[str, Any] | PayloadModel | None = None,
+    record: Model | None = None,
+    datatype: str | None = None,
+    actor: Any = None,
+    correlation_id: str | None = None,
+    causation_id: uuid.UUID | None = None,
+    persist: bool = True,
+    validate: bool = True,
+) -> tuple[Envelope, list[Any]]:
+    """`emit`, returning the envelope too (its id is the EventRecord's), for callers that keep it."""
     spec, envelope = build_envelope(
         name,
         org=org,
@@ -197,7 +225,7 @@ def emit(
 
         outbox.write(envelope)
     responses = spec.signal.send(sender=spec.name, envelope=envelope)
-    return [response for _, response in responses if response is not _SKIPPED]
+    return envelope, [response for _, response in responses if response is not _SKIPPED]
 
 
 async def aemit(

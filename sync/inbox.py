@@ -1,0 +1,265 @@
+"""The inbound-webhook inbox: every vendor webhook is verified, stored, answered, then emitted.
+
+The request path (`receive`, one view for every vendor endpoint):
+1. POST only; a body past INBOUND_WEBHOOK_MAX_BYTES is a 413 (read no further);
+2. the connection named in the URL, of the endpoint's vendor and enabled, or a 404;
+3. the vendor's signature check on the raw body: a failure is stored as a REJECTED row for
+   audit and answered 400 (or the vendor's status), and nothing is emitted;
+4. the InboundWebhook row, unique per (connection, vendor event id): a second copy of a
+   vendor event, also one arriving at the same moment, hits the constraint and is answered
+   2xx as a duplicate, with nothing new queued;
+5. the answer, at once; the row's normalizing job is queued after the commit.
+
+The job (`process_inbound_webhook`, on the `events` queue) asks the vendor module to
+normalize the row into our events and emits them in one transaction with the row's status,
+causation the row, correlation the request's. A type the vendor module does not map is
+IGNORED (stored, not emitted); a payload it cannot read is FAILED with the reason. Both can
+be reprocessed (`reprocess`: the admin, the API and `manage.py reprocess_webhooks`).
+
+A vendor module (see VENDOR_MODULES) exposes `webhooks`, a VendorWebhooks: `verify` and
+`normalize`, and `acknowledge` where the vendor wants a particular answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from pydantic import ValidationError
+
+from core.events import context, emit_envelope
+from sync.consumers import PermanentError, RetryPolicy, consumer, enqueue
+from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
+from sync.queues import Queue
+
+logger = logging.getLogger(__name__)
+
+VENDOR_MODULES: dict[str, str] = {
+    Vendor.STRIPE: "storefront.webhooks.stripe",
+    Vendor.PAYPAL: "storefront.webhooks.paypal",
+    Vendor.TWILIO: "sync.webhooks.twilio",
+    Vendor.SENDGRID: "sync.webhooks.sendgrid",
+    Vendor.WEBHOOK: "sync.webhooks.standard",
+    Vendor.BANKING: "banking.webhooks",
+}
+
+# Request headers never stored: credentials a sender (or a proxy on the way) may add.
+_SECRET_HEADER_WORDS = ("authorization", "cookie", "secret", "password", "api-key", "apikey", "x-api-token")
+
+
+class VerificationFailed(Exception):
+    """The request is not a genuine webhook of this connection's vendor account."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class NormalizationError(Exception):
+    """A verified payload we cannot read into our events: the row is FAILED, not retried."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What verification learned: the vendor's event id (our dedup key) and type."""
+
+    event_id: str
+    event_type: str = ""
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """One of our declared events, ready to emit."""
+
+    name: str
+    data: dict[str, Any]
+    datatype: str = ""
+
+
+@dataclass
+class VendorWebhooks:
+    """A vendor's inbound webhooks. Subclass per vendor, one module each."""
+
+    vendor: str = ""
+    # Vendor event types mapped to our event names; anything else is IGNORED (stored, not emitted).
+    event_map: dict[str, str] = field(default_factory=dict)
+
+    def verify(self, request: HttpRequest, body: bytes, connection: Connection) -> Verified:
+        raise NotImplementedError
+
+    def normalize(self, row: InboundWebhook) -> list[Normalized]:
+        raise NotImplementedError
+
+    def acknowledge(self, row: InboundWebhook | None, *, duplicate: bool = False) -> HttpResponse:
+        """The 2xx answer: `row` is None for a duplicate."""
+        if duplicate or row is None:
+            return JsonResponse({"received": True, "duplicate": True})
+        return JsonResponse({"received": True, "id": str(row.pk)})
+
+    def reject(self, failure: VerificationFailed) -> HttpResponse:
+        return JsonResponse({"error": failure.reason}, status=failure.status)
+
+
+@cache
+def vendor_webhooks(vendor: str) -> VendorWebhooks:
+    module = import_module(VENDOR_MODULES[vendor])
+    webhooks: VendorWebhooks = module.webhooks
+    return webhooks
+
+
+def clean_headers(request: HttpRequest) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in request.headers.items()
+        if not any(word in name.lower() for word in _SECRET_HEADER_WORDS)
+    }
+
+
+def _read_body(request: HttpRequest) -> bytes | None:
+    """The raw body, or None when it is larger than the limit."""
+    limit = settings.INBOUND_WEBHOOK_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return None
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return None
+    # What we read is the body: later readers (request.POST, request.body) see it too.
+    request._body = body
+    return body
+
+
+@csrf_exempt
+def receive(request: HttpRequest, *, vendor: str, connection_id: uuid.UUID, **route: Any) -> HttpResponse:
+    """The endpoint of every vendor webhook (see the module docstring)."""
+    if request.method != "POST":
+        return JsonResponse({"error": "Only POST is accepted."}, status=405, headers={"Allow": "POST"})
+    body = _read_body(request)
+    if body is None:
+        limit = settings.INBOUND_WEBHOOK_MAX_BYTES
+        return JsonResponse({"error": f"The body is larger than {limit} bytes."}, status=413)
+    webhooks = vendor_webhooks(vendor)
+    connection = Connection.objects.filter(pk=connection_id, vendor=vendor, enabled=True).first()
+    if connection is None:
+        return JsonResponse({"error": f"No enabled {vendor} connection {connection_id}."}, status=404)
+    correlation_id = context.correlation_id.get() or context.new_correlation_id()
+    try:
+        verified = webhooks.verify(request, body, connection)
+    except VerificationFailed as failure:
+        InboundWebhook.objects.create(
+            vendor=vendor,
+            connection=connection,
+            org_id=connection.org_id,
+            headers=clean_headers(request),
+            body=body,
+            verified=False,
+            verification_error=failure.reason[:500],
+            status=InboundStatus.REJECTED,
+            correlation_id=correlation_id,
+        )
+        logger.warning("webhook %s for connection %s rejected: %s", vendor, connection.pk, failure.reason)
+        return webhooks.reject(failure)
+    row = InboundWebhook(
+        vendor=vendor,
+        connection=connection,
+        org_id=connection.org_id,
+        headers=clean_headers(request),
+        body=body,
+        verified=True,
+        vendor_event_id=verified.event_id[:255],
+        vendor_event_type=verified.event_type[:100],
+        status=InboundStatus.RECEIVED,
+        correlation_id=correlation_id,
+    )
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+            enqueue(
+                process_inbound_webhook,
+                org_id=connection.org_id,
+                inbound_id=str(row.pk),
+                correlation_id=correlation_id,
+            )
+    except IntegrityError:
+        logger.info("webhook %s %s for connection %s: duplicate", vendor, verified.event_id, connection.pk)
+        return webhooks.acknowledge(None, duplicate=True)
+    return webhooks.acknowledge(row)
+
+
+# --- normalizing ---------------------------------------------------------------------------
+
+
+@consumer(Queue.EVENTS, name="sync.process_inbound_webhook", retry=RetryPolicy(max_attempts=5))
+def process_inbound_webhook(*, org_id: str | None, inbound_id: str, force: bool = False) -> str:
+    """Normalize one stored webhook and emit its events (a processed row is left alone unless forced)."""
+    return process(inbound_id, force=force)
+
+
+def process(inbound_id: str | uuid.UUID, *, force: bool = False) -> str:
+    """Normalize and emit; returns the row's new status. Emits and the status commit together."""
+    try:
+        with transaction.atomic():
+            row = InboundWebhook.objects.select_for_update().get(pk=inbound_id)
+            if row.status == InboundStatus.REJECTED:
+                raise PermanentError(f"inbound webhook {row.pk} failed verification; it is never processed")
+            if row.status in (InboundStatus.PROCESSED, InboundStatus.IGNORED) and not force:
+                return str(row.status)  # a redelivered job: done already
+            row.attempts += 1
+            normalized = vendor_webhooks(row.vendor).normalize(row)
+            event_ids: list[str] = []
+            for event in normalized:
+                envelope, _ = emit_envelope(
+                    event.name,
+                    org=row.org_id,
+                    data=event.data,
+                    datatype=event.datatype or None,
+                    correlation_id=row.correlation_id or None,
+                    causation_id=row.pk,
+                )
+                event_ids.append(str(envelope.id))
+            row.status = InboundStatus.PROCESSED if normalized else InboundStatus.IGNORED
+            row.event_name = ",".join(dict.fromkeys(event.name for event in normalized))[:100]
+            row.event_ids = [*row.event_ids, *event_ids] if force else event_ids
+            row.error = "" if normalized else f"unhandled {row.vendor} event type {row.vendor_event_type!r}"
+            row.processed_at = timezone.now()
+            row.save()
+            return str(row.status)
+    except (NormalizationError, ValidationError, KeyError, ValueError, TypeError) as exc:
+        # The payload does not read as its type promises: no retry helps; an operator reprocesses.
+        _mark_failed(inbound_id, exc)
+        raise PermanentError(f"cannot normalize inbound webhook {inbound_id}: {exc}") from exc
+    except InboundWebhook.DoesNotExist:
+        raise PermanentError(f"inbound webhook {inbound_id} does not exist") from None
+
+
+def _mark_failed(inbound_id: str | uuid.UUID, exc: BaseException) -> None:
+    InboundWebhook.objects.filter(pk=inbound_id).update(
+        status=InboundStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], processed_at=timezone.now()
+    )
+
+
+def reprocess(row: InboundWebhook) -> None:
+    """Queue a verified row for normalizing again (after a fix, or to emit its events once more)."""
+    if not row.verified:
+        raise ValueError("a rejected webhook failed verification and cannot be reprocessed")
+    with transaction.atomic():
+        enqueue(
+            process_inbound_webhook,
+            org_id=row.org_id,
+            inbound_id=str(row.pk),
+            force=row.status in (InboundStatus.PROCESSED, InboundStatus.IGNORED),
+            correlation_id=row.correlation_id or None,
+        )

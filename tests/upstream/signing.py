@@ -1,0 +1,35 @@
+"""Signing helpers for the webhook tests: requests signed the vendors' way."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook
+
+
+def new_whsec() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def standard_headers(
+    secret: str | list[str], body: bytes, *, msg_id: str, timestamp: float | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers; several secrets give several space-separated signatures."""
+    ts = time.time() if timestamp is None else timestamp
+    secrets = [secret] if isinstance(secret, str) else secret
+    signed_at = datetime.fromtimestamp(ts, tz=UTC)
+    signatures = " ".join(Webhook(s).sign(msg_id, signed_at, body.decode()) for s in secrets)
+    return {
+        "HTTP_WEBHOOK_ID": msg_id,
+        "HTTP_WEBHOOK_TIMESTAMP": str(int(ts)),
+        "HTTP_WEBHOOK_SIGNATURE": signatures,
+    }
+
+
+def as_body(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()

@@ -1,0 +1,149 @@
+"""A Standard Webhooks sender at /upstream/<connection_id>/webhook/: QUALITY.md row 8's
+signature matrix, the inbox row it leaves, and the event its normalizing emits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from core.models import EventRecord
+from sync import inbox
+from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
+from tests.upstream.signing import as_body, new_whsec, standard_headers
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def secret() -> str:
+    return new_whsec()
+
+
+@pytest.fixture
+def connection(owner, secret) -> Connection:
+    return Connection.objects.create(
+        org=owner.org,
+        vendor=Vendor.WEBHOOK,
+        name="partner",
+        webhook_secrets=[{"secret": secret, "added_at": timezone.now().isoformat()}],
+    )
+
+
+def _post(connection: Connection, body: bytes, headers: dict[str, str]):
+    return Client().post(
+        f"/upstream/{connection.pk}/webhook/", data=body, content_type="application/json", **headers
+    )
+
+
+BODY = as_body({"type": "invoice.paid", "timestamp": "2026-11-27T10:00:00Z", "data": {"invoice": "in_1"}})
+
+
+def test_a_valid_webhook_is_stored_answered_and_emitted_once_normalized(connection, secret):
+    response = _post(connection, BODY, standard_headers(secret, BODY, msg_id="msg_1"))
+
+    assert response.status_code == 200, response.content
+    row = InboundWebhook.objects.get(connection=connection)
+    assert (row.verified, row.status, row.vendor_event_id, row.vendor_event_type) == (
+        True, InboundStatus.RECEIVED, "msg_1", "invoice.paid",
+    )  # fmt: skip
+    assert bytes(row.body) == BODY
+    assert row.correlation_id == response["X-Request-ID"]
+
+    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    event = EventRecord.objects.get(name="webhook.received")
+    row.refresh_from_db()
+    assert row.event_ids == [str(event.pk)]
+    assert event.causation_id == row.pk
+    assert event.correlation_id == row.correlation_id
+    assert event.orgid == connection.org_id
+    assert event.data["type"] == "invoice.paid"
+    assert event.data["data"] == {"invoice": "in_1"}
+    # A redelivered job finds the row processed and emits nothing more.
+    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert EventRecord.objects.filter(name="webhook.received").count() == 1
+
+
+def _flip_one_byte(body: bytes) -> bytes:
+    return body.replace(b"in_1", b"in_2")
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["body byte flipped", "wrong secret", "missing header", "301 s old", "301 s ahead", "garbage signature"],
+)
+def test_the_signature_matrix_refuses_every_forgery_and_emits_nothing(connection, secret, case):
+    body, headers = BODY, standard_headers(secret, BODY, msg_id="msg_2")
+    if case == "body byte flipped":
+        body = _flip_one_byte(BODY)
+    elif case == "wrong secret":
+        headers = standard_headers(new_whsec(), BODY, msg_id="msg_2")
+    elif case == "missing header":
+        del headers["HTTP_WEBHOOK_SIGNATURE"]
+    elif case == "301 s old":
+        headers = standard_headers(secret, BODY, msg_id="msg_2", timestamp=time.time() - 301)
+    elif case == "301 s ahead":
+        headers = standard_headers(secret, BODY, msg_id="msg_2", timestamp=time.time() + 301)
+    else:
+        headers["HTTP_WEBHOOK_SIGNATURE"] = "v1,not-base64 v2"
+
+    response = _post(connection, body, headers)
+
+    assert response.status_code == 400
+    assert response.json()["error"]
+    row = InboundWebhook.objects.get(connection=connection)
+    assert (row.verified, row.status) == (False, InboundStatus.REJECTED)
+    assert row.verification_error
+    assert not EventRecord.objects.filter(name="webhook.received").exists()
+    with pytest.raises(inbox.PermanentError):
+        inbox.process(row.pk)
+
+
+def test_several_signatures_with_one_valid_are_accepted(connection, secret):
+    headers = standard_headers([new_whsec(), secret, new_whsec()], BODY, msg_id="msg_3")
+    assert _post(connection, BODY, headers).status_code == 200
+
+
+def test_a_rotated_secret_verifies_while_both_are_active(connection, secret):
+    newer = new_whsec()
+    connection.webhook_secrets = [*connection.webhook_secrets, {"secret": newer, "added_at": "now"}]
+    connection.save()
+    assert _post(connection, BODY, standard_headers(newer, BODY, msg_id="msg_new")).status_code == 200
+    assert _post(connection, BODY, standard_headers(secret, BODY, msg_id="msg_old")).status_code == 200
+    connection.webhook_secrets = [{"secret": newer, "added_at": "now"}]
+    connection.save()
+    assert _post(connection, BODY, standard_headers(secret, BODY, msg_id="msg_gone")).status_code == 400
+
+
+def test_a_duplicate_message_is_answered_2xx_and_stored_once(connection, secret):
+    headers = standard_headers(secret, BODY, msg_id="msg_dup")
+    first, second = _post(connection, BODY, headers), _post(connection, BODY, headers)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.json()["duplicate"] is True
+    assert InboundWebhook.objects.filter(connection=connection, verified=True).count() == 1
+
+
+def test_an_oversize_body_is_413_and_a_get_is_405(connection, secret, settings):
+    settings.INBOUND_WEBHOOK_MAX_BYTES = 64
+    big = as_body({"type": "x", "data": {"pad": "y" * 100}})
+    assert _post(connection, big, standard_headers(secret, big, msg_id="msg_big")).status_code == 413
+    assert Client().get(f"/upstream/{connection.pk}/webhook/").status_code == 405
+    assert not InboundWebhook.objects.exists()
+
+
+def test_an_unknown_or_disabled_connection_is_404(connection, secret, outsider):
+    headers = standard_headers(secret, BODY, msg_id="msg_404")
+    connection.enabled = False
+    connection.save()
+    assert _post(connection, BODY, headers).status_code == 404
+    assert not InboundWebhook.objects.exists()
+
+
+def test_a_message_without_a_type_is_stored_and_ignored(connection, secret):
+    body = as_body({"data": {}})
+    assert _post(connection, body, standard_headers(secret, body, msg_id="msg_untyped")).status_code == 200
+    row = InboundWebhook.objects.get(connection=connection)
+    assert inbox.process(row.pk) == InboundStatus.IGNORED
+    assert not EventRecord.objects.filter(name="webhook.received").exists()
