@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 import environ
@@ -139,6 +140,23 @@ CHANNEL_LAYERS = {
     },
 }
 
+
+def redis_cache(url: str) -> dict[str, Any]:
+    """The shared cache on Redis: what every process must see at once (automation's trigger
+    index generation, vendor OAuth tokens). Short socket timeouts: callers treat a cache
+    error as a miss, so a Redis outage slows nothing down."""
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "cache",
+            "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+        }
+    }
+
+
+CACHES = redis_cache(REDIS_URL)
+
 # --- Celery -------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = _kombu_url(REDIS_URL)
@@ -225,6 +243,21 @@ CIRCUIT_BREAKER_COOLDOWN_SECONDS = env.float("CIRCUIT_BREAKER_COOLDOWN_SECONDS",
 # Inbound vendor webhooks: the largest body accepted (413 past it) and the signature clock skew.
 INBOUND_WEBHOOK_MAX_BYTES = env.int("INBOUND_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)
+
+# --- Automation -----------------------------------------------------------------------------
+
+# send-webhook's attempts, in seconds after the first failure... as Svix does: at once, 5 s,
+# 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. The first value is the first attempt's delay (0).
+WEBHOOK_RETRY_SCHEDULE = [
+    float(value)
+    for value in env.list(
+        "WEBHOOK_RETRY_SCHEDULE", default=["0", "5", "300", "1800", "7200", "18000", "36000", "36000"]
+    )
+]
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=15.0)
+# How many flow runs deep a chain of events may go (a flow's step causing an event that
+# starts a run that causes an event ...) before the loop guard stops it.
+AUTOMATION_MAX_CHAIN_DEPTH = env.int("AUTOMATION_MAX_CHAIN_DEPTH", default=5)
 
 # --- API ----------------------------------------------------------------------------------
 

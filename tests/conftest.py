@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from asgiref.local import Local
 from django.conf import settings
+from django.core.cache import caches
 
 import tests.jobs  # registers the consumers the queue tests run
 import tests.listeners  # noqa: F401  (registers the queued listeners the queue tests observe)
+from config.settings import redis_cache
 from core.models import Role
 from tests import live
 from tests.factories import Caller, caller, make_org, make_user
@@ -30,6 +33,9 @@ def broker() -> Iterator[str]:
             "CONFIG": {"hosts": [{"address": server.url}]},
         }
     }
+    settings.CACHES = redis_cache(server.url)
+    caches._settings = caches.settings = caches.configure_settings(None)  # as override_settings does
+    caches._connections = Local()
     live.use_broker(server.url)
     yield server.url
     server.stop()

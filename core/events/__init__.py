@@ -5,11 +5,12 @@ Import the public API from here:
     from core.events import SystemEvents, emit, aemit, on_event, declare, Envelope
 """
 
-from core.events.bus import Envelope, aemit, emit, emit_envelope, on_event
+from core.events.bus import ANY_EVENT, Envelope, aemit, emit, emit_envelope, on_event
 from core.events.names import SystemEvents
 from core.events.registry import EventSpec, UndeclaredEventError, declare
 
 __all__ = [
+    "ANY_EVENT",
     "Envelope",
     "EventSpec",
     "SystemEvents",

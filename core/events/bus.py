@@ -53,35 +53,59 @@ class Envelope:
     record: Model | None = None
 
 
+# `@on_event(ANY_EVENT, queue=...)` listens to every declared event (queued listeners only).
+ANY_EVENT = "*"
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedListener:
     key: str
     func: Callable[[Envelope], Any]
     datatype: str | None
     queue: Queue
+    # Asked by the dispatcher (name, orgid, datatype) before queueing: False skips this event.
+    when: Callable[[str, Any, str], bool] | None = None
 
 
 _queued: dict[str, list[QueuedListener]] = {}
 _queued_by_key: dict[str, QueuedListener] = {}
 
 
-def on_event(name: str, *, datatype: str | None = None, queue: Queue | str | None = None) -> Callable[[F], F]:
+def on_event(
+    name: str,
+    *,
+    datatype: str | None = None,
+    queue: Queue | str | None = None,
+    when: Callable[[str, Any, str], bool] | None = None,
+) -> Callable[[F], F]:
     """Register a listener for a declared event, optionally only for one datatype.
 
     The listener takes the Envelope. Without a queue it runs in process during emit;
     with one it runs on a worker consuming that queue and must be idempotent in its
     external effects (its database effects commit together with its receipt).
+
+    A queued listener may name ANY_EVENT to receive every event, and give `when`, a cheap
+    predicate of (name, orgid, datatype) the dispatcher asks first, so events nobody wants
+    cost no job (automation's trigger consumer asks its index whether any flow listens).
     """
-    spec = registry.get(name)
+    if name == ANY_EVENT:
+        if queue is None:
+            raise ValueError("only queued listeners can listen to every event")
+        spec_name = ANY_EVENT
+    else:
+        spec = registry.get(name)
+        spec_name = spec.name
+        if queue is None and when is not None:
+            raise ValueError("`when` filters queued listeners only")
 
     def decorator(func: F) -> F:
         key = f"{func.__module__}.{func.__qualname__}"
         if queue is None:
             spec.signal.connect(_receiver(func, datatype), weak=False, dispatch_uid=key)
         else:
-            listener = QueuedListener(key=key, func=func, datatype=datatype, queue=Queue(queue))
+            listener = QueuedListener(key=key, func=func, datatype=datatype, queue=Queue(queue), when=when)
             if key not in _queued_by_key:
-                _queued.setdefault(spec.name, []).append(listener)
+                _queued.setdefault(spec_name, []).append(listener)
             _queued_by_key[key] = listener
         return func
 
@@ -107,11 +131,13 @@ def _receiver(func: Callable[[Envelope], Any], datatype: str | None) -> Callable
     return filtered_receiver
 
 
-def queued_listeners(name: str, datatype: str) -> list[QueuedListener]:
+def queued_listeners(name: str, datatype: str, orgid: Any = None) -> list[QueuedListener]:
+    """The queued listeners an event goes to: its own and every-event ones, by datatype and `when`."""
     return [
         listener
-        for listener in _queued.get(name, ())
-        if listener.datatype is None or listener.datatype == datatype
+        for listener in (*_queued.get(name, ()), *_queued.get(ANY_EVENT, ()))
+        if (listener.datatype is None or listener.datatype == datatype)
+        and (listener.when is None or listener.when(name, orgid, datatype))
     ]
 
 

@@ -44,7 +44,7 @@ def listener_key(event_id: Any, listener: str) -> str:
 
 
 def write(envelope: Envelope) -> EventRecord:
-    wanted = bool(queued_listeners(envelope.name, envelope.datatype))
+    wanted = bool(queued_listeners(envelope.name, envelope.datatype, envelope.orgid))
     record = EventRecord.objects.create(
         id=envelope.id,
         name=envelope.name,
@@ -125,7 +125,8 @@ def dispatch(*, event_id: str, org_id: str) -> int:
     if record is None:
         raise PermanentError(f"event {event_id} not found")
     listeners = {
-        listener_key(record.id, lst.key): lst for lst in queued_listeners(record.name, record.datatype)
+        listener_key(record.id, lst.key): lst
+        for lst in queued_listeners(record.name, record.datatype, record.orgid)
     }
     done = set(JobReceipt.objects.filter(key__in=list(listeners)).values_list("key", flat=True))
     sent = 0
