@@ -15,6 +15,9 @@ class TransferInitiated(BaseModel):
     direction: Literal["credit", "debit"]
     amount: int = Field(description="Amount in minor units (cents).")
     currency: str = Field(min_length=3, max_length=3)
+    # Optional, so emitters that know no provider time stay valid; the provider webhook sets it,
+    # which is what orders an `initiated` that arrives after its `settled` (see banking/webhooks.py).
+    initiated_at: datetime | None = Field(None, description="When the provider recorded the initiation.")
 
 
 class TransferSettled(BaseModel):
@@ -36,4 +39,42 @@ TRANSFER_SETTLED = declare(
     app="banking",
     payload=TransferSettled,
     description="An ACH or RTP transfer settles.",
+)
+
+
+class TransferReturned(BaseModel):
+    transfer_id: str
+    account_id: str
+    rail: Literal["ach", "rtp"]
+    direction: Literal["credit", "debit"]
+    amount: int = Field(description="Amount in minor units (cents).")
+    currency: str = Field(min_length=3, max_length=3)
+    return_code: str = Field(pattern=r"^R\d{2}$", description="The NACHA return reason code, e.g. R01.")
+    return_reason: str = Field("", description="The return code's description, e.g. Insufficient Funds.")
+    returned_at: datetime
+
+
+class TransferFailed(BaseModel):
+    transfer_id: str
+    account_id: str
+    rail: Literal["ach", "rtp"]
+    direction: Literal["credit", "debit"]
+    amount: int = Field(description="Amount in minor units (cents).")
+    currency: str = Field(min_length=3, max_length=3)
+    failure_code: str = Field("", description="The provider's or network's code, e.g. an RTP reject reason.")
+    failure_reason: str = ""
+    failed_at: datetime
+
+
+TRANSFER_RETURNED = declare(
+    "transfer.returned",
+    app="banking",
+    payload=TransferReturned,
+    description="A settled ACH transfer is returned by the receiving bank (with its R code).",
+)
+TRANSFER_FAILED = declare(
+    "transfer.failed",
+    app="banking",
+    payload=TransferFailed,
+    description="An ACH or RTP transfer is rejected or fails before it settles.",
 )

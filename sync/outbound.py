@@ -4,8 +4,11 @@
     response = outbound.request("POST", flow_url, org_id=org.pk, json=body, allow_redirects=False)
 
 What it does for every call:
-- one pooled `requests` session per process (re-made after a fork), `trust_env` off so no
-  proxy environment variable reroutes a request;
+- one pooled `requests` session per process and thread (re-made after a fork), `trust_env`
+  off so no proxy environment variable reroutes a request;
+- only http and https, and no credentials in the URL, for the first request and for every
+  redirect (other schemes are refused by an adapter of their own, not by a parse that
+  could differ from the one requests makes);
 - connect and read timeouts (OUTBOUND_CONNECT_TIMEOUT / OUTBOUND_READ_TIMEOUT unless given);
 - the SSRF guard, at the socket: every connection the session opens, redirects included,
   resolves the host itself and refuses loopback, private, link-local, multicast, reserved,
@@ -17,9 +20,9 @@ What it does for every call:
   credentials (sync.vendors), and its circuit breaker: after CIRCUIT_BREAKER_THRESHOLD
   consecutive failures the circuit opens and calls fail fast with CircuitOpen, without a
   socket; after CIRCUIT_BREAKER_COOLDOWN_SECONDS one trial call goes through (half-open)
-  and its outcome closes or re-opens it;
-- an HttpAttempt row per call (method, URL without secrets, status, latency, error), tied
-  to the job and correlation id it ran under.
+  and its outcome closes or re-opens it. A 4xx is not a vendor failure (it is ours);
+- an HttpAttempt row per call (method, URL without secrets, status, latency, error; refused
+  and fail-fast calls too), tied to the job and correlation id it ran under.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -72,6 +75,9 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.OUTBOUND_ALLOWED_NETWORKS if cidr]
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 one carries (mapped ::ffff:a.b.c.d, NAT64, 6to4, Teredo)."""
     if ip.ipv4_mapped:
@@ -80,7 +86,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo:
         return ip.teredo[1]
-    if ip in ipaddress.ip_network("64:ff9b::/96"):
+    if ip in _NAT64:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -93,7 +99,10 @@ def refusal(ip: IPAddress) -> str | None:
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             reason = refusal(embedded)
-            return f"it embeds {embedded}, {reason}" if reason else None
+            if reason:
+                return f"it embeds {embedded}, {reason}"
+            if ip.ipv4_mapped or ip in _NAT64:
+                return None  # the packet goes to the IPv4 address, which is public
     for flag, reason in (
         (ip.is_unspecified, "an unspecified address"),
         (ip.is_loopback, "a loopback address"),
@@ -109,12 +118,9 @@ def refusal(ip: IPAddress) -> str | None:
     return None
 
 
-def resolve(host: str, port: int) -> list[tuple[Any, ...]]:
-    """getaddrinfo for a TCP connection, each address checked; raises UnsafeURL on any refused."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeURL(f"cannot resolve host {host!r}: {exc}") from None
+def _checked_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
+    """getaddrinfo, every address checked (UnsafeURL on the first refused); gaierror propagates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     for info in infos:
         ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         reason = refusal(ip)
@@ -123,26 +129,50 @@ def resolve(host: str, port: int) -> list[tuple[Any, ...]]:
     return infos
 
 
-def check_url(url: str) -> None:
-    """Refuse a URL we would not send to (at save time). Raises UnsafeURL with the reason."""
+def resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    """getaddrinfo for a TCP connection, each address checked; raises UnsafeURL on any refused.
+
+    Connect to the addresses it returns, never to `host` again: a second lookup may answer
+    differently (DNS rebinding)."""
+    try:
+        return _checked_addresses(host, port)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeURL(f"cannot resolve host {host!r}: {exc}") from None
+
+
+def _check_shape(url: str) -> tuple[str, int]:
+    """The URL's host and port, when its form is one we send to (without resolving it)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise UnsafeURL(f"not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
         raise UnsafeURL("only http and https URLs are allowed")
     if not parts.hostname:
         raise UnsafeURL("the URL has no host")
-    if parts.username or parts.password:
+    if parts.username is not None or parts.password is not None:
         raise UnsafeURL("credentials in the URL are not allowed; use the headers or the connection")
-    resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80))
+    return parts.hostname, port or (443 if scheme == "https" else 80)
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL we would not send to (at save time). Raises UnsafeURL with the reason.
+
+    Sending checks again, at the socket: a name that resolved to a public address when it
+    was saved may resolve elsewhere later."""
+    resolve(*_check_shape(url))
 
 
 def _guarded_connect(conn: HTTPConnection) -> socket.socket:
     host = conn._dns_host
+    try:
+        addresses = _checked_addresses(host, conn.port)  # raises UnsafeURL before any socket
+    except socket.gaierror as exc:
+        raise NameResolutionError(conn.host, conn, exc) from exc
     last_error: OSError | None = None
-    for _family, _, _, _, sockaddr in resolve(host, conn.port):  # raises UnsafeURL before any socket
+    for _family, _, _, _, sockaddr in addresses:
         try:
             return urllib3_connection.create_connection(
                 (str(sockaddr[0]), conn.port),
@@ -151,12 +181,14 @@ def _guarded_connect(conn: HTTPConnection) -> socket.socket:
                 socket_options=conn.socket_options,
             )
         except TimeoutError as exc:
-            raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out") from exc
+            raise ConnectTimeoutError(
+                conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})"
+            ) from exc
         except OSError as exc:
             last_error = exc
-    if last_error is None:  # pragma: no cover - resolve() raises when there is no address
+    if last_error is None:  # pragma: no cover - getaddrinfo answers with an address or raises
         raise NameResolutionError(conn.host, conn, socket.gaierror("no address"))
-    raise NewConnectionError(conn, f"Failed to establish a new connection: {last_error}")
+    raise NewConnectionError(conn, f"Failed to establish a new connection: {last_error}") from last_error
 
 
 class GuardedHTTPConnection(HTTPConnection):
@@ -187,6 +219,22 @@ class GuardedAdapter(HTTPAdapter):
             "https": GuardedHTTPSConnectionPool,
         }
 
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        # Every request of the session passes here, each redirect included.
+        _check_shape(request.url or "")
+        return super().send(request, *args, **kwargs)
+
+
+class RefusingAdapter(BaseAdapter):
+    """Mounted for every scheme but http and https (file:, gopher:, ftp:, ...): refuses, even
+    when a redirect leads there."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        raise UnsafeURL("only http and https URLs are allowed")
+
+    def close(self) -> None:
+        return None
+
 
 # --- the session --------------------------------------------------------------------------
 
@@ -199,18 +247,22 @@ def session() -> requests.Session:
     current: requests.Session | None = getattr(_local, "session", None)
     if current is None or getattr(_local, "pid", None) != pid:
         current = requests.Session()
-        current.trust_env = False  # no proxy from the environment
+        current.trust_env = False  # no proxy (nor netrc) from the environment
         current.max_redirects = settings.OUTBOUND_MAX_REDIRECTS
         adapter = GuardedAdapter(pool_connections=20, pool_maxsize=50, max_retries=0)
         current.mount("http://", adapter)
         current.mount("https://", adapter)
+        current.mount("", RefusingAdapter())  # the shortest prefix: what no other adapter takes
         _local.session, _local.pid = current, pid
     return current
 
 
 # --- redaction ----------------------------------------------------------------------------
 
-_SECRET_PARAMS = ("key", "token", "secret", "password", "signature", "sig", "auth", "credential", "code")
+_SECRET_PARAMS = (
+    "key", "token", "secret", "password", "passwd", "pwd", "signature", "sig", "auth", "credential",
+    "code", "session",
+)  # fmt: skip
 
 
 def redact_url(url: str) -> str:
@@ -228,52 +280,110 @@ def redact_url(url: str) -> str:
         [
             (name, "***" if any(word in name.lower() for word in _SECRET_PARAMS) else value)
             for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        ]
+        ],
+        safe="*",
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))[:2000]
+
+
+def _scrub(text: str, url: str) -> str:
+    """An exception's message with the URL (and its path and query, which urllib3 quotes on
+    their own) replaced by the redacted form."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    redacted = urlsplit(redact_url(url))
+    for raw, safe in (
+        (url, redact_url(url)),
+        (f"{parts.path}?{parts.query}", f"{redacted.path}?{redacted.query}"),
+        (parts.netloc, redacted.netloc),
+    ):
+        if raw and raw != safe:
+            text = text.replace(raw, safe)
+    return text
 
 
 # --- the circuit breaker ------------------------------------------------------------------
 
 
-def _admit(connection: Connection) -> None:
-    """Let the call through, or raise CircuitOpen. One caller wins the half-open trial."""
-    if connection.circuit_state == CircuitState.CLOSED:
-        return
-    cooled = timezone.now() - timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
-    won = Connection.objects.filter(
-        pk=connection.pk, circuit_state=CircuitState.OPEN, circuit_opened_at__lte=cooled
-    ).update(circuit_state=CircuitState.HALF_OPEN)
+def _admit(connection: Connection) -> bool:
+    """Let the call through, or raise CircuitOpen. True when this call is the half-open trial.
+
+    The state is read from the database, not from the instance: the circuit is shared by every
+    process calling the vendor. Of several callers after the cool-down, the one whose
+    conditional UPDATE matches wins the trial; the others fail fast. A trial that never
+    reported (its process died mid-call) is given up after the cool-down plus the timeouts.
+    """
+    state = Connection.objects.filter(pk=connection.pk).values_list("circuit_state", flat=True).first()
+    if state is None or state == CircuitState.CLOSED:
+        return False
+    now = timezone.now()
+    cooldown = timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
+    abandoned = cooldown + timedelta(
+        seconds=settings.OUTBOUND_CONNECT_TIMEOUT + settings.OUTBOUND_READ_TIMEOUT
+    )
+    won = (
+        Connection.objects.filter(pk=connection.pk)
+        .filter(
+            Q(circuit_state=CircuitState.OPEN, circuit_opened_at__lte=now - cooldown)
+            | Q(circuit_state=CircuitState.OPEN, circuit_opened_at__isnull=True)
+            | Q(circuit_state=CircuitState.HALF_OPEN, circuit_opened_at__lte=now - abandoned)
+        )
+        .update(circuit_state=CircuitState.HALF_OPEN, circuit_opened_at=now)
+    )
     if not won:
+        connection.circuit_state = state
         raise CircuitOpen(connection)
-    connection.circuit_state = CircuitState.HALF_OPEN
+    connection.circuit_state, connection.circuit_opened_at = CircuitState.HALF_OPEN, now
+    return True
 
 
-def _record_outcome(connection: Connection, *, ok: bool, error: str) -> None:
+def _record_outcome(connection: Connection, *, ok: bool, error: str, trial: bool) -> None:
     now = timezone.now()
     if ok:
+        # Any answer closes the circuit, a call that started before it opened included.
         Connection.objects.filter(pk=connection.pk).update(
             last_success_at=now,
             consecutive_failures=0,
             circuit_state=CircuitState.CLOSED,
             circuit_opened_at=None,
         )
-        connection.consecutive_failures, connection.circuit_state = 0, CircuitState.CLOSED
+        connection.last_success_at, connection.consecutive_failures = now, 0
+        connection.circuit_state, connection.circuit_opened_at = CircuitState.CLOSED, None
         return
     Connection.objects.filter(pk=connection.pk).update(
         last_failure_at=now, last_error=error[:500], consecutive_failures=F("consecutive_failures") + 1
     )
-    connection.refresh_from_db(fields=["consecutive_failures", "circuit_state"])
-    if (
-        connection.circuit_state == CircuitState.HALF_OPEN
-        or connection.consecutive_failures >= settings.CIRCUIT_BREAKER_THRESHOLD
-    ):
-        Connection.objects.filter(pk=connection.pk).update(
-            circuit_state=CircuitState.OPEN, circuit_opened_at=now
+    # A failed trial re-opens the circuit; otherwise it opens when the failures reach the
+    # threshold. An open circuit keeps its opened_at: late failures of calls that were in
+    # flight when it opened must not push the trial back.
+    opening = Connection.objects.filter(pk=connection.pk)
+    if trial:
+        opening = opening.filter(circuit_state=CircuitState.HALF_OPEN)
+    else:
+        opening = opening.filter(
+            circuit_state=CircuitState.CLOSED, consecutive_failures__gte=settings.CIRCUIT_BREAKER_THRESHOLD
         )
-        connection.circuit_state = CircuitState.OPEN
-        logger.warning("connection %s: circuit open after %d failures", connection.pk,
-                       connection.consecutive_failures)  # fmt: skip
+    opened = opening.update(circuit_state=CircuitState.OPEN, circuit_opened_at=now)
+    connection.refresh_from_db(
+        fields=["consecutive_failures", "circuit_state", "circuit_opened_at", "last_failure_at", "last_error"]
+    )
+    if opened:
+        logger.warning(
+            "connection %s: circuit open after %d consecutive failures",
+            connection.pk,
+            connection.consecutive_failures,
+        )
+
+
+def _release_trial(connection: Connection) -> None:
+    """The trial ended without a verdict on the vendor (refused, or our own error): open again,
+    so the next trial comes after another cool-down."""
+    Connection.objects.filter(pk=connection.pk, circuit_state=CircuitState.HALF_OPEN).update(
+        circuit_state=CircuitState.OPEN
+    )
+    connection.circuit_state = CircuitState.OPEN
 
 
 def _is_failure(response: requests.Response | None) -> bool:
@@ -310,48 +420,66 @@ def request(
 ) -> requests.Response:
     """Send one request through the guard, the breaker and the attempt log.
 
-    Raises UnsafeURL (no socket was opened), CircuitOpen, or requests' exceptions; HTTP error
-    statuses are returned, not raised. `kwargs` go to requests (json, data, headers, params).
+    Raises UnsafeURL (no socket was opened), CircuitOpen (none either), or requests' exceptions;
+    HTTP error statuses are returned, not raised. `kwargs` go to requests (json, data,
+    headers, params). Every call leaves an HttpAttempt unless `record` is False.
     """
-    full_url = _url_for(url, connection)
     if connection is not None:
-        _admit(connection)
-        if authenticate:
-            from sync import vendors
-
-            kwargs = vendors.authenticate(connection, kwargs)
         org_id = org_id or connection.org_id
     if timeout is None:
         timeout = (settings.OUTBOUND_CONNECT_TIMEOUT, settings.OUTBOUND_READ_TIMEOUT)
-    started = time.perf_counter()
+    full_url = url
     response: requests.Response | None = None
     error = ""
+    trial = False
+    answered = False  # the vendor answered, or failed to: the outcome counts for its circuit
+    started = time.perf_counter()
     try:
-        response = session().request(
-            method, full_url, timeout=timeout, allow_redirects=allow_redirects, **kwargs
-        )
+        full_url = _url_for(url, connection)
+        _check_shape(full_url)
+        if connection is not None:
+            trial = _admit(connection)
+            if authenticate:
+                from sync import vendors
+
+                kwargs = vendors.authenticate(connection, kwargs)
+        started = time.perf_counter()
+        try:
+            response = session().request(
+                method, full_url, timeout=timeout, allow_redirects=allow_redirects, **kwargs
+            )
+        except requests.RequestException:
+            answered = True
+            raise
+        answered = True
         return response
     except UnsafeURL as exc:
         error = f"refused: {exc}"
         raise
-    except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {_describe(exc)}"
+    except CircuitOpen:
+        error = "circuit open"
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {_describe(exc, full_url)}"
         raise
     finally:
         latency_ms = (time.perf_counter() - started) * 1000
-        if connection is not None and not error.startswith("refused"):
-            failed = _is_failure(response)
-            _record_outcome(
-                connection, ok=not failed, error=error or f"HTTP {getattr(response, 'status_code', '')}"
-            )
+        if connection is not None:
+            if answered:
+                status = f"HTTP {response.status_code}" if response is not None else ""
+                _record_outcome(connection, ok=not _is_failure(response), error=error or status, trial=trial)
+            elif trial:
+                _release_trial(connection)
         if record:
             _record_attempt(method, full_url, response, error, latency_ms, connection, org_id, purpose)
 
 
-def _describe(exc: BaseException) -> str:
-    # requests' messages repeat the URL, which may carry a secret in its query: keep the class's gist.
+def _describe(exc: BaseException, url: str) -> str:
+    # requests' messages repeat the URL, whose query may carry a secret; keep the cause's gist.
     text = str(exc)
-    return text.split(" (Caused by ", 1)[-1][:300] if "Caused by" in text else text[:300]
+    if "Caused by " in text:
+        text = text.split("(Caused by ", 1)[-1].removesuffix(")")
+    return _scrub(text, url)[:400]
 
 
 def _record_attempt(

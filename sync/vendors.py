@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from requests.auth import HTTPBasicAuth
+from requests.structures import CaseInsensitiveDict
 
 from sync.models import Connection, Vendor
 
@@ -21,6 +22,8 @@ class VendorSpec:
     auth: str = ""
     bearer_key: str = "api_key"
     basic_keys: tuple[str, str] = ("", "")
+    # Headers taken from optional credentials when the connection has them: (header, key).
+    credential_headers: tuple[tuple[str, str], ...] = ()
     # Whether its webhooks are verified with a signing secret the connection stores.
     signed_webhooks: bool = True
 
@@ -46,8 +49,14 @@ SPECS: dict[str, VendorSpec] = {
     Vendor.SMTP: VendorSpec(
         "", ("host",), ("port", "username", "password", "use_tls"), signed_webhooks=False
     ),
-    Vendor.BANKING: VendorSpec("", ("api_key",), auth="bearer"),
-    Vendor.OPENAI: VendorSpec("https://api.openai.com/v1", ("api_key",), ("organization",), auth="bearer"),
+    Vendor.BANKING: VendorSpec("", ("api_key",), ("provider",), auth="bearer"),
+    Vendor.OPENAI: VendorSpec(
+        "https://api.openai.com/v1",
+        ("api_key",),
+        ("organization",),
+        auth="bearer",
+        credential_headers=(("OpenAI-Organization", "organization"),),
+    ),
     Vendor.WEBHOOK: VendorSpec("", (), ("api_key",)),
 }
 
@@ -61,15 +70,19 @@ def default_base_url(vendor: str) -> str:
 
 
 def authenticate(connection: Connection, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The request's keyword arguments with the connection's credentials applied."""
+    """The request's keyword arguments with the connection's credentials applied (a header or
+    an `auth` the caller set wins)."""
     vendor = SPECS[connection.vendor]
     credentials = connection.credentials or {}
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(kwargs.get("headers") or {})
+    for header, key in vendor.credential_headers:
+        if credentials.get(key):
+            headers.setdefault(header, str(credentials[key]))
     if vendor.auth == "bearer" and credentials.get(vendor.bearer_key):
-        headers = {**(kwargs.get("headers") or {})}
         headers.setdefault("Authorization", f"Bearer {credentials[vendor.bearer_key]}")
-        return {**kwargs, "headers": headers}
-    if vendor.auth == "basic" and "auth" not in kwargs:
-        user, password = (credentials.get(key, "") for key in vendor.basic_keys)
+    kwargs = {**kwargs, "headers": headers} if headers else kwargs
+    if vendor.auth == "basic" and "auth" not in kwargs and "Authorization" not in headers:
+        user, password = (str(credentials.get(key, "")) for key in vendor.basic_keys)
         if user:
             return {**kwargs, "auth": HTTPBasicAuth(user, password)}
     return kwargs

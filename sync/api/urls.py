@@ -11,5 +11,6 @@ router.register("dead-letters", views.DeadLetterViewSet, basename="dead-letter")
 
 urlpatterns = [
     path("queues/", views.QueueStatsView.as_view(), name="monitoring-queues"),
+    path("connections/", views.ConnectionHealthView.as_view(), name="monitoring-connections"),
     *router.urls,
 ]

@@ -8,6 +8,8 @@ Who sees what:
   through OrgScopedMixin (the X-Org header picks it): members may read its list and detail;
   owners and admins may also replay and discard (members get 403); another org's dead
   letter is a 404.
+- Connections' health: staff see every org's connections; otherwise the org's owners and
+  admins see its own (members get 403, as on /upstream/connections/).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import permissions, serializers, status, viewsets
+from rest_framework import generics, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -39,7 +41,8 @@ from sync.api.serializers import (
     ReplayResultSerializer,
     ReplaySerializer,
 )
-from sync.models import DeadLetter, DeadLetterStatus
+from sync.api.upstream_serializers import ConnectionsHealthSerializer
+from sync.models import Connection, DeadLetter, DeadLetterStatus
 from sync.selectors import BadFilter, DeadLetterFilter, dead_letters, find_org, replay_all
 
 
@@ -204,3 +207,26 @@ class QueueStatsView(APIView):
     @extend_schema(responses=MonitoringSerializer, summary="Queue statistics (staff)")
     def get(self, request: Request) -> Response:
         return Response(MonitoringSerializer(monitoring.queue_stats()).data)
+
+
+class CanSeeConnections(permissions.BasePermission):
+    message = "Only the organization's owners and admins (or staff) can see its connections."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if _is_staff(request):
+            return True
+        membership = getattr(request, "membership", None)
+        return membership is not None and membership.is_admin
+
+
+class ConnectionHealthView(StaffOrOrgScopedMixin, generics.GenericAPIView[Connection]):
+    """Per vendor connection: circuit and health, and the last 24 hours of outbound attempts."""
+
+    queryset = Connection.objects.select_related("org")
+    permission_classes = (permissions.IsAuthenticated, CanSeeConnections)
+    pagination_class = None
+
+    @extend_schema(responses=ConnectionsHealthSerializer, summary="Vendor connections' health and traffic")
+    def get(self, request: Request) -> Response:
+        connections = self.get_queryset().order_by("org__slug", "vendor", "name", "id")
+        return Response(ConnectionsHealthSerializer(monitoring.connection_health(connections)).data)

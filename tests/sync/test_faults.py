@@ -177,8 +177,10 @@ def test_a_delay_longer_than_the_visibility_timeout_waits_in_the_database_and_ru
         # A worker starting past one visibility timeout sweeps the unacked messages: an ETA
         # message held by the first worker would be handed out again here and run twice.
         time.sleep(max(0.0, VISIBILITY + 0.5 - (time.monotonic() - enqueued)))
+        assert jobs.effects(key) == 0  # not early
         second = start_worker(workers, private_broker.url, **env)
-        assert jobs.effects(key) == 0
+        if time.monotonic() - enqueued < delay:  # a loaded machine may take that long to start one
+            assert jobs.effects(key) == 0
 
         live.wait_for(
             lambda: jobs.effects(key) == 1,

@@ -1,0 +1,374 @@
+"""Inbound webhook: a signed Stripe webhook verified, stored and answered vs a bare Django view.
+
+Subject: POST /storefront/stripe/<connection_id>/webhook/ -> sync.inbox.receive: the body read
+under the size limit, the connection looked up (its secrets decrypted), the Stripe-Signature
+checked by the `stripe` library, the InboundWebhook row inserted, the normalizing job
+published to the broker after the commit, the 2xx answer.
+Baseline: POST /bench/bare-webhook/ -> a bare `@csrf_exempt` view returning
+HttpResponse("ok") (bench/webhooks_urls.py), same middleware, same process.
+
+Both routes get the same requests: each one a `payment_intent.succeeded` event of its own
+(a new `evt_` id, so the subject stores every one instead of answering a duplicate), signed
+the way Stripe signs, made by the client before its clock starts. One uvicorn process runs
+the product's ASGI application (config.asgi through bench/webhooks_asgi.py, which only adds
+the bare view to the URLconf) against the bench database; its broker is a private
+redis-server (or REDIS_URL's server, own database) that no worker consumes: the jobs pile up
+and are purged at the end.
+
+A pool of client threads (a pooled keep-alive `requests.Session` each) drives each route for
+a fixed time, alternating subject and baseline every round (ABBA); the figure is the median
+requests/s over the rounds, with p50/p99 latencies as the clients saw them.
+
+    .venv/bin/python bench/webhooks.py [--rounds 6] [--seconds 4] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script: import from the repository root, not from bench/.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bench import _common  # noqa: E402
+from tests.processes import Process  # noqa: E402
+
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 50.0
+SUBJECT = "Stripe webhook: verify + store + 2xx"
+BASELINE = "bare Django view (baseline)"
+BARE_PATH = "/bench/bare-webhook/"
+
+Request = tuple[bytes, dict[str, str]]
+
+
+@dataclass
+class Segment:
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server(Process):
+    """uvicorn running the product's ASGI application (via bench.webhooks_asgi), one process."""
+
+    def __init__(self, database_url: str, redis_url: str) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,  # the broker the inbox publishes its jobs to
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(_common.ROOT),
+        }
+        args = ["uvicorn", "bench.webhooks_asgi:application", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__([*args, "--no-access-log", "--log-level", "warning"], env, "bench-uvicorn")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"bench server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                response = requests.post(self.url(BARE_PATH), data=b"{}", timeout=5)
+            except requests.ConnectionError:
+                time.sleep(0.1)
+                continue
+            if response.status_code == 200:
+                return
+            raise SystemExit(f"bench server answered {response.status_code} on {BARE_PATH}:\n{self.output()}")
+        raise SystemExit(f"bench server not ready within {timeout}s:\n{self.output()}")
+
+    def stop(self) -> None:
+        super().stop()
+        self.log.unlink(missing_ok=True)
+
+
+def signed_event(secret: str) -> Request:
+    """A payment_intent.succeeded event with an id of its own, and its Stripe-Signature header."""
+    import stripe
+
+    intent_id = f"pi_{uuid.uuid4().hex[:24]}"
+    event = {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": intent_id,
+                "object": "payment_intent",
+                "amount": 2599,
+                "amount_capturable": 0,
+                "amount_received": 2599,
+                "capture_method": "automatic",
+                "client_secret": None,
+                "confirmation_method": "automatic",
+                "created": int(time.time()) - 3,
+                "currency": "eur",
+                "customer": "cus_R4xq2WZ9vKYlo2",
+                "description": "Order ord_42",
+                "last_payment_error": None,
+                "latest_charge": f"ch_{uuid.uuid4().hex[:24]}",
+                "livemode": False,
+                "metadata": {"order_id": "ord_42", "cart_id": "cart_7"},
+                "payment_method": f"pm_{uuid.uuid4().hex[:24]}",
+                "payment_method_types": ["card"],
+                "receipt_email": "ada@example.com",
+                "status": "succeeded",
+            }
+        },
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": f"req_{uuid.uuid4().hex[:14]}", "idempotency_key": str(uuid.uuid4())},
+        "type": "payment_intent.succeeded",
+    }
+    body = json.dumps(event, indent=2).encode()  # Stripe sends its events pretty-printed
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+    return body, {
+        "Content-Type": "application/json; charset=utf-8",
+        "Stripe-Signature": header,
+        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    }
+
+
+def drive(url: str, make: Callable[[], Request], clients: int, seconds: float) -> Segment:
+    """`clients` threads POST fresh signed events to `url` back to back for `seconds`."""
+    import requests
+
+    segment = Segment()
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def client() -> None:
+        session = requests.Session()
+        session.trust_env = False
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        barrier.wait()
+        while True:
+            body, headers = make()  # before the clock: signing is the sender's cost, not ours
+            start = time.perf_counter()
+            if start >= deadline[0]:
+                break
+            response = session.post(url, data=body, headers=headers, timeout=30)
+            response.content  # noqa: B018  (read the whole answer)
+            latencies.append(time.perf_counter() - start)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        session.close()
+        with lock:
+            segment.latencies.extend(latencies)
+            for status, n in statuses.items():
+                segment.statuses[status] = segment.statuses.get(status, 0) + n
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    deadline[0] = start + seconds
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    segment.seconds = time.perf_counter() - start
+    segment.requests = segment.statuses.get(200, 0)
+    segment.errors = sum(n for status, n in segment.statuses.items() if status != 200)
+    return segment
+
+
+def seed() -> tuple[str, str]:
+    """An org with a Stripe connection: its id and its signing secret."""
+    from django.db import connection
+
+    from core import services
+    from sync.connections import connection_create
+    from sync.models import Vendor
+    from tests.upstream.signing import new_whsec
+
+    org, owner = services.org_create_with_owner(
+        slug="bench-webhooks", owner_email="bench-webhooks@example.com"
+    )
+    secret = new_whsec()
+    stripe_connection = connection_create(
+        org=org,
+        vendor=Vendor.STRIPE,
+        name="bench",
+        credentials={"api_key": "sk_test_bench"},
+        webhook_secret=secret,
+        actor=owner,
+    )
+    connection.close()  # the server has the database to itself while it runs
+    return str(stripe_connection.pk), secret
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=4.0, help="Duration of one measured segment.")
+    parser.add_argument("--clients", type=int, default=4, help="Concurrent client threads.")
+    parser.add_argument("--warmup", type=float, default=1.5, help="Seconds of warm-up per route.")
+    args = parser.parse_args()
+
+    clock = _common.Stopwatch()
+    database_url = _common.setup_django()  # migrated and flushed
+    database = _common.describe_database()
+    from django.conf import settings
+
+    from tests.live import broker_messages, purge
+
+    private = settings.REDIS_EMBEDDED
+    # The broker first: creating the org publishes its events too.
+    redis_url, redis_server = _common.bench_broker()
+    server: Server | None = None
+    queued = (0, 0)
+    try:
+        connection_id, secret = seed()
+        purge(redis_url)  # from here on, the only messages are the webhooks' normalizing jobs
+        routes = {SUBJECT: f"/storefront/stripe/{connection_id}/webhook/", BASELINE: BARE_PATH}
+        server = Server(database_url, redis_url)
+        server.wait_ready()
+        make = lambda: signed_event(secret)  # noqa: E731
+        for label, path in routes.items():
+            warm = drive(server.url(path), make, args.clients, args.warmup)
+            if warm.errors or not warm.requests:
+                raise SystemExit(f"warm-up of {label} failed: {warm.statuses}\n{server.output()}")
+        segments: dict[str, list[Segment]] = {SUBJECT: [], BASELINE: []}
+        for rnd in range(args.rounds):
+            order = (SUBJECT, BASELINE) if rnd % 2 == 0 else (BASELINE, SUBJECT)
+            for label in order:
+                segments[label].append(drive(server.url(routes[label]), make, args.clients, args.seconds))
+        queued = broker_messages(redis_url)
+    finally:
+        if server is not None:
+            server.stop()
+        purge(redis_url)
+        _common.stop_bench_broker(redis_server)
+
+    from django.db import connection
+
+    from sync.models import InboundStatus, InboundWebhook
+
+    rows = InboundWebhook.objects.filter(connection_id=connection_id)
+    counts = {
+        "stored": rows.filter(verified=True, status=InboundStatus.RECEIVED).count(),
+        "rejected": rows.filter(verified=False).count(),
+        "jobs_queued": queued[0],
+    }
+    connection.close()
+
+    summary: dict[str, dict[str, Any]] = {}
+    for label, segs in segments.items():
+        latencies = [lat for seg in segs for lat in seg.latencies]
+        summary[label] = {
+            "path": routes[label],
+            "rps_rounds": [seg.rps for seg in segs],
+            "rps_median": _common.median([seg.rps for seg in segs]),
+            "rps_best": max(seg.rps for seg in segs),
+            "requests": sum(seg.requests for seg in segs),
+            "errors": sum(seg.errors for seg in segs),
+            "latency_p50_ms": _common.percentile(latencies, 50) * 1000,
+            "latency_p99_ms": _common.percentile(latencies, 99) * 1000,
+        }
+    base = summary[BASELINE]
+    table = []
+    for label in (BASELINE, SUBJECT):
+        s = summary[label]
+        s["ratio"] = _common.ratio(s["rps_median"], base["rps_median"])
+        s["paired_ratio"] = _common.median(
+            [_common.ratio(a, b) for a, b in zip(s["rps_rounds"], base["rps_rounds"], strict=True)]
+        )
+        verdict = ""
+        if label == SUBJECT:
+            ok = s["ratio"] >= TARGET_RATIO and s["latency_p99_ms"] < TARGET_P99_MS
+            verdict = "ok" if ok else "miss"
+        table.append(
+            [
+                label,
+                f"{s['rps_median']:.1f}",
+                f"{s['rps_best']:.1f}",
+                f"{s['latency_p50_ms']:.1f}",
+                f"{s['latency_p99_ms']:.1f}",
+                s["requests"],
+                s["errors"],
+                f"{s['ratio']:.2f}x",
+                f"{s['paired_ratio']:.2f}x",
+                verdict,
+            ]
+        )
+    redis_desc = _common.describe_redis(redis_url, private)
+    _common.print_table(
+        f"Inbound webhook: Stripe verify + store + 2xx vs a bare Django view - {database}; {redis_desc}; "
+        f"{args.clients} clients, {args.rounds} rounds x {args.seconds:.0f} s each "
+        f"(target >= {TARGET_RATIO}x and p99 < {TARGET_P99_MS:.0f} ms)",
+        ["route", "req/s", "best", "p50 ms", "p99 ms", "requests", "errors", "ratio", "paired", "target"],
+        table,
+        notes=[
+            "req/s = median over rounds; ratio = median(route) / median(bare); "
+            "paired = median of per-round ratios; latencies as the clients saw them.",
+            f"webhooks stored (warm-up included): {counts['stored']}, rejected: {counts['rejected']}; "
+            f"normalizing jobs left in the broker (no worker): {counts['jobs_queued']}, purged; "
+            f"server: 1 uvicorn process; took {clock.elapsed():.0f} s",
+        ],
+    )
+    results = _common.write_results(
+        "webhooks",
+        {
+            "database": database,
+            "redis": redis_desc,
+            "clients": args.clients,
+            "rounds": args.rounds,
+            "seconds_per_segment": args.seconds,
+            "target_ratio_min": TARGET_RATIO,
+            "target_p99_ms_max": TARGET_P99_MS,
+            "subject": SUBJECT,
+            "baseline": BASELINE,
+            "routes": summary,
+            "rows": counts,
+            "seconds": clock.elapsed(),
+        },
+    )
+    print(f"results: {results.relative_to(_common.ROOT)}")
+    errors = sum(s["errors"] for s in summary.values())
+    answered = summary[SUBJECT]["requests"]
+    if (
+        errors
+        or counts["rejected"]
+        or counts["stored"] < answered
+        or counts["jobs_queued"] != counts["stored"]
+    ):
+        raise SystemExit(f"bench: {errors} failed requests; rows {counts} for {answered} answered")
+
+
+if __name__ == "__main__":
+    main()

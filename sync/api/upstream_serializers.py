@@ -1,0 +1,188 @@
+"""Serializers of the Upstream/Connect API: connections (secrets write-only), the inbox, and
+the connections' health for monitoring.
+
+Nothing here ever renders a credential value or a signing secret: a connection shows the
+names of its credential keys and its secrets' fingerprints. Input checks beyond types live
+in sync.connections, shared with the admin and the management commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from sync import connections
+from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
+
+
+class SecretSummarySerializer(serializers.Serializer[Any]):
+    id = serializers.CharField(help_text="The secret's fingerprint: the first 8 hex digits of its SHA-256.")
+    added_at = serializers.CharField()
+
+
+class ConnectionSerializer(serializers.ModelSerializer[Connection]):
+    """A connection as the API shows it: no credential value, no secret."""
+
+    credential_keys = serializers.SerializerMethodField(help_text="The names of the stored credentials.")
+    webhook_secrets = serializers.SerializerMethodField()
+    inbound_url = serializers.SerializerMethodField(
+        help_text="Where the vendor sends this connection's webhooks (null: the vendor sends none)."
+    )
+    health = serializers.CharField(read_only=True, help_text="healthy, failing, unavailable or unknown.")
+
+    class Meta:
+        model = Connection
+        fields: tuple[str, ...] = (
+            "id", "vendor", "name", "enabled", "base_url", "credential_keys", "webhook_secrets",
+            "inbound_url", "health", "circuit_state", "consecutive_failures", "last_success_at",
+            "last_failure_at", "last_error", "created_at", "updated_at",
+        )  # fmt: skip
+        read_only_fields: tuple[str, ...] = fields
+
+    def get_credential_keys(self, connection: Connection) -> list[str]:
+        return connections.credential_keys(connection)
+
+    @extend_schema_field(SecretSummarySerializer(many=True))
+    def get_webhook_secrets(self, connection: Connection) -> list[dict[str, str]]:
+        return connections.secret_summaries(connection)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_inbound_url(self, connection: Connection) -> str | None:
+        path = connections.inbound_path(connection)
+        request = self.context.get("request")
+        if path is None or request is None:
+            return path
+        return str(request.build_absolute_uri(path))
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class CredentialsField(serializers.JSONField):
+    """The vendor's credential mapping (checked against the vendor's spec by sync.connections)."""
+
+
+class ConnectionCreateSerializer(serializers.Serializer[Any]):
+    vendor = serializers.ChoiceField(choices=Vendor.choices)
+    name = serializers.CharField(max_length=connections.MAX_NAME_LENGTH)
+    credentials = CredentialsField(
+        write_only=True,
+        help_text='The vendor\'s credentials, e.g. {"api_key": "sk_..."} for Stripe. Never shown again.',
+    )
+    webhook_secret = serializers.CharField(
+        required=False,
+        write_only=True,
+        max_length=connections.MAX_SECRET_LENGTH,
+        help_text="The vendor's webhook signing secret. Never shown again; rotate through /secrets/.",
+    )
+    base_url = serializers.URLField(
+        required=False, allow_blank=True, max_length=connections.MAX_BASE_URL_LENGTH
+    )
+    enabled = serializers.BooleanField(default=True)
+
+
+class ConnectionUpdateSerializer(serializers.Serializer[Any]):
+    """A PATCH: what is given changes; `credentials` replaces the whole mapping."""
+
+    name = serializers.CharField(max_length=connections.MAX_NAME_LENGTH, required=False)
+    credentials = CredentialsField(required=False, write_only=True)
+    base_url = serializers.URLField(
+        required=False, allow_blank=True, max_length=connections.MAX_BASE_URL_LENGTH
+    )
+    enabled = serializers.BooleanField(required=False)
+
+    _REFUSED: ClassVar[dict[str, str]] = {
+        "vendor": "A connection's vendor cannot change: create a new connection.",
+        "webhook_secret": "Add and remove webhook secrets through /upstream/connections/<id>/secrets/.",
+        "webhook_secrets": "Add and remove webhook secrets through /upstream/connections/<id>/secrets/.",
+    }
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = self.initial_data if isinstance(self.initial_data, dict) else {}
+        refused = {field: [message] for field, message in self._REFUSED.items() if field in given}
+        if refused:
+            raise serializers.ValidationError(refused)
+        return attrs
+
+
+class SecretCreateSerializer(serializers.Serializer[Any]):
+    secret = serializers.CharField(max_length=connections.MAX_SECRET_LENGTH, write_only=True)
+
+
+class CheckResultSerializer(serializers.Serializer[Any]):
+    ok = serializers.BooleanField()
+    status = serializers.IntegerField(allow_null=True, help_text="The vendor's HTTP status, if it answered.")
+    detail = serializers.CharField()
+    connection = ConnectionSerializer()
+
+
+# --- the inbox ----------------------------------------------------------------------------------
+
+
+class InboundWebhookSerializer(serializers.ModelSerializer[InboundWebhook]):
+    class Meta:
+        model = InboundWebhook
+        fields: tuple[str, ...] = (
+            "id", "vendor", "connection", "received_at", "verified", "verification_error",
+            "vendor_event_id", "vendor_event_type", "event_name", "status", "error", "attempts",
+            "correlation_id", "processed_at",
+        )  # fmt: skip
+        read_only_fields: tuple[str, ...] = fields
+
+
+class InboundWebhookDetailSerializer(InboundWebhookSerializer):
+    body = serializers.CharField(
+        source="body_text", read_only=True, help_text="The raw body as UTF-8 (undecodable bytes replaced)."
+    )
+
+    class Meta(InboundWebhookSerializer.Meta):
+        fields = (*InboundWebhookSerializer.Meta.fields, "headers", "body", "event_ids")
+        read_only_fields = fields
+
+
+class InboxFilterSerializer(serializers.Serializer[Any]):
+    """The inbox list's query parameters."""
+
+    vendor = serializers.ChoiceField(choices=Vendor.choices, required=False)
+    connection = serializers.UUIDField(required=False)
+    status = serializers.ChoiceField(choices=InboundStatus.choices, required=False)
+    verified = serializers.BooleanField(required=False, allow_null=True)
+    vendor_event_id = serializers.CharField(max_length=255, required=False)
+    received_after = serializers.DateTimeField(required=False)
+    received_before = serializers.DateTimeField(required=False)
+
+
+class ReprocessResultSerializer(serializers.Serializer[Any]):
+    queued = serializers.BooleanField()
+    id = serializers.UUIDField()
+    status = serializers.CharField(help_text="The row's status when it was queued.")
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+
+class ConnectionHealthSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    org = serializers.CharField(help_text="The org's slug.")
+    vendor = serializers.CharField()
+    name = serializers.CharField()
+    enabled = serializers.BooleanField()
+    health = serializers.CharField()
+    circuit_state = serializers.CharField()
+    consecutive_failures = serializers.IntegerField()
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_failure_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+    attempts_24h = serializers.IntegerField(help_text="Outbound requests in the last 24 hours.")
+    failures_24h = serializers.IntegerField(
+        help_text="Of those: no answer, a 5xx or a 429 (what counts against the circuit)."
+    )
+    client_errors_24h = serializers.IntegerField(help_text="Of those: a 4xx other than 429.")
+    p50_latency_ms = serializers.FloatField(allow_null=True, help_text="Median latency (null: no requests).")
+
+
+class ConnectionsHealthSerializer(serializers.Serializer[Any]):
+    generated_at = serializers.DateTimeField()
+    window_hours = serializers.IntegerField()
+    connections = ConnectionHealthSerializer(many=True)
