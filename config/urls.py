@@ -13,5 +13,6 @@ urlpatterns = [
     path("upstream/", include("sync.upstream_urls")),
     path("storefront/", include("storefront.urls")),
     path("banking/", include("banking.urls")),
+    path("automation/", include("automation.urls")),
     path("", include("core.api.urls")),
 ]

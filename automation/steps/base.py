@@ -1,0 +1,165 @@
+"""The step-type registry: what a flow step can be, and the contract every type fulfils.
+
+Other apps add types from their own code, without touching the engine:
+
+    from automation.steps import Outcome, StepContext, StepType, register
+
+    @register
+    class SendSms(StepType):
+        name = "send-sms"
+        description = "Text the contact."
+
+        def validate(self, config, *, org_id):
+            ...  # raise Invalid({"to": ["..."]}); return the cleaned config
+            return config
+
+        def execute(self, ctx: StepContext) -> Outcome:
+            ...
+            return Outcome.done({"sid": sid})
+
+`execute` returns an Outcome: done (with an output the later steps can read), wait
+(until a time: the engine parks the run on a ScheduledJob), retry (after a delay: the
+engine records the attempt and the job comes back), or failed. A type whose work is
+database writes only keeps `transactional = True`: the engine runs `execute` in the
+transaction that records its outcome and advances the run, so a redelivered job cannot
+apply it twice. A type with an external side effect (an HTTP call) sets it False and is
+at-least-once, carrying its own idempotency key (send-webhook's `webhook-id`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from automation import expressions
+
+if TYPE_CHECKING:
+    from automation.models import Flow, FlowRun, StepRun
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # "done" | "wait" | "retry" | "failed"
+    output: dict[str, Any] = field(default_factory=dict)
+    branch: str | None = None  # a branching type: the branch to take ("then" / "else")
+    until: datetime | None = None  # wait
+    delay: float = 0.0  # retry
+    error: str = ""
+    attempt: dict[str, Any] | None = None  # what this attempt did, appended to the StepRun
+    dead_letter: bool = False  # failed: also dead-letter the job (a webhook's schedule spent)
+
+    @classmethod
+    def done(
+        cls, output: dict[str, Any] | None = None, *, branch: str | None = None,
+        attempt: dict[str, Any] | None = None,
+    ) -> Outcome:  # fmt: skip
+        return cls("done", output or {}, branch=branch, attempt=attempt)
+
+    @classmethod
+    def wait(cls, until: datetime, output: dict[str, Any] | None = None) -> Outcome:
+        return cls("wait", output or {}, until=until)
+
+    @classmethod
+    def retry(cls, delay: float, error: str, *, attempt: dict[str, Any] | None = None) -> Outcome:
+        return cls("retry", {}, delay=delay, error=error, attempt=attempt)
+
+    @classmethod
+    def failed(
+        cls, error: str, *, attempt: dict[str, Any] | None = None, dead_letter: bool = False,
+        output: dict[str, Any] | None = None,
+    ) -> Outcome:  # fmt: skip
+        return cls("failed", output or {}, error=error, attempt=attempt, dead_letter=dead_letter)
+
+
+@dataclass
+class StepContext:
+    """What a step executes with: its run, flow, definition and StepRun (None in a dry run)."""
+
+    flow: Flow
+    run: FlowRun | None
+    step: dict[str, Any]
+    step_run: StepRun | None
+    data: dict[str, Any]  # the run's context: event / schedule, steps' outputs, run
+    dry_run: bool = False
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = self.step.get("config", {})
+        return config
+
+    @property
+    def step_id(self) -> str:
+        return str(self.step["id"])
+
+    @property
+    def org_id(self) -> Any:
+        return self.flow.org_id
+
+    def render(self, template: Any) -> Any:
+        return expressions.render(template, self.data)
+
+    def attempt_number(self) -> int:
+        """1 for this step's first attempt (since the run's last retry), 2 for the next, ..."""
+        if self.step_run is None or self.run is None:
+            return 1
+        return len(self.step_run.attempts_in(self.run.generation)) + 1
+
+
+class StepType:
+    """A kind of step. Subclasses set `name` and `description` and implement `execute`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    transactional: ClassVar[bool] = True
+    # Lists of sub-steps a step of this type holds beside its config ("then" / "else").
+    branches: ClassVar[tuple[str, ...]] = ()
+    # The config key of a signing secret the engine stores encrypted, apart from the definition.
+    secret_key: ClassVar[str | None] = None
+
+    def validate(self, config: dict[str, Any], *, org_id: Any) -> dict[str, Any]:
+        """The cleaned config; raise expressions.Invalid({key: [message]}) for what is wrong."""
+        return config
+
+    def execute(self, ctx: StepContext) -> Outcome:
+        raise NotImplementedError
+
+    def preview(self, ctx: StepContext) -> Outcome:
+        """A dry run: what the step would do, doing none of it. By default it is not run."""
+        return Outcome.done({"dry_run": f"{self.name} is not executed in a dry run"})
+
+    # Signing secrets, for types with a `secret_key`.
+    def check_secret(self, value: Any) -> str:
+        raise expressions.Invalid(["This step type takes no secret."])
+
+    def generate_secret(self) -> str:
+        raise NotImplementedError
+
+
+_registry: dict[str, StepType] = {}
+
+S = TypeVar("S", bound=type[StepType])
+
+
+def register(cls: S) -> S:
+    """Class decorator: add a step type to the registry under its `name`."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no name")
+    existing = _registry.get(cls.name)
+    if existing is not None and type(existing).__qualname__ != cls.__qualname__:
+        raise ValueError(f"step type {cls.name!r} is already registered by {type(existing).__module__}")
+    _registry[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> StepType | None:
+    return _registry.get(name)
+
+
+def all_types() -> list[StepType]:
+    return sorted(_registry.values(), key=lambda step_type: step_type.name)
+
+
+def unregister(name: str) -> None:
+    """Remove a type (tests that register one of their own)."""
+    _registry.pop(name, None)
