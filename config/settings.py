@@ -236,6 +236,8 @@ EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=90)
 RECEIPT_RETENTION_DAYS = env.int("RECEIPT_RETENTION_DAYS", default=30)  # released ScheduledJobs too
 JOBLOG_RETENTION_DAYS = env.int("JOBLOG_RETENTION_DAYS", default=30)
 DEADLETTER_RETENTION_DAYS = env.int("DEADLETTER_RETENTION_DAYS", default=30)  # replayed/discarded only
+HTTP_ATTEMPT_RETENTION_DAYS = env.int("HTTP_ATTEMPT_RETENTION_DAYS", default=30)
+INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=90)  # processed/ignored/rejected only
 PURGE_BATCH_SIZE = env.int("PURGE_BATCH_SIZE", default=1000)  # rows per DELETE statement
 # A run stops starting batches after this long; the next tick carries on.
 PURGE_TIME_BUDGET_SECONDS = env.float("PURGE_TIME_BUDGET_SECONDS", default=120.0)
@@ -307,6 +309,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status`: name each choice set after its own enum.
+    "ENUM_NAME_OVERRIDES": {
+        "RecordStatusEnum": "core.models.records.RecordStatus",
+        "DeadLetterStatusEnum": "sync.models.DeadLetterStatus",
+        "InboundStatusEnum": "sync.models.InboundStatus",
+        "RunStatusEnum": "automation.models.RunStatus",
+        "StepStatusEnum": "automation.models.StepStatus",
+    },
 }
 
 LOGGING = {

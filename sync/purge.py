@@ -8,7 +8,10 @@ What goes (the settings are in config/settings.py, Jobs section):
 - JobLogs not updated for JOBLOG_RETENTION_DAYS;
 - DeadLetters replayed or discarded, last failed and last replayed before
   DEADLETTER_RETENTION_DAYS; a letter still `dead` is never purged;
-- ScheduledJobs released or cancelled before RECEIPT_RETENTION_DAYS.
+- ScheduledJobs released or cancelled before RECEIPT_RETENTION_DAYS;
+- HttpAttempts (the outbound client's log) older than HTTP_ATTEMPT_RETENTION_DAYS;
+- InboundWebhooks received before INBOX_RETENTION_DAYS, once processed, ignored or
+  rejected (a row still received or failed is one an operator may yet reprocess: kept).
 
 Each batch is a SELECT of at most PURGE_BATCH_SIZE ids and one DELETE of them, in its own
 short transaction, so a purge never holds locks for long. A run stops starting batches once
@@ -33,6 +36,9 @@ from sync.consumers import RetryPolicy, consumer
 from sync.models import (
     DeadLetter,
     DeadLetterStatus,
+    HttpAttempt,
+    InboundStatus,
+    InboundWebhook,
     JobLog,
     JobReceipt,
     ScheduledJob,
@@ -91,6 +97,19 @@ def targets(now: datetime) -> list[tuple[str, QuerySet[Any], Keep | None]]:
             ScheduledJob.objects.filter(
                 Q(status=ScheduledJobStatus.RELEASED, released_at__lt=receipts_cutoff)
                 | Q(status=ScheduledJobStatus.CANCELLED, run_at__lt=receipts_cutoff)
+            ),
+            None,
+        ),
+        (
+            "http_attempts",
+            HttpAttempt.objects.filter(created_at__lt=now - _days(settings.HTTP_ATTEMPT_RETENTION_DAYS)),
+            None,
+        ),
+        (
+            "inbound_webhooks",
+            InboundWebhook.objects.filter(
+                received_at__lt=now - _days(settings.INBOX_RETENTION_DAYS),
+                status__in=[InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.REJECTED],
             ),
             None,
         ),

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -117,7 +118,7 @@ class FlowViewSet(OrgScopedMixin, viewsets.ModelViewSet[Flow]):
 
     @extend_schema(
         request=FlowTestSerializer,
-        responses={200: serializers.DictField()},
+        responses={200: OpenApiTypes.OBJECT},
         summary="Dry run: walk the flow against a sample or a past event; nothing is sent or written",
     )
     @action(detail=True, methods=["post"])

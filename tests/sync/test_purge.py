@@ -18,6 +18,9 @@ from sync.consumers import enqueue
 from sync.models import (
     DeadLetter,
     DeadLetterStatus,
+    HttpAttempt,
+    InboundStatus,
+    InboundWebhook,
     JobLog,
     JobReceipt,
     ScheduledJob,
@@ -42,6 +45,20 @@ def event(org, *, age: timedelta, dispatched: bool = True) -> EventRecord:
 def receipt(*, age: timedelta) -> JobReceipt:
     row = JobReceipt.objects.create(key=f"r-{uuid.uuid4().hex}", task="t")
     JobReceipt.objects.filter(pk=row.pk).update(completed_at=timezone.now() - age)
+    return row
+
+
+def http_attempt(*, age: timedelta) -> HttpAttempt:
+    row = HttpAttempt.objects.create(method="GET", url="https://example.com/", status=200)
+    HttpAttempt.objects.filter(pk=row.pk).update(created_at=timezone.now() - age)
+    return row
+
+
+def inbound(org, *, age: timedelta, status: str) -> InboundWebhook:
+    row = InboundWebhook.objects.create(
+        vendor="webhook", org=org, body=b"{}", status=status, verified=status != InboundStatus.REJECTED
+    )
+    InboundWebhook.objects.filter(pk=row.pk).update(received_at=timezone.now() - age)
     return row
 
 
@@ -99,11 +116,25 @@ def test_purge_deletes_exactly_the_rows_past_their_retention(owner):
         "young": scheduled(age=young, status=ScheduledJobStatus.RELEASED),
     }
 
+    attempts = {"old": http_attempt(age=31 * DAY), "young": http_attempt(age=young)}
+    inbox = {
+        status: inbound(owner.org, age=91 * DAY, status=status)
+        for status in (InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.REJECTED,
+                       InboundStatus.FAILED, InboundStatus.RECEIVED)
+    }  # fmt: skip
+    inbox["young"] = inbound(owner.org, age=89 * DAY, status=InboundStatus.PROCESSED)
+
     result = purge()
 
     assert result == {
-        "events": 1, "receipts": 1, "job_logs": 1, "dead_letters": 2, "scheduled_jobs": 2, "complete": True,
+        "events": 1, "receipts": 1, "job_logs": 1, "dead_letters": 2, "scheduled_jobs": 2,
+        "http_attempts": 1, "inbound_webhooks": 3, "complete": True,
     }  # fmt: skip
+    assert remaining(HttpAttempt, attempts.values()) == {attempts["young"].pk}
+    # Failed and still-received rows are an operator's to reprocess: never purged.
+    assert remaining(InboundWebhook, inbox.values()) == {
+        inbox[k].pk for k in (InboundStatus.FAILED, InboundStatus.RECEIVED, "young")
+    }
     assert remaining(EventRecord, events.values()) == {events["young"].pk, events["undispatched"].pk}
     assert remaining(JobReceipt, receipts.values()) == {receipts["young"].pk}
     assert remaining(JobLog, logs.values()) == {logs["young"].pk}
