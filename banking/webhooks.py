@@ -39,9 +39,16 @@ from typing import Any
 from django.http import HttpRequest
 
 from banking.events import TRANSFER_FAILED, TRANSFER_INITIATED, TRANSFER_RETURNED, TRANSFER_SETTLED
-from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified
+from sync.inbox import (
+    NormalizationError,
+    Normalized,
+    VendorWebhooks,
+    VerificationFailed,
+    Verified,
+    json_object,
+)
 from sync.models import Connection, InboundWebhook, Vendor
-from sync.webhooks.standard import payload_of, verify_standard
+from sync.webhooks.standard import verify_standard
 
 DEFAULT_PROVIDER = "default"
 RAILS = ("ach", "rtp")
@@ -139,7 +146,7 @@ class BankingWebhooks(VendorWebhooks):
         return Verified(event_id=request.headers["webhook-id"], event_type=str(payload.get("type", "")))
 
     def normalize(self, row: InboundWebhook) -> list[Normalized]:
-        payload = payload_of(row)
+        payload = json_object(row)
         name = self.event_map.get(str(payload.get("type", "")))
         if name is None:
             return []

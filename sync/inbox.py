@@ -22,6 +22,7 @@ A vendor module (see VENDOR_MODULES) exposes `webhooks`, a VendorWebhooks: `veri
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -108,6 +109,17 @@ class VendorWebhooks:
 
     def reject(self, failure: VerificationFailed) -> HttpResponse:
         return JsonResponse({"error": failure.reason}, status=failure.status)
+
+
+def json_object(row: InboundWebhook) -> dict[str, Any]:
+    """The row's body as a JSON object, for normalizers; NormalizationError if it is not one."""
+    try:
+        parsed = json.loads(row.body_text)
+    except ValueError as exc:
+        raise NormalizationError(f"the body is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise NormalizationError("the body is not a JSON object")
+    return parsed
 
 
 @cache

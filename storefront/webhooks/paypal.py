@@ -38,7 +38,14 @@ from django.utils import timezone
 
 from storefront.events import PAYMENT_FAILED, PAYMENT_REFUNDED, PAYMENT_SUCCEEDED
 from sync import outbound
-from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified
+from sync.inbox import (
+    NormalizationError,
+    Normalized,
+    VendorWebhooks,
+    VerificationFailed,
+    Verified,
+    json_object,
+)
 from sync.models import Connection, InboundWebhook, Vendor
 
 logger = logging.getLogger(__name__)
@@ -253,11 +260,8 @@ def verify_with_paypal(connection: Connection, fields: dict[str, str], body: byt
 
 
 def _event_of(row: InboundWebhook) -> dict[str, Any]:
-    try:
-        event = json.loads(row.body_text)
-    except ValueError as exc:
-        raise NormalizationError(f"the body is not JSON: {exc}") from None
-    if not isinstance(event, dict) or not isinstance(event.get("resource"), dict):
+    event = json_object(row)
+    if not isinstance(event.get("resource"), dict):
         raise NormalizationError("the PayPal event has no resource object")
     return event
 

@@ -27,7 +27,14 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from storefront.events import CHECKOUT_COMPLETED, PAYMENT_FAILED, PAYMENT_REFUNDED, PAYMENT_SUCCEEDED
-from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified
+from sync.inbox import (
+    NormalizationError,
+    Normalized,
+    VendorWebhooks,
+    VerificationFailed,
+    Verified,
+    json_object,
+)
 from sync.models import Connection, InboundWebhook, Vendor
 
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -88,16 +95,6 @@ def verify_stripe(header: str, body: bytes, secrets: list[str]) -> dict[str, Any
 
 
 # --- reading an event ------------------------------------------------------------------------
-
-
-def _event_of(row: InboundWebhook) -> dict[str, Any]:
-    try:
-        event = json.loads(row.body_text)
-    except ValueError as exc:
-        raise NormalizationError(f"the body is not JSON: {exc}") from None
-    if not isinstance(event, dict):
-        raise NormalizationError("the body is not a JSON object")
-    return event
 
 
 def _object_of(event: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +238,7 @@ class StripeWebhooks(VendorWebhooks):
         return Verified(event_id=event["id"], event_type=event["type"])
 
     def normalize(self, row: InboundWebhook) -> list[Normalized]:
-        event = _event_of(row)
+        event = json_object(row)
         name = self.event_map.get(str(event.get("type", "")))
         if name is None:
             return []

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified
+from sync.inbox import Normalized, VendorWebhooks, VerificationFailed, Verified, json_object
 from sync.models import Connection, InboundWebhook, Vendor
 
 WEBHOOK_RECEIVED = "webhook.received"
@@ -68,23 +68,13 @@ def verify_standard(request: HttpRequest, body: bytes, secrets: list[str]) -> di
     raise VerificationFailed("no signature matches")
 
 
-def payload_of(row: InboundWebhook) -> dict[str, Any]:
-    try:
-        parsed = json.loads(row.body_text)
-    except ValueError as exc:
-        raise NormalizationError(f"the body is not JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise NormalizationError("the body is not a JSON object")
-    return parsed
-
-
 class StandardWebhooks(VendorWebhooks):
     def verify(self, request: HttpRequest, body: bytes, connection: Connection) -> Verified:
         payload = verify_standard(request, body, connection.signing_secrets())
         return Verified(event_id=request.headers["webhook-id"], event_type=str(payload.get("type", "")))
 
     def normalize(self, row: InboundWebhook) -> list[Normalized]:
-        payload = payload_of(row)
+        payload = json_object(row)
         event_type = payload.get("type")
         if not isinstance(event_type, str) or not event_type:
             return []  # stored, not emitted: we cannot say what it is

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sync import outbound
+from tests.upstream.signing import new_whsec
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +20,12 @@ def fresh_outbound_pool() -> Iterator[None]:
     outbound.session().close()
     yield
     outbound.session().close()
+
+
+@pytest.fixture
+def secret() -> str:
+    """A fresh Standard Webhooks signing secret (the `whsec_` form Stripe uses too)."""
+    return new_whsec()
 
 
 @pytest.fixture

@@ -9,7 +9,24 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
+
+from core.models import Org
+from sync.models import Connection
+
+
+def signed_connection(
+    org: Org, vendor: str, secret: str, *, name: str, credentials: dict[str, Any] | None = None
+) -> Connection:
+    """A connection of `vendor` whose one active webhook signing secret is `secret`."""
+    return Connection.objects.create(
+        org=org,
+        vendor=vendor,
+        name=name,
+        credentials=credentials or {},
+        webhook_secrets=[{"secret": secret, "added_at": timezone.now().isoformat()}],
+    )
 
 
 def new_whsec() -> str:

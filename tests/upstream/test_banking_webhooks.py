@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from core.models import EventRecord
 from sync import inbox
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from tests.upstream.signing import as_body, new_whsec, standard_headers
+from tests.upstream.signing import as_body, new_whsec, signed_connection, standard_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -26,18 +25,13 @@ TRANSFER_EVENTS = ("transfer.initiated", "transfer.settled", "transfer.returned"
 
 
 @pytest.fixture
-def secret() -> str:
-    return new_whsec()
-
-
-@pytest.fixture
 def connection(owner, secret) -> Connection:
-    return Connection.objects.create(
-        org=owner.org,
-        vendor=Vendor.BANKING,
+    return signed_connection(
+        owner.org,
+        Vendor.BANKING,
+        secret,
         name="operating account",
         credentials={"provider": PROVIDER, "api_key": "live_not_a_real_key"},
-        webhook_secrets=[{"secret": secret, "added_at": timezone.now().isoformat()}],
     )
 
 

@@ -20,7 +20,7 @@ from sync import inbox
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from sync.queues import Queue
 from tests import live
-from tests.upstream.signing import as_body, new_whsec, standard_headers
+from tests.upstream.signing import as_body, new_whsec, signed_connection, standard_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -37,18 +37,8 @@ def ids(response) -> list[str]:
 
 
 @pytest.fixture
-def secret() -> str:
-    return new_whsec()
-
-
-@pytest.fixture
 def connection(owner, secret) -> Connection:
-    return Connection.objects.create(
-        org=owner.org,
-        vendor=Vendor.WEBHOOK,
-        name="partner",
-        webhook_secrets=[{"secret": secret, "added_at": timezone.now().isoformat()}],
-    )
+    return signed_connection(owner.org, Vendor.WEBHOOK, secret, name="partner")
 
 
 def deliver(

@@ -14,7 +14,6 @@ import pytest
 import requests
 from django.conf import settings
 from django.test import Client
-from django.utils import timezone
 
 from config import processes
 from core.models import EventRecord
@@ -22,7 +21,7 @@ from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from tests import live
 from tests.processes import Process
 from tests.sync import conftest as queue_fixtures
-from tests.upstream.signing import as_body, new_whsec, standard_headers
+from tests.upstream.signing import as_body, signed_connection, standard_headers
 
 # The queue tests' real worker (and its environment hook), without a conftest of our own.
 worker = queue_fixtures.worker
@@ -32,18 +31,8 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def secret() -> str:
-    return new_whsec()
-
-
-@pytest.fixture
 def connection(owner, secret) -> Connection:
-    return Connection.objects.create(
-        org=owner.org,
-        vendor=Vendor.WEBHOOK,
-        name="partner",
-        webhook_secrets=[{"secret": secret, "added_at": timezone.now().isoformat()}],
-    )
+    return signed_connection(owner.org, Vendor.WEBHOOK, secret, name="partner")
 
 
 def free_port() -> int:

@@ -7,29 +7,18 @@ import time
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from core.models import EventRecord
 from sync import inbox
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from tests.upstream.signing import as_body, new_whsec, standard_headers
+from tests.upstream.signing import as_body, new_whsec, signed_connection, standard_headers
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def secret() -> str:
-    return new_whsec()
-
-
-@pytest.fixture
 def connection(owner, secret) -> Connection:
-    return Connection.objects.create(
-        org=owner.org,
-        vendor=Vendor.WEBHOOK,
-        name="partner",
-        webhook_secrets=[{"secret": secret, "added_at": timezone.now().isoformat()}],
-    )
+    return signed_connection(owner.org, Vendor.WEBHOOK, secret, name="partner")
 
 
 def _post(connection: Connection, body: bytes, headers: dict[str, str]):

@@ -15,12 +15,11 @@ import pytest
 import stripe
 from django.db import connection as db_connection
 from django.test import Client
-from django.utils import timezone
 
 from core.models import EventRecord
 from sync import inbox
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from tests.upstream.signing import as_body, new_whsec
+from tests.upstream.signing import as_body, new_whsec, signed_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -70,18 +69,13 @@ def payment_intent(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def secret() -> str:
-    return new_whsec()
-
-
-@pytest.fixture
 def connection(owner, secret) -> Connection:
-    return Connection.objects.create(
-        org=owner.org,
-        vendor=Vendor.STRIPE,
+    return signed_connection(
+        owner.org,
+        Vendor.STRIPE,
+        secret,
         name="stripe",
         credentials={"api_key": "sk_test_4eC39HqLyjWDarjtT1zdp7dc"},
-        webhook_secrets=[{"secret": secret, "added_at": timezone.now().isoformat()}],
     )
 
 
