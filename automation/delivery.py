@@ -17,9 +17,12 @@ the new one.
 
 The request goes through `sync.outbound.request`: the SSRF guard at the socket (a URL that
 resolves to a loopback, private, link-local ... address fails before a socket is opened,
-OUTBOUND_ALLOWED_NETWORKS opens chosen networks for tests), the pooled session and an
-HttpAttempt row per call. Redirects are never followed: a 3xx is a failed attempt, so a
-public URL cannot bounce the POST to an internal one.
+OUTBOUND_ALLOWED_NETWORKS opens chosen networks for tests) and the pooled session. It
+writes no HttpAttempt row (`record=False`): the returned Attempt is the delivery's record,
+which the engine stores on the StepRun with more than that row would hold (response
+headers and body), so each attempt is written once, where the run's history shows it.
+Redirects are never followed: a 3xx is a failed attempt, so a public URL cannot bounce
+the POST to an internal one.
 
 Outcomes: 2xx delivered; 410 gone (the engine disables the flow); 429 and 503 retry,
 honouring Retry-After; 5xx, timeouts and connection errors retry; 3xx, other 4xx and a
@@ -273,6 +276,7 @@ def deliver(
             org_id=org_id,
             purpose=PURPOSE,
             allow_redirects=False,
+            record=False,  # the Attempt is the record: the engine keeps it on the StepRun
             timeout=(min(seconds, settings.OUTBOUND_CONNECT_TIMEOUT), seconds),
             data=body,
             headers=request_headers,

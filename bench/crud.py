@@ -68,12 +68,15 @@ def free_port() -> int:
 class Server(Process):
     """uvicorn running the product's ASGI application (via bench.asgi), one process."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, redis_url: str) -> None:
         self.port = free_port()
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DATABASE_URL": database_url,
+            # A running broker and cache, as in production: the outbox publishes each event
+            # (no worker consumes here) and the automation trigger index reads Redis.
+            "REDIS_URL": redis_url,
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(_common.ROOT),
         }
@@ -183,7 +186,8 @@ def main() -> None:
         "Content-Type": "application/json",
         "Accept": "application/json",
     }
-    server = Server(url)
+    broker_url, broker_server = _common.bench_broker()
+    server = Server(url, broker_url)
     try:
         server.wait_ready(headers)
         for _, path in (SUBJECT, BASELINE):
@@ -197,6 +201,11 @@ def main() -> None:
                 segments[label].append(drive(server.port, path, headers, args.clients, args.seconds))
     finally:
         server.stop()
+        if broker_server is None:  # a database of REDIS_URL's server: leave no messages behind
+            from tests.live import purge
+
+            purge(broker_url)
+        _common.stop_bench_broker(broker_server)
 
     from django.db import connection
 

@@ -7,8 +7,8 @@ request's Standard Webhooks signature and answers 200):
 - baseline: one `requests.Session` per client thread (pooled keep-alive, `trust_env` off,
   no redirects), the body with deliver()'s headers, signed once per segment;
 - subject: `deliver()` (secret check, header building, a fresh timestamp and signature per
-  request, the SSRF guard, the pooled outbound session, the HttpAttempt row in the bench
-  database, the first 4 KB of the answer, the Attempt);
+  request, the SSRF guard, the pooled outbound session, the first 4 KB of the answer, the
+  Attempt; no HttpAttempt row: the engine keeps the Attempt on the StepRun, its record);
 - two breakdown rows, to tell what deliver() adds from what the outbound client costs:
   `sync.outbound.request` with the baseline's pre-signed headers, with `record=False` (guard
   and session only) and with its HttpAttempt row.
@@ -51,7 +51,8 @@ GUARD_ONLY = "outbound.request, record=False"
 GUARD_ROW = "outbound.request + attempt row"
 SUBJECT = "deliver()"
 KINDS = (BASELINE, GUARD_ONLY, GUARD_ROW, SUBJECT)
-PURPOSES = {GUARD_ROW: "bench-outbound", SUBJECT: "send-webhook"}
+# The kinds that write an HttpAttempt row per request (deliver() writes none).
+PURPOSES = {GUARD_ROW: "bench-outbound"}
 BODY = json.dumps(
     {
         "id": "0192f3a4-5b6c-7d8e-9f00-112233445566",

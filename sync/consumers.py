@@ -376,6 +376,16 @@ def enqueue(
     return task_id
 
 
+def message_reprs(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The argsrepr/kwargsrepr options of a publish: what logs and monitors show of a job's
+    arguments. Given, because Celery's default (saferepr of each) costs a quarter of a
+    millisecond per message; JSON arguments need nothing safer than repr, cut short."""
+    return {"argsrepr": repr(tuple(args))[:REPR_LIMIT], "kwargsrepr": repr(kwargs)[:REPR_LIMIT]}
+
+
+REPR_LIMIT = 1024
+
+
 def publish_or_keep(
     task: Task,  # type: ignore[type-arg]
     args: tuple[Any, ...] | list[Any],
@@ -390,7 +400,12 @@ def publish_or_keep(
     """Publish a job now; if the broker refuses, keep it as a ScheduledJob due now, which the
     releaser publishes once the broker is back: nothing is lost."""
     options: dict[str, Any] = {"task_id": task_id, **({"headers": headers} if headers else {})}
-    publish: dict[str, Any] = {**options, "countdown": countdown, **({"queue": queue} if queue else {})}
+    publish: dict[str, Any] = {
+        **options,
+        **message_reprs(args, kwargs),
+        "countdown": countdown,
+        **({"queue": queue} if queue else {}),
+    }
     try:
         task.apply_async(tuple(args), kwargs, retry=False, **publish)
     except Exception as exc:
@@ -437,6 +452,7 @@ __all__ = [
     "enqueue",
     "is_permanent",
     "max_time_limit",
+    "message_reprs",
     "publish_or_keep",
     "schedule",
     "visibility_timeout",

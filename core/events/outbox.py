@@ -29,7 +29,7 @@ from django.utils import timezone
 from core.events import context
 from core.events.bus import Envelope, queued_listener, queued_listeners
 from core.models import EventRecord
-from sync.consumers import PermanentError, RetryPolicy, consumer, job_kwargs
+from sync.consumers import PermanentError, RetryPolicy, consumer, job_kwargs, message_reprs
 from sync.models import JobReceipt
 from sync.queues import Queue
 
@@ -69,11 +69,10 @@ def write(envelope: Envelope) -> EventRecord:
 def publish(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> bool:
     """Hand one committed event to the broker; False (and the row left for the sweeper) if it is down."""
     try:
-        dispatch.apply_async(
-            kwargs=job_kwargs({"event_id": str(event_id)}, org_id=orgid, correlation_id=correlation_id,
-                              idempotency_key=None),
-            retry=False,
-        )  # fmt: skip
+        kwargs = job_kwargs(
+            {"event_id": str(event_id)}, org_id=orgid, correlation_id=correlation_id, idempotency_key=None
+        )
+        dispatch.apply_async(kwargs=kwargs, retry=False, **message_reprs((), kwargs))
     except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
         logger.warning(
             "outbox: publish of event %s failed (%s); the sweeper will retry", event_id, type(exc).__name__
@@ -133,15 +132,13 @@ def dispatch(*, event_id: str, org_id: str) -> int:
     for key, listener in listeners.items():
         if key in done:
             continue
-        run_listener.apply_async(
-            kwargs=job_kwargs(
-                {"event_id": event_id, "listener": listener.key},
-                org_id=org_id,
-                correlation_id=record.correlation_id,
-                idempotency_key=key,
-            ),
-            queue=listener.queue.value,
+        kwargs = job_kwargs(
+            {"event_id": event_id, "listener": listener.key},
+            org_id=org_id,
+            correlation_id=record.correlation_id,
+            idempotency_key=key,
         )
+        run_listener.apply_async(kwargs=kwargs, queue=listener.queue.value, **message_reprs((), kwargs))
         sent += 1
     return sent
 
