@@ -17,15 +17,19 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from tests.processes import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -220,3 +224,65 @@ def stop_bench_broker(server: Any) -> None:
     if server is not None:
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@dataclass
+class Segment:
+    """One measured stretch of traffic against one route."""
+
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class UvicornServer(Process):
+    """One uvicorn process serving `app` (a bench ASGI module: the product's application plus
+    the benchmark's baseline route) against the bench database and broker, on `.port`. Its
+    log is removed when it stops."""
+
+    def __init__(self, app: str, database_url: str, redis_url: str) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": database_url,
+            # A running broker and cache, as in production: the server publishes its jobs
+            # there (no worker consumes them) and the automation trigger index reads it.
+            "REDIS_URL": redis_url,
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+        args = ["uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__([*args, "--no-access-log", "--log-level", "warning"], env, "bench-uvicorn")
+
+    def ready_or_exit(self, probe: Callable[[], int], what: str, timeout: float = 60) -> None:
+        """Wait until `probe()` answers 200 (an OSError means not listening yet); exit otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"bench server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                status = probe()
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if status == 200:
+                return
+            raise SystemExit(f"bench server answered {status} on {what}:\n{self.output()}")
+        raise SystemExit(f"bench server not ready within {timeout}s:\n{self.output()}")
+
+    def stop(self) -> None:
+        super().stop()
+        self.log.unlink(missing_ok=True)

@@ -29,15 +29,11 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench import _common  # noqa: E402
-from tests.processes import Process  # noqa: E402
 
 TARGET_RATIO = 0.8
 DATATYPE = "bench"
@@ -46,66 +42,25 @@ BASELINE = ("bare DRF create (baseline)", f"/bench/bare/{DATATYPE}/")
 BODY = json.dumps({"data": {"title": "benchmark record", "n": 42, "tags": ["a", "b"], "ok": True}}).encode()
 
 
-@dataclass
-class Segment:
-    requests: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
+Segment = _common.Segment
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start_server(database_url: str, redis_url: str, headers: dict[str, str]) -> _common.UvicornServer:
+    """uvicorn running the product's ASGI application plus the bare route (bench.asgi)."""
+    server = _common.UvicornServer("bench.asgi:application", database_url, redis_url)
 
+    def probe() -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            conn.request("GET", BASELINE[1], headers=headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
 
-class Server(Process):
-    """uvicorn running the product's ASGI application (via bench.asgi), one process."""
-
-    def __init__(self, database_url: str, redis_url: str) -> None:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": database_url,
-            # A running broker and cache, as in production: the outbox publishes each event
-            # (no worker consumes here) and the automation trigger index reads Redis.
-            "REDIS_URL": redis_url,
-            "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(_common.ROOT),
-        }
-        args = ["uvicorn", "bench.asgi:application", "--host", "127.0.0.1", "--port", str(self.port)]
-        super().__init__([*args, "--no-access-log", "--log-level", "warning"], env, "bench-uvicorn")
-
-    def wait_ready(self, headers: dict[str, str], timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"bench server exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                conn.request("GET", BASELINE[1], headers=headers)
-                response = conn.getresponse()
-                response.read()
-                conn.close()
-                if response.status == 200:
-                    return
-                raise SystemExit(
-                    f"bench server answered {response.status} on {BASELINE[1]}:\n{self.output()}"
-                )
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit(f"bench server not ready within {timeout}s:\n{self.output()}")
-
-    def stop(self) -> None:
-        super().stop()
-        self.log.unlink(missing_ok=True)
+    server.ready_or_exit(probe, BASELINE[1])
+    return server
 
 
 def drive(port: int, path: str, headers: dict[str, str], clients: int, seconds: float) -> Segment:
@@ -187,9 +142,8 @@ def main() -> None:
         "Accept": "application/json",
     }
     broker_url, broker_server = _common.bench_broker()
-    server = Server(url, broker_url)
+    server = start_server(url, broker_url, headers)
     try:
-        server.wait_ready(headers)
         for _, path in (SUBJECT, BASELINE):
             warm = drive(server.port, path, headers, args.clients, args.warmup)
             if warm.errors or not warm.requests:

@@ -32,17 +32,13 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench import _common  # noqa: E402
-from tests.processes import Process  # noqa: E402
 
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
@@ -53,64 +49,27 @@ BARE_PATH = "/bench/bare-webhook/"
 Request = tuple[bytes, dict[str, str]]
 
 
-@dataclass
-class Segment:
-    requests: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
+Segment = _common.Segment
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start_server(database_url: str, redis_url: str) -> _common.UvicornServer:
+    """uvicorn running the product's ASGI application plus the bare view (bench.webhooks_asgi)."""
+    import requests
+
+    server = _common.UvicornServer("bench.webhooks_asgi:application", database_url, redis_url)
+
+    def probe() -> int:
+        try:
+            return requests.post(url(server, BARE_PATH), data=b"{}", timeout=5).status_code
+        except requests.ConnectionError as exc:
+            raise OSError(str(exc)) from exc
+
+    server.ready_or_exit(probe, BARE_PATH)
+    return server
 
 
-class Server(Process):
-    """uvicorn running the product's ASGI application (via bench.webhooks_asgi), one process."""
-
-    def __init__(self, database_url: str, redis_url: str) -> None:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,  # the broker the inbox publishes its jobs to
-            "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(_common.ROOT),
-        }
-        args = ["uvicorn", "bench.webhooks_asgi:application", "--host", "127.0.0.1", "--port", str(self.port)]
-        super().__init__([*args, "--no-access-log", "--log-level", "warning"], env, "bench-uvicorn")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        import requests
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"bench server exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                response = requests.post(self.url(BARE_PATH), data=b"{}", timeout=5)
-            except requests.ConnectionError:
-                time.sleep(0.1)
-                continue
-            if response.status_code == 200:
-                return
-            raise SystemExit(f"bench server answered {response.status_code} on {BARE_PATH}:\n{self.output()}")
-        raise SystemExit(f"bench server not ready within {timeout}s:\n{self.output()}")
-
-    def stop(self) -> None:
-        super().stop()
-        self.log.unlink(missing_ok=True)
+def url(server: _common.UvicornServer, path: str) -> str:
+    return f"http://127.0.0.1:{server.port}{path}"
 
 
 def signed_event(secret: str) -> Request:
@@ -250,24 +209,23 @@ def main() -> None:
     private = settings.REDIS_EMBEDDED
     # The broker first: creating the org publishes its events too.
     redis_url, redis_server = _common.bench_broker()
-    server: Server | None = None
+    server: _common.UvicornServer | None = None
     queued = (0, 0)
     try:
         connection_id, secret = seed()
         purge(redis_url)  # from here on, the only messages are the webhooks' normalizing jobs
         routes = {SUBJECT: f"/storefront/stripe/{connection_id}/webhook/", BASELINE: BARE_PATH}
-        server = Server(database_url, redis_url)
-        server.wait_ready()
+        server = start_server(database_url, redis_url)
         make = lambda: signed_event(secret)  # noqa: E731
         for label, path in routes.items():
-            warm = drive(server.url(path), make, args.clients, args.warmup)
+            warm = drive(url(server, path), make, args.clients, args.warmup)
             if warm.errors or not warm.requests:
                 raise SystemExit(f"warm-up of {label} failed: {warm.statuses}\n{server.output()}")
         segments: dict[str, list[Segment]] = {SUBJECT: [], BASELINE: []}
         for rnd in range(args.rounds):
             order = (SUBJECT, BASELINE) if rnd % 2 == 0 else (BASELINE, SUBJECT)
             for label in order:
-                segments[label].append(drive(server.url(routes[label]), make, args.clients, args.seconds))
+                segments[label].append(drive(url(server, routes[label]), make, args.clients, args.seconds))
         queued = broker_messages(redis_url)
     finally:
         if server is not None:
