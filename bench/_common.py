@@ -21,12 +21,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.processes import Process
@@ -239,6 +240,58 @@ class Segment:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+
+class BenchClient(Protocol):
+    """One client thread's connection: `prepare` makes the next request off the clock (a
+    signature, say: the sender's cost), `send` sends it and returns the HTTP status."""
+
+    def prepare(self) -> Any: ...
+
+    def send(self, request: Any) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def drive_clients(make_client: Callable[[], BenchClient], clients: int, seconds: float, ok: int) -> Segment:
+    """`clients` threads send back to back for `seconds`, one keep-alive connection each;
+    a request answered `ok` counts, any other status is an error."""
+    segment = Segment()
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def run() -> None:
+        client = make_client()
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        barrier.wait()
+        while True:
+            request = client.prepare()
+            start = time.perf_counter()
+            if start >= deadline[0]:
+                break
+            status = client.send(request)
+            latencies.append(time.perf_counter() - start)
+            statuses[status] = statuses.get(status, 0) + 1
+        client.close()
+        with lock:
+            segment.latencies.extend(latencies)
+            for status, n in statuses.items():
+                segment.statuses[status] = segment.statuses.get(status, 0) + n
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    deadline[0] = start + seconds
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    segment.seconds = time.perf_counter() - start
+    segment.requests = segment.statuses.get(ok, 0)
+    segment.errors = sum(n for status, n in segment.statuses.items() if status != ok)
+    return segment
 
 
 def free_port() -> int:

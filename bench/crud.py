@@ -29,8 +29,6 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench import _common  # noqa: E402
@@ -63,45 +61,29 @@ def start_server(database_url: str, redis_url: str, headers: dict[str, str]) -> 
     return server
 
 
+class ApiClient:
+    """One keep-alive connection POSTing the same body to `path`."""
+
+    def __init__(self, port: int, path: str, headers: dict[str, str]) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.path, self.headers = path, headers
+
+    def prepare(self) -> None:
+        return None
+
+    def send(self, request: None) -> int:
+        self.conn.request("POST", self.path, body=BODY, headers=self.headers)
+        response = self.conn.getresponse()
+        response.read()
+        return response.status
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def drive(port: int, path: str, headers: dict[str, str], clients: int, seconds: float) -> Segment:
     """`clients` threads POST to `path` back to back for `seconds`; one keep-alive connection each."""
-    segment = Segment()
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
-    deadline = [0.0]
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        latencies: list[float] = []
-        statuses: dict[int, int] = {}
-        barrier.wait()
-        while True:
-            start = time.perf_counter()
-            if start >= deadline[0]:
-                break
-            conn.request("POST", path, body=BODY, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            latencies.append(time.perf_counter() - start)
-            statuses[response.status] = statuses.get(response.status, 0) + 1
-        conn.close()
-        with lock:
-            segment.latencies.extend(latencies)
-            for status, n in statuses.items():
-                segment.statuses[status] = segment.statuses.get(status, 0) + n
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    start = time.perf_counter()
-    deadline[0] = start + seconds
-    barrier.wait()
-    for thread in threads:
-        thread.join()
-    segment.seconds = time.perf_counter() - start
-    segment.requests = segment.statuses.get(201, 0)
-    segment.errors = sum(n for status, n in segment.statuses.items() if status != 201)
-    return segment
+    return _common.drive_clients(lambda: ApiClient(port, path, headers), clients, seconds, ok=201)
 
 
 def prepare() -> tuple[str, str, Any]:

@@ -32,7 +32,6 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -120,48 +119,32 @@ def signed_event(secret: str) -> Request:
     }
 
 
+class WebhookClient:
+    """One pooled keep-alive session POSTing freshly signed events to `url`."""
+
+    def __init__(self, url: str, make: Callable[[], Request]) -> None:
+        import requests
+
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.url, self.make = url, make
+
+    def prepare(self) -> Request:
+        return self.make()  # before the clock: signing is the sender's cost, not ours
+
+    def send(self, request: Request) -> int:
+        body, headers = request
+        response = self.session.post(self.url, data=body, headers=headers, timeout=30)
+        response.content  # noqa: B018  (read the whole answer)
+        return response.status_code
+
+    def close(self) -> None:
+        self.session.close()
+
+
 def drive(url: str, make: Callable[[], Request], clients: int, seconds: float) -> Segment:
     """`clients` threads POST fresh signed events to `url` back to back for `seconds`."""
-    import requests
-
-    segment = Segment()
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
-    deadline = [0.0]
-
-    def client() -> None:
-        session = requests.Session()
-        session.trust_env = False
-        latencies: list[float] = []
-        statuses: dict[int, int] = {}
-        barrier.wait()
-        while True:
-            body, headers = make()  # before the clock: signing is the sender's cost, not ours
-            start = time.perf_counter()
-            if start >= deadline[0]:
-                break
-            response = session.post(url, data=body, headers=headers, timeout=30)
-            response.content  # noqa: B018  (read the whole answer)
-            latencies.append(time.perf_counter() - start)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-        session.close()
-        with lock:
-            segment.latencies.extend(latencies)
-            for status, n in statuses.items():
-                segment.statuses[status] = segment.statuses.get(status, 0) + n
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    start = time.perf_counter()
-    deadline[0] = start + seconds
-    barrier.wait()
-    for thread in threads:
-        thread.join()
-    segment.seconds = time.perf_counter() - start
-    segment.requests = segment.statuses.get(200, 0)
-    segment.errors = sum(n for status, n in segment.statuses.items() if status != 200)
-    return segment
+    return _common.drive_clients(lambda: WebhookClient(url, make), clients, seconds, ok=200)
 
 
 def seed() -> tuple[str, str]:

@@ -50,3 +50,30 @@ def standard_headers(
 
 def as_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+# QUALITY.md row 8 for the Standard Webhooks scheme (the generic sender and the banking provider).
+STANDARD_FORGERIES = [
+    "body byte flipped", "wrong secret", "missing header", "301 s old", "301 s ahead", "garbage signature",
+]  # fmt: skip
+
+
+def forged_standard(case: str, secret: str, body: bytes, tampered: bytes) -> tuple[bytes, dict[str, str]]:
+    """A request of the forgery `case` (one of STANDARD_FORGERIES): its body and headers.
+    `tampered` is `body` with one byte changed."""
+    headers = standard_headers(secret, body, msg_id="msg_forged")
+    if case == "body byte flipped":
+        return tampered, headers
+    if case == "wrong secret":
+        return body, standard_headers(new_whsec(), body, msg_id="msg_forged")
+    if case == "missing header":
+        del headers["HTTP_WEBHOOK_SIGNATURE"]
+    elif case == "301 s old":
+        headers = standard_headers(secret, body, msg_id="msg_forged", timestamp=time.time() - 301)
+    elif case == "301 s ahead":
+        headers = standard_headers(secret, body, msg_id="msg_forged", timestamp=time.time() + 301)
+    elif case == "garbage signature":
+        headers["HTTP_WEBHOOK_SIGNATURE"] = "v1,not-base64 v2"
+    else:
+        raise ValueError(f"no forgery {case!r}")
+    return body, headers
