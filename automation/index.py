@@ -5,9 +5,9 @@ decide whether the event needs publishing at all, and again by the dispatcher on
 so it must be cheap and must never raise. `matching` is the trigger consumer's question:
 the ids of the flows whose trigger (name, datatype, conditions) the event satisfies. Each
 process keeps, per org, its enabled event-triggered flows' triggers by event name, tagged
-with the org's generation token. The token lives in the shared cache (Redis) and every flow change
-replaces it once its transaction commits, so the answer is exact, with no TTL staleness:
-a flow created a moment ago triggers on the very next event.
+with the org's generation token (core.generation): every flow change replaces it once its
+transaction commits, so the answer is exact, with no TTL staleness: a flow created a
+moment ago triggers on the very next event.
 
 Cost per event: one cache GET and a dict lookup (plus the candidates' conditions for
 `matching`), and one indexed query when the org's flows changed since this process last
@@ -24,13 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from typing import Any, NamedTuple
 
-from django.core.cache import cache
 from django.db import transaction
 
 from automation import expressions
+from core import generation
 
 logger = logging.getLogger(__name__)
 
@@ -69,15 +68,7 @@ _lock = threading.Lock()
 
 
 def _token(org_id: Any) -> str:
-    key = _key(org_id)
-    token = cache.get(key)
-    if token is None:
-        # Never set, or the cache lost it: start a new generation every process agrees on.
-        cache.add(key, uuid.uuid4().hex, timeout=None)
-        token = cache.get(key)
-        if token is None:
-            raise RuntimeError("the cache keeps no generation token")
-    return str(token)
+    return generation.token(_key(org_id))
 
 
 def _load(org_id: Any) -> list[tuple[str, _Trigger]]:
@@ -146,12 +137,8 @@ def changed(org_id: Any) -> None:
 
 
 def bump(org_id: Any) -> None:
-    try:
-        cache.set(_key(org_id), uuid.uuid4().hex, timeout=None)
-    except Exception as exc:
-        # Every process would keep its old index: drop ours at least, and say so loudly.
-        _indexes.pop(str(org_id), None)
-        logger.error("automation index: cannot bump the generation of org %s (%s)", org_id, exc)
+    if not generation.bump(_key(org_id)):
+        _indexes.pop(str(org_id), None)  # every other process keeps its old index: ours at least
 
 
 def forget() -> None:

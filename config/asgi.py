@@ -5,8 +5,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Each ASGI request runs its sync code in a new thread: on Postgres, a pool instead of a
-# connection per request (config/settings.py; SQLite ignores it). DB_POOL=0 turns it off.
+# Each ASGI request runs its sync code in a new thread: a pool of open connections (psycopg's on
+# Postgres, core/db/sqlite3 on SQLite) instead of one per request. DB_POOL=0 turns it off.
 # Set for the settings only, so processes this one starts (tests start workers) don't inherit it.
 _pool_default = "DB_POOL" not in os.environ
 if _pool_default:

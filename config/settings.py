@@ -103,6 +103,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so worker subprocesses in tests see the same database; one per
     # test process, so two test runs in one checkout don't recreate each other's file.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+    if env.bool("DB_POOL", default=False):
+        # The ASGI web process (config/asgi.py): a pool of open connections shared by the
+        # per-request threads, as on Postgres below (core/db/sqlite3).
+        DATABASES["default"]["ENGINE"] = "core.db.sqlite3"
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {"max_size": env.int("DB_POOL_MAX_SIZE", default=20)}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
     if env.bool("DB_POOL", default=False):
@@ -164,10 +170,14 @@ def redis_cache(url: str) -> dict[str, Any]:
     error as a miss, so a Redis outage slows nothing down."""
     return {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's, with one connection pool and client per process (core/cache.py).
+            "BACKEND": "core.cache.RedisCache",
             "LOCATION": url,
             "KEY_PREFIX": "cache",
-            "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+            "OPTIONS": {
+                "socket_timeout": 0.5,
+                "socket_connect_timeout": 0.5,
+            },
         }
     }
 

@@ -7,6 +7,8 @@ class SyncConfig(AppConfig):
 
     def ready(self) -> None:
         # Publish times and per-queue outcome counts for GET /monitoring/queues/.
-        from sync import monitoring
+        from sync import connection_cache, monitoring
 
         monitoring.connect()
+        # Every save or delete of a connection invalidates the inbox's cached copies.
+        connection_cache.connect()

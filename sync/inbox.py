@@ -2,7 +2,8 @@
 
 The request path (`receive`, one view for every vendor endpoint):
 1. POST only; a body past INBOUND_WEBHOOK_MAX_BYTES is a 413 (read no further);
-2. the connection named in the URL, of the endpoint's vendor and enabled, or a 404;
+2. the connection named in the URL, of the endpoint's vendor and enabled, or a 404 (a
+   per-process copy, exact through Redis: sync.connection_cache);
 3. the vendor's signature check on the raw body: a failure is stored as a REJECTED row for
    audit and answered 400 (or the vendor's status), and nothing is emitted;
 4. the InboundWebhook row, unique per (connection, vendor event id): a second copy of a
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import import_module
@@ -32,12 +34,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 
 from core.events import context, emit_envelope
+from sync.connection_cache import webhook_connection
 from sync.consumers import PermanentError, RetryPolicy, consumer, enqueue
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from sync.queues import Queue
@@ -164,9 +168,8 @@ def receive(request: HttpRequest, *, vendor: str, connection_id: uuid.UUID, **ro
         limit = settings.INBOUND_WEBHOOK_MAX_BYTES
         return JsonResponse({"error": f"The body is larger than {limit} bytes."}, status=413)
     webhooks = vendor_webhooks(vendor)
-    try:  # get(), not first(): no ORDER BY on the hot path
-        connection = Connection.objects.get(pk=connection_id, vendor=vendor, enabled=True)
-    except Connection.DoesNotExist:
+    connection = webhook_connection(connection_id, vendor)
+    if connection is None:
         return JsonResponse({"error": f"No enabled {vendor} connection {connection_id}."}, status=404)
     correlation_id = context.correlation_id.get() or context.new_correlation_id()
     try:
@@ -198,17 +201,21 @@ def receive(request: HttpRequest, *, vendor: str, connection_id: uuid.UUID, **ro
         correlation_id=correlation_id,
     )
     try:
-        with transaction.atomic():
+        # Outside a transaction (every request but ATOMIC_REQUESTS and tests) the INSERT commits
+        # on its own: one round trip, not BEGIN, INSERT, COMMIT. Inside one, a savepoint keeps a
+        # duplicate's IntegrityError from spoiling the outer transaction.
+        with transaction.atomic() if db_connection.in_atomic_block else nullcontext():
             row.save(force_insert=True)
-            enqueue(
-                process_inbound_webhook,
-                org_id=connection.org_id,
-                inbound_id=str(row.pk),
-                correlation_id=correlation_id,
-            )
     except IntegrityError:
         logger.info("webhook %s %s for connection %s: duplicate", vendor, verified.event_id, connection.pk)
         return webhooks.acknowledge(None, duplicate=True)
+    # After the commit (now, or the outer transaction's): the job never runs before its row exists.
+    enqueue(
+        process_inbound_webhook,
+        org_id=connection.org_id,
+        inbound_id=str(row.pk),
+        correlation_id=correlation_id,
+    )
     return webhooks.acknowledge(row)
 
 

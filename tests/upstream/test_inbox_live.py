@@ -1,6 +1,7 @@
 """The inbox with real processes: a real Celery worker turns a signed webhook into a domain
-event, and the same vendor event delivered twice at once to two web servers (QUALITY.md
-row 9) is answered 2xx twice, stored once and emitted once."""
+event; the same vendor event delivered twice at once to two web servers (QUALITY.md
+row 9) is answered 2xx twice, stored once and emitted once; and a change to a connection
+takes effect at once in web servers that have it cached."""
 
 from __future__ import annotations
 
@@ -133,3 +134,39 @@ def test_the_same_event_delivered_twice_at_once_is_stored_and_emitted_once(
     time.sleep(2)  # room for a second event, were one coming
     assert len(emitted(connection)) == 1
     assert InboundWebhook.objects.get(connection=connection).status == InboundStatus.PROCESSED
+
+
+def test_web_servers_that_cached_a_connection_see_its_changes_on_the_next_request(
+    owner, connection, secret, two_webs
+):
+    from sync.connections import connection_update, fingerprint, webhook_secret_add, webhook_secret_remove
+    from tests.upstream.signing import new_whsec
+
+    successor = new_whsec()
+    sent = [0]
+
+    def deliver(signing_secret: str) -> list[int]:
+        """One freshly signed message to each server; their statuses."""
+        statuses = []
+        for base in two_webs:
+            sent[0] += 1
+            body = as_body({"type": "invoice.paid", "data": {"n": sent[0]}})
+            signed = standard_headers(signing_secret, body, msg_id=f"msg_cache_{sent[0]}")
+            headers = {
+                "Content-Type": "application/json",
+                **{k.removeprefix("HTTP_").replace("_", "-").lower(): v for k, v in signed.items()},
+            }
+            url = f"{base}/upstream/{connection.pk}/webhook/"
+            statuses.append(requests.post(url, data=body, headers=headers, timeout=30).status_code)
+        return statuses
+
+    assert deliver(secret) == [200, 200]  # both servers now hold the connection
+    webhook_secret_add(connection=connection, secret=successor, actor=owner.user)
+    assert deliver(successor) == [200, 200]  # a secret added a moment ago verifies at once
+
+    webhook_secret_remove(connection=connection, secret_id=fingerprint(secret), actor=owner.user)
+    assert deliver(secret) == [400, 400]  # the removed one stops verifying at once
+    assert deliver(successor) == [200, 200]
+
+    connection_update(connection=connection, enabled=False, actor=owner.user)
+    assert deliver(successor) == [404, 404]
