@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.events import context
-from core.events.bus import Envelope, queued_listener, queued_listeners
+from core.events.bus import Envelope, has_queued_listeners, queued_listener, queued_listeners
 from core.models import EventRecord
 from sync.consumers import PermanentError, RetryPolicy, consumer, job_kwargs, message_reprs
 from sync.models import JobReceipt
@@ -44,7 +44,7 @@ def listener_key(event_id: Any, listener: str) -> str:
 
 
 def write(envelope: Envelope) -> EventRecord:
-    wanted = bool(queued_listeners(envelope.name, envelope.datatype, envelope.orgid))
+    wanted = has_queued_listeners(envelope.name, envelope.datatype, envelope.orgid)
     record = EventRecord.objects.create(
         id=envelope.id,
         name=envelope.name,

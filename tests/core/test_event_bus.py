@@ -241,3 +241,79 @@ def test_it_commits_nothing_when_a_listener_raises_outside_any_test_transaction(
 
     assert not EventRecord.objects.filter(name="site-create").exists()
     assert not Site.objects.exists()
+
+
+# --- emit's own dispatch (EventSignal.plan) agrees with Django's send ---------------------------------
+
+
+def test_a_receiver_connected_to_the_signal_directly_runs_in_order_with_the_listeners(owner, listen):
+    signal = registry.get("tag.added").signal
+    order: list[str] = []
+
+    @listen("tag.added")
+    def first(event: Envelope) -> str:
+        order.append("first")
+        return "first"
+
+    def direct(signal, sender, envelope, **kwargs):  # the Django way, no @on_event
+        order.append("direct")
+        return f"direct:{sender}:{envelope.data['tag']}"
+
+    signal.connect(direct, weak=False, dispatch_uid="test-direct")
+    try:
+
+        @listen("tag.added")
+        def last(event: Envelope) -> str:
+            order.append("last")
+            return "last"
+
+        data = {"contact_id": "c-1", "tag": "vip"}
+        results = emit("tag.added", org=owner.org, data=data, persist=False)
+        sent = [r for _, r in signal.send(sender="tag.added", envelope=_envelope(owner, data))]
+    finally:
+        signal.disconnect(dispatch_uid="test-direct")
+
+    assert results == ["first", "direct:tag.added:vip", "last"] == sent
+    assert order == ["first", "direct", "last"] * 2
+
+
+def _envelope(owner, data) -> Envelope:
+    from core.events.bus import build_envelope
+
+    return build_envelope(
+        "tag.added", org=owner.org, data=data, record=None, datatype=None, actor=None,
+        correlation_id=None, causation_id=None,
+    )[1]  # fmt: skip
+
+
+def test_connecting_and_disconnecting_take_effect_on_the_next_emit(owner):
+    signal = registry.get("tag.added").signal
+    data = {"contact_id": "c-1", "tag": "vip"}
+    before = emit("tag.added", org=owner.org, data=data, persist=False)  # a plan is now cached
+
+    signal.connect(lambda **kwargs: "late", weak=False, dispatch_uid="test-late")
+    try:
+        assert emit("tag.added", org=owner.org, data=data, persist=False) == [*before, "late"]
+    finally:
+        assert signal.disconnect(dispatch_uid="test-late")
+    assert emit("tag.added", org=owner.org, data=data, persist=False) == before
+
+
+def test_a_weakly_connected_receiver_stops_running_once_it_is_collected(owner):
+    import gc
+
+    signal = registry.get("tag.added").signal
+    data = {"contact_id": "c-1", "tag": "vip"}
+
+    class Holder:
+        def receive(self, **kwargs):
+            return "weak"
+
+    holder = Holder()
+    signal.connect(holder.receive)  # weak=True, Django's default: the signal keeps no reference
+    assert "weak" in emit("tag.added", org=owner.org, data=data, persist=False)
+
+    del holder
+    gc.collect()
+
+    assert "weak" not in emit("tag.added", org=owner.org, data=data, persist=False)
