@@ -4,7 +4,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 from django.db import close_old_connections
 from kombu import Queue as KombuQueue
 
@@ -52,6 +52,14 @@ def _close_old_connections_before(**kwargs: Any) -> None:
 @task_postrun.connect
 def _close_old_connections_after(**kwargs: Any) -> None:
     close_old_connections()
+
+
+@worker_process_shutdown.connect
+def _flush_dispatch_marks(**kwargs: Any) -> None:
+    # Events this child published and has not marked yet: marked now, not swept again later.
+    from core.events import outbox
+
+    outbox.marks.flush()
 
 
 app.autodiscover_tasks()
