@@ -339,15 +339,17 @@ def test_a_wait_is_released_by_the_scheduled_job_tick(owner, worker, beats):
 def test_a_cron_flow_ticks_once_per_tick_with_two_beats(owner, worker, beats):
     secret = new_whsec()
     with Receiver(secret) as receiver:
+        # The flow is created, and the beats start, at least 20 s before the next minute, so that
+        # minute is the first tick both see: beat counts a new task's last run from its creation,
+        # so a flow created in the minute before would be due at once.
+        now = datetime.now(UTC)
+        boundary = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        if (boundary - now).total_seconds() < 25:
+            time.sleep((boundary - now).total_seconds() + 0.5)
+            boundary += timedelta(minutes=1)
         flow_id = hook_flow(
             owner, receiver.url, secret, schedule={"cron": "* * * * *", "timezone": "Europe/Paris"}
         )
-        # The beats start at least 20 s before the next minute, so that minute is the first tick both see.
-        now = datetime.now(UTC)
-        boundary = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        if (boundary - now).total_seconds() < 20:
-            time.sleep((boundary - now).total_seconds() + 0.5)
-            boundary += timedelta(minutes=1)
         beats.extend([live.Beat(settings.REDIS_URL), live.Beat(settings.REDIS_URL)])
         deadline = (boundary - datetime.now(UTC)).total_seconds() + 45
         run = live.wait_for(lambda: FlowRun.objects.filter(flow_id=flow_id, scheduled_for=boundary).first(),
