@@ -55,11 +55,11 @@ def _close_old_connections_after(**kwargs: Any) -> None:
 
 
 @worker_process_shutdown.connect
-def _flush_dispatch_marks(**kwargs: Any) -> None:
-    # Events this child published and has not marked yet: marked now, not swept again later.
+def _flush_outbox_relay(**kwargs: Any) -> None:
+    # Events this child committed and its relay has not published yet: now, not by the sweeper.
     from core.events import outbox
 
-    outbox.marks.flush()
+    outbox.relay.flush()
 
 
 app.autodiscover_tasks()

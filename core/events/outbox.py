@@ -2,9 +2,10 @@
 
 write()          in the caller's transaction: the row, and an on-commit publish when a
                  queued listener wants the event (otherwise the row is born dispatched).
-publish()        after commit: send `core.events.dispatch` to the `events` queue; a broker
-                 that is down leaves the row undispatched, never fails the request. The
-                 rows are marked dispatched in batches by a thread (DispatchMarks).
+Relay           after commit, on a thread of the committing process: send
+                 `core.events.dispatch` to the `events` queue for every event waiting, in
+                 one pipeline, and mark their rows dispatched; a broker that is down leaves
+                 them undispatched and never fails (or slows) the request.
 sweep_outbox     beat, every few seconds: re-publish rows left undispatched (the crash
                  window between commit and publish, or a broker outage).
 dispatch         on a worker: fan the event out, one `run_listener` per queued listener,
@@ -21,7 +22,6 @@ import atexit
 import logging
 import os
 import threading
-import time
 import uuid
 from datetime import timedelta
 from functools import partial
@@ -67,37 +67,51 @@ def write(envelope: Envelope) -> EventRecord:
     )
     if wanted:
         transaction.on_commit(
-            partial(publish, envelope.id, envelope.orgid, envelope.correlation_id), robust=True
+            partial(_committed, envelope.id, envelope.orgid, envelope.correlation_id), robust=True
         )
     return record
 
 
-def publish(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> bool:
-    """Hand one committed event to the broker; False (and the row left for the sweeper) if it is down.
-
-    The row is marked dispatched by `marks`, in a batch, a moment later: not by an UPDATE of
-    its own in the caller's path. Inside a transaction (a test running its on-commit
-    callbacks, say) it is marked at once, in that transaction.
-    """
-    if not _send(event_id, orgid, correlation_id):
-        return False
+def _committed(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> None:
+    """The on-commit hand-over of a written event: to the relay's thread, so the committing
+    request or job does not wait on the broker. Inside a transaction (a test running its
+    on-commit callbacks, say) it is published at once instead."""
     if db_connection.in_atomic_block:
-        mark_dispatched([event_id])
+        publish(event_id, orgid, correlation_id)
     else:
-        marks.add(event_id)
+        relay.add(event_id, orgid, correlation_id)
+
+
+def publish(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> bool:
+    """Hand one committed event to the broker now and mark its row; False (and the row left for
+    the sweeper) if the broker is down."""
+    if not _send([(event_id, orgid, correlation_id)]):
+        return False
+    mark_dispatched([event_id])
     return True
 
 
-def _send(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> bool:
+Pending = tuple[uuid.UUID, uuid.UUID, str]  # event id, org id, correlation id
+
+
+def _send(events: list[Pending]) -> bool:
+    """Publish `core.events.dispatch` for each event, in one pipeline: all or (False) none."""
+    from config.celery_app import app
+
     try:
-        kwargs = job_kwargs(
-            {"event_id": str(event_id)}, org_id=orgid, correlation_id=correlation_id, idempotency_key=None
-        )
-        dispatch.apply_async(kwargs=kwargs, retry=False, **message_reprs((), kwargs))
+        with app.producer_or_acquire() as producer, producer.batch():
+            for event_id, orgid, correlation_id in events:
+                kwargs = job_kwargs(
+                    {"event_id": str(event_id)}, org_id=orgid, correlation_id=correlation_id,
+                    idempotency_key=None,
+                )  # fmt: skip
+                options = message_reprs((), kwargs)
+                dispatch.apply_async(kwargs=kwargs, retry=False, producer=producer, **options)
     except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
         logger.warning(
-            "outbox: publish of event %s failed (%s); the sweeper will retry", event_id, type(exc).__name__
-        )
+            "outbox: publish of %d event(s) failed (%s); the sweeper will retry",
+            len(events), type(exc).__name__,
+        )  # fmt: skip
         return False
     return True
 
@@ -115,18 +129,19 @@ def mark_dispatched(event_ids: list[uuid.UUID]) -> int:
 MARK_BATCH = 500
 
 
-class DispatchMarks:
-    """Published events' ids, marked dispatched in one UPDATE every MARK_INTERVAL_SECONDS by
-    a daemon thread of the publishing process, instead of an UPDATE (on SQLite, a turn at the
-    write lock) in every request that emits.
+class Relay:
+    """Publishes committed events to the broker from a daemon thread of the committing process,
+    as many as are waiting in one pipeline, then marks their rows dispatched in one UPDATE.
 
-    A mark only tells the sweeper to leave the row alone. One lost with its process (a
-    crash, a `kill -9`, a worker child's exit before the thread's next turn) or with a
-    database error costs a second dispatch message after OUTBOX_SWEEP_AFTER_SECONDS, which
-    the listeners' receipts make a no-op; never a lost event. A forked child starts empty.
+    A request or job that emits returns without waiting on the broker or writing the mark
+    (on SQLite, a turn at the write lock). Nothing it holds is the only copy: the rows are
+    committed, and whatever the relay has not published and marked when its process dies
+    (a crash, `kill -9`) or the broker refuses is published by the sweeper after
+    OUTBOX_SWEEP_AFTER_SECONDS, as for a crash between a commit and its publish. A publish
+    whose mark is lost costs one more dispatch, which the listeners' receipts make a no-op.
+    A forked child starts with nothing pending; `flush` runs at exit (and as a Celery worker
+    child stops).
     """
-
-    MARK_INTERVAL_SECONDS = 0.05
 
     def __init__(self) -> None:
         self._reset()
@@ -134,38 +149,43 @@ class DispatchMarks:
         atexit.register(self.flush)
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._ids: list[uuid.UUID] = []
+        self._ready = threading.Condition(threading.Lock())
+        self._pending: list[Pending] = []
         self._thread: threading.Thread | None = None
 
-    def add(self, event_id: uuid.UUID) -> None:
-        with self._lock:
-            self._ids.append(event_id)
+    def add(self, event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> None:
+        with self._ready:
+            self._pending.append((event_id, orgid, correlation_id))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="outbox-marks", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
                 self._thread.start()
+            self._ready.notify()
 
     def _run(self) -> None:
         while True:
-            time.sleep(self.MARK_INTERVAL_SECONDS)
+            with self._ready:
+                self._ready.wait_for(lambda: bool(self._pending))
             self.flush()
 
     def flush(self) -> int:
-        """Mark what has been published so far; returns how many rows changed."""
-        with self._lock:
-            ids, self._ids = self._ids, []
-        if not ids:
+        """Publish and mark what is waiting; returns how many were published."""
+        with self._ready:
+            events, self._pending = self._pending, []
+        if not events:
             return 0
         try:
-            return mark_dispatched(ids)
-        except Exception as exc:  # the sweeper publishes them again: a duplicate dispatch, no loss
-            logger.warning("outbox: cannot mark %d published event(s) dispatched (%s)", len(ids), exc)
-            return 0
+            if not _send(events):
+                return 0  # left undispatched: the sweeper's
+            try:
+                mark_dispatched([event_id for event_id, _, _ in events])
+            except Exception as exc:  # published: the sweeper will send them once more, harmlessly
+                logger.warning("outbox: cannot mark %d published event(s) dispatched (%s)", len(events), exc)
+            return len(events)
         finally:
             close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE
 
 
-marks = DispatchMarks()
+relay = Relay()
 
 
 def envelope_from(record: EventRecord) -> Envelope:
@@ -193,14 +213,13 @@ def sweep_outbox(*, org_id: None = None) -> int:
         .order_by("occurred_at")
         .values_list("id", "orgid", "correlation_id")[: settings.OUTBOX_SWEEP_BATCH]
     )
-    sent: list[uuid.UUID] = []
-    for event_id, orgid, correlation_id in pending:
-        if not _send(event_id, orgid, correlation_id):
+    published = 0
+    for start in range(0, len(pending), MARK_BATCH):
+        chunk = pending[start : start + MARK_BATCH]
+        if not _send(chunk):
             break  # broker down: the next tick tries again
-        sent.append(event_id)
-    if sent:
-        mark_dispatched(sent)
-    published = len(sent)
+        mark_dispatched([event_id for event_id, _, _ in chunk])
+        published += len(chunk)
     if published:
         logger.info("outbox: swept %d undispatched event(s)", published)
     return published
