@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from asgiref.local import Local
@@ -12,6 +13,7 @@ from django.core.cache import caches
 import tests.jobs  # registers the consumers the queue tests run
 import tests.listeners  # noqa: F401  (registers the queued listeners the queue tests observe)
 from config.settings import redis_cache
+from core.events import outbox
 from core.models import Role
 from tests import live
 from tests.factories import Caller, caller, make_org, make_user
@@ -39,6 +41,15 @@ def broker() -> Iterator[str]:
     live.use_broker(server.url)
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def outbox_relay_lets_go(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """The outbox relay's thread keeps a database connection while it is busy: it lets go
+    before the test database is dropped (Postgres refuses to drop one with a session open)."""
+    yield
+    with django_db_blocker.unblock():
+        outbox.relay.quiesce()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
@@ -148,10 +148,14 @@ class Relay:
         os.register_at_fork(after_in_child=self._reset)
         atexit.register(self.flush)
 
+    # Idle this long, the thread gives its database connection back (to the pool, or closes it).
+    IDLE_SECONDS = 1.0
+
     def _reset(self) -> None:
         self._ready = threading.Condition(threading.Lock())
         self._pending: list[Pending] = []
         self._thread: threading.Thread | None = None
+        self._quiet = threading.Event()
 
     def add(self, event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> None:
         with self._ready:
@@ -164,8 +168,19 @@ class Relay:
     def _run(self) -> None:
         while True:
             with self._ready:
-                self._ready.wait_for(lambda: bool(self._pending))
-            self.flush()
+                busy = self._ready.wait_for(lambda: bool(self._pending), timeout=self.IDLE_SECONDS)
+            if busy:
+                self._quiet.clear()
+                self.flush()
+            elif not self._quiet.is_set():
+                connections.close_all()  # this thread's
+                self._quiet.set()
+
+    def quiesce(self, timeout: float = 5.0) -> bool:
+        """Publish what waits, and wait until the thread has let go of its database connection
+        (test teardown: a database with a session open cannot be dropped)."""
+        self.flush()
+        return self._thread is None or self._quiet.wait(timeout)
 
     def flush(self) -> int:
         """Publish and mark what is waiting; returns how many were published."""
@@ -182,7 +197,7 @@ class Relay:
                 logger.warning("outbox: cannot mark %d published event(s) dispatched (%s)", len(events), exc)
             return len(events)
         finally:
-            close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE
+            close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE until idle
 
 
 relay = Relay()

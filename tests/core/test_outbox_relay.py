@@ -145,3 +145,10 @@ def test_a_mark_that_fails_leaves_the_row_to_the_sweeper(
 
     assert outbox.sweep_outbox.run(org_id=None) >= 1  # sent once more: the receipts make it a no-op
     assert dispatched(event) and times_published(own_broker.url, event) == [2]
+
+
+def test_an_idle_relay_lets_go_of_its_database_connection(owner, own_broker) -> None:
+    event = create(owner, 5)
+    live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
+
+    assert outbox.relay.quiesce(timeout=outbox.Relay.IDLE_SECONDS + 4)
