@@ -172,6 +172,7 @@ class Relay:
             if busy:
                 self._quiet.clear()
                 self.flush()
+                close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE until idle
             elif not self._quiet.is_set():
                 connections.close_all()  # this thread's
                 self._quiet.set()
@@ -188,16 +189,13 @@ class Relay:
             events, self._pending = self._pending, []
         if not events:
             return 0
+        if not _send(events):
+            return 0  # left undispatched: the sweeper's
         try:
-            if not _send(events):
-                return 0  # left undispatched: the sweeper's
-            try:
-                mark_dispatched([event_id for event_id, _, _ in events])
-            except Exception as exc:  # published: the sweeper will send them once more, harmlessly
-                logger.warning("outbox: cannot mark %d published event(s) dispatched (%s)", len(events), exc)
-            return len(events)
-        finally:
-            close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE until idle
+            mark_dispatched([event_id for event_id, _, _ in events])
+        except Exception as exc:  # published: the sweeper will send them once more, harmlessly
+            logger.warning("outbox: cannot mark %d published event(s) dispatched (%s)", len(events), exc)
+        return len(events)
 
 
 relay = Relay()
