@@ -88,14 +88,10 @@ def forget() -> None:
     _entries.clear()
 
 
-def _saved(sender: type[Connection], instance: Connection, **kwargs: Any) -> None:
-    changed(instance.pk)
-
-
-def _deleted(sender: type[Connection], instance: Connection, **kwargs: Any) -> None:
+def _written(sender: type[Connection], instance: Connection, **kwargs: Any) -> None:
     changed(instance.pk)
 
 
 def connect() -> None:
-    post_save.connect(_saved, sender=Connection, dispatch_uid="sync.connection_cache.saved")
-    post_delete.connect(_deleted, sender=Connection, dispatch_uid="sync.connection_cache.deleted")
+    post_save.connect(_written, sender=Connection, dispatch_uid="sync.connection_cache.saved")
+    post_delete.connect(_written, sender=Connection, dispatch_uid="sync.connection_cache.deleted")

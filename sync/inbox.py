@@ -126,6 +126,19 @@ def json_object(row: InboundWebhook) -> dict[str, Any]:
     return parsed
 
 
+def required_text(obj: dict[str, Any], key: str, owner: str) -> str:
+    """`obj[key]` as a non-empty string, for normalizers; NormalizationError naming `owner` if not."""
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise NormalizationError(f"{owner} has no {key}")
+    return value
+
+
+def optional_text(value: Any) -> str | None:
+    """A non-empty string, or None for anything else."""
+    return value if isinstance(value, str) and value else None
+
+
 @cache
 def vendor_webhooks(vendor: str) -> VendorWebhooks:
     module = import_module(VENDOR_MODULES[vendor])

@@ -85,13 +85,19 @@ def _committed(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> No
 def publish(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> bool:
     """Hand one committed event to the broker now and mark its row; False (and the row left for
     the sweeper) if the broker is down."""
-    if not _send([(event_id, orgid, correlation_id)]):
-        return False
-    mark_dispatched([event_id])
-    return True
+    return _hand_over([(event_id, orgid, correlation_id)])
 
 
 Pending = tuple[uuid.UUID, uuid.UUID, str]  # event id, org id, correlation id
+
+
+def _hand_over(events: list[Pending]) -> bool:
+    """Publish the events, then mark their rows dispatched; False (nothing marked) if the
+    broker refused them. Raises only if the mark fails, after the publish."""
+    if not _send(events):
+        return False
+    mark_dispatched([event_id for event_id, _, _ in events])
+    return True
 
 
 def _send(events: list[Pending]) -> bool:
@@ -189,10 +195,9 @@ class Relay:
             events, self._pending = self._pending, []
         if not events:
             return 0
-        if not _send(events):
-            return 0  # left undispatched: the sweeper's
         try:
-            mark_dispatched([event_id for event_id, _, _ in events])
+            if not _hand_over(events):
+                return 0  # left undispatched: the sweeper's
         except Exception as exc:  # published: the sweeper will send them once more, harmlessly
             logger.warning("outbox: cannot mark %d published event(s) dispatched (%s)", len(events), exc)
         return len(events)
@@ -229,9 +234,8 @@ def sweep_outbox(*, org_id: None = None) -> int:
     published = 0
     for start in range(0, len(pending), MARK_BATCH):
         chunk = pending[start : start + MARK_BATCH]
-        if not _send(chunk):
+        if not _hand_over(chunk):
             break  # broker down: the next tick tries again
-        mark_dispatched([event_id for event_id, _, _ in chunk])
         published += len(chunk)
     if published:
         logger.info("outbox: swept %d undispatched event(s)", published)

@@ -45,6 +45,8 @@ from sync.inbox import (
     VerificationFailed,
     Verified,
     json_object,
+    optional_text,
+    required_text,
 )
 from sync.models import Connection, InboundWebhook, Vendor
 
@@ -278,14 +280,7 @@ def _money(resource: dict[str, Any], key: str = "amount") -> tuple[int, str]:
 
 
 def _text(resource: dict[str, Any], key: str) -> str:
-    value = resource.get(key)
-    if not isinstance(value, str) or not value:
-        raise NormalizationError(f"the PayPal resource has no {key}")
-    return value
-
-
-def _optional_text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return required_text(resource, key, "the PayPal resource")
 
 
 def _created(event: dict[str, Any]) -> datetime | None:
@@ -301,7 +296,7 @@ def _created(event: dict[str, Any]) -> datetime | None:
 
 def _order_id(resource: dict[str, Any]) -> str | None:
     # The merchant's own reference on the purchase unit: custom_id, else invoice_id.
-    return _optional_text(resource.get("custom_id")) or _optional_text(resource.get("invoice_id"))
+    return optional_text(resource.get("custom_id")) or optional_text(resource.get("invoice_id"))
 
 
 def _capture(event: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:

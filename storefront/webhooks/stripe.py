@@ -34,6 +34,8 @@ from sync.inbox import (
     VerificationFailed,
     Verified,
     json_object,
+    optional_text,
+    required_text,
 )
 from sync.models import Connection, InboundWebhook, Vendor
 
@@ -113,14 +115,7 @@ def _created(event: dict[str, Any]) -> datetime:
 
 
 def _text(obj: dict[str, Any], key: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        raise NormalizationError(f"Stripe {obj.get('object', 'object')} has no {key}")
-    return value
-
-
-def _optional_text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return required_text(obj, key, f"Stripe {obj.get('object', 'object')}")
 
 
 def _amount(obj: dict[str, Any], key: str) -> int:
@@ -138,7 +133,7 @@ def _id_of(value: Any) -> str | None:
     """An id field that Stripe sends either as the id or, when expanded, as the object."""
     if isinstance(value, dict):
         value = value.get("id")
-    return _optional_text(value)
+    return optional_text(value)
 
 
 def _order_id(obj: dict[str, Any]) -> str | None:
@@ -188,11 +183,11 @@ def _payment_failed(event: dict[str, Any], intent: dict[str, Any]) -> dict[str, 
 
 
 def _checkout_completed(event: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
-    reference = _optional_text(session.get("client_reference_id"))
+    reference = optional_text(session.get("client_reference_id"))
     details = session.get("customer_details")
     email = session.get("customer_email") or (details.get("email") if isinstance(details, dict) else None)
     total = session.get("amount_total")
-    currency = _optional_text(session.get("currency"))  # null for a setup-mode session
+    currency = optional_text(session.get("currency"))  # null for a setup-mode session
     return {
         "session_id": _text(session, "id"),
         "order_id": _order_id(session) or reference,
@@ -200,7 +195,7 @@ def _checkout_completed(event: dict[str, Any], session: dict[str, Any]) -> dict[
         "payment_id": _id_of(session.get("payment_intent")),
         "amount_total": total if isinstance(total, int) and not isinstance(total, bool) else 0,
         "currency": currency.upper() if currency else None,
-        "customer_email": _optional_text(email),
+        "customer_email": optional_text(email),
         "payment_status": str(session.get("payment_status") or ""),
         "provider": Vendor.STRIPE.value,
         "vendor_created_at": _created(event),
