@@ -24,15 +24,20 @@ _time_ns = time.time_ns
 _getrandbits = random.getrandbits
 
 
-def uuid7() -> uuid.UUID:
-    """48 bits of Unix milliseconds, then 74 random bits (version and variant set)."""
+def uuid7(ns: int | None = None) -> uuid.UUID:
+    """48 bits of Unix milliseconds, then 74 random bits (version and variant set).
+
+    `ns` is the moment to stamp, from `time.time_ns()` (now, if not given): an event's
+    envelope takes its time when emitted and makes its id from it only if asked."""
     rand = _getrandbits(74)
+    if ns is None:
+        ns = _time_ns()
     # uuid.UUID(int=...) re-validates in Python; this is the same object, built directly.
     result = _new_uuid(_UUID)
     _set(
         result,
         "int",
-        (_time_ns() // 1_000_000) << 80 | _VERSION_AND_VARIANT | (rand >> 62) << 64 | rand & _RAND_LOW,
+        (ns // 1_000_000) << 80 | _VERSION_AND_VARIANT | (rand >> 62) << 64 | rand & _RAND_LOW,
     )
     _set(result, "is_safe", _UNKNOWN)
     return result
