@@ -5,7 +5,7 @@ worker (EVENT_HANDLER_MODULES=bench.listeners). Each records when it started, wi
 time.time(), in a Redis hash named by BENCH_OUTBOX_KEY (set by the script for its worker):
 
     <key>:start     sample id -> start of the listener / the bare task
-    <key>:dispatch  event id  -> start of core.events.dispatch (the outbox's fan-out hop)
+    <key>:dispatch  event id  -> start of the core.events.dispatch carrying it (the fan-out hop)
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ def bare_stamp(sample: str) -> None:
 
 @task_prerun.connect
 def _on_prerun(sender: Any = None, task: Any = None, args: Any = None, **kwargs: Any) -> None:
-    event_id = (kwargs.get("kwargs") or {}).get("event_id") or (args[0] if args else None)
-    if KEY and task is not None and task.name == "core.events.dispatch" and event_id:
-        stamp("dispatch", str(event_id), time.time())
+    if not KEY or task is None or task.name != "core.events.dispatch":
+        return
+    started, task_kwargs = time.time(), kwargs.get("kwargs") or {}
+    event_ids = task_kwargs.get("event_ids") or [task_kwargs.get("event_id") or (args[0] if args else None)]
+    for event_id in event_ids:
+        if event_id:
+            stamp("dispatch", str(event_id), started)

@@ -3,13 +3,14 @@
 write()          in the caller's transaction: the row, and an on-commit publish when a
                  queued listener wants the event (otherwise the row is born dispatched).
 Relay           after commit, on a thread of the committing process: send
-                 `core.events.dispatch` to the `events` queue for every event waiting, in
-                 one pipeline, and mark their rows dispatched; a broker that is down leaves
-                 them undispatched and never fails (or slows) the request.
+                 `core.events.dispatch` to the `events` queue for the events waiting (one
+                 message per org), in one pipeline, and mark their rows dispatched; a
+                 broker that is down leaves them undispatched and never fails (or slows)
+                 the request.
 sweep_outbox     beat, every few seconds: re-publish rows left undispatched (the crash
                  window between commit and publish, or a broker outage).
-dispatch         on a worker: fan the event out, one `run_listener` per queued listener,
-                 each on the listener's own queue.
+dispatch         on a worker: fan a batch of one org's events out, one `run_listener` per
+                 (event, queued listener), each on the listener's own queue.
 run_listener     runs one listener once: an idempotent consumer whose key is
                  (event, listener), so its receipt commits with the listener's own writes
                  and a redelivery or a duplicate is a no-op. Failures retry per the
@@ -100,16 +101,38 @@ def _hand_over(events: list[Pending]) -> bool:
     return True
 
 
+# Events per `core.events.dispatch` message: one job fans out up to this many.
+DISPATCH_BATCH = 100
+
+
+def _dispatch_messages(events: list[Pending]) -> list[tuple[uuid.UUID, str | None, list[str]]]:
+    """The dispatch messages for these events: one per org and up to DISPATCH_BATCH events,
+    each with its org, the correlation id its events share (None: they don't) and their ids."""
+    by_org: dict[uuid.UUID, list[Pending]] = {}
+    for event in events:
+        by_org.setdefault(event[1], []).append(event)
+    messages = []
+    for orgid, group in by_org.items():
+        for start in range(0, len(group), DISPATCH_BATCH):
+            chunk = group[start : start + DISPATCH_BATCH]
+            correlations = {correlation_id for _, _, correlation_id in chunk}
+            shared = correlations.pop() if len(correlations) == 1 else None
+            messages.append((orgid, shared, [str(event_id) for event_id, _, _ in chunk]))
+    return messages
+
+
 def _send(events: list[Pending]) -> bool:
-    """Publish `core.events.dispatch` for each event, in one pipeline: all or (False) none."""
+    """Publish `core.events.dispatch` for the events, one message per org (and batch), in one
+    pipeline: all or (False) none."""
     from config.celery_app import app
 
     try:
         with app.producer_or_acquire() as producer, producer.batch():
-            for event_id, orgid, correlation_id in events:
+            for orgid, correlation_id, event_ids in _dispatch_messages(events):
+                # A batch of several requests' events is caused by none of them: its own id.
                 kwargs = job_kwargs(
-                    {"event_id": str(event_id)}, org_id=orgid, correlation_id=correlation_id,
-                    idempotency_key=None,
+                    {"event_ids": event_ids}, org_id=orgid,
+                    correlation_id=correlation_id or context.new_correlation_id(), idempotency_key=None,
                 )  # fmt: skip
                 options = message_reprs((), kwargs)
                 dispatch.apply_async(kwargs=kwargs, retry=False, producer=producer, **options)
@@ -243,28 +266,44 @@ def sweep_outbox(*, org_id: None = None) -> int:
 
 
 @consumer(Queue.EVENTS, name="core.events.dispatch", retry=LISTENER_RETRY)
-def dispatch(*, event_id: str, org_id: str) -> int:
-    """Fan one event out to its queued listeners that have no receipt yet."""
-    record = EventRecord.objects.filter(pk=event_id).first()
-    if record is None:
-        raise PermanentError(f"event {event_id} not found")
-    listeners = {
-        listener_key(record.id, lst.key): lst
-        for lst in queued_listeners(record.name, record.datatype, record.orgid)
+def dispatch(*, org_id: str, event_ids: list[str] | None = None, event_id: str | None = None) -> int:
+    """Fan events out to their queued listeners that have no receipt yet: one `run_listener`
+    per (event, listener), on the listener's queue, all in one pipeline. Returns how many.
+
+    `event_id` is one event, as messages published before dispatches were batched carry.
+    Events that are not found are dead-lettered (PermanentError) after the others went out.
+    """
+    from config.celery_app import app
+
+    try:
+        wanted = [str(uuid.UUID(value)) for value in (*(event_ids or ()), *((event_id,) if event_id else ()))]
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise PermanentError(f"malformed event id in {event_ids or event_id!r}") from exc
+    records = {str(record.id): record for record in EventRecord.objects.filter(pk__in=wanted)}
+    fan_out = {
+        listener_key(record.id, listener.key): (record, listener)
+        for record in (records[value] for value in dict.fromkeys(wanted) if value in records)
+        for listener in queued_listeners(record.name, record.datatype, record.orgid)
     }
-    done = set(JobReceipt.objects.filter(key__in=list(listeners)).values_list("key", flat=True))
+    done = set(JobReceipt.objects.filter(key__in=list(fan_out)).values_list("key", flat=True))
     sent = 0
-    for key, listener in listeners.items():
-        if key in done:
-            continue
-        kwargs = job_kwargs(
-            {"event_id": event_id, "listener": listener.key},
-            org_id=org_id,
-            correlation_id=record.correlation_id,
-            idempotency_key=key,
-        )
-        run_listener.apply_async(kwargs=kwargs, queue=listener.queue.value, **message_reprs((), kwargs))
-        sent += 1
+    with app.producer_or_acquire() as producer, producer.batch():
+        for key, (record, listener) in fan_out.items():
+            if key in done:
+                continue
+            kwargs = job_kwargs(
+                {"event_id": str(record.id), "listener": listener.key},
+                org_id=record.orgid,
+                correlation_id=record.correlation_id,
+                idempotency_key=key,
+            )
+            run_listener.apply_async(
+                kwargs=kwargs, queue=listener.queue.value, producer=producer, **message_reprs((), kwargs)
+            )
+            sent += 1
+    missing = [value for value in wanted if value not in records]
+    if missing:
+        raise PermanentError(f"event(s) {', '.join(missing)} not found")
     return sent
 
 

@@ -45,7 +45,7 @@ def published(url: str) -> list[str]:
         message = json.loads(raw)
         if message["headers"]["task"] == "core.events.dispatch":
             _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-            ids.append(kwargs["event_id"])
+            ids.extend(kwargs["event_ids"])
     return ids
 
 
@@ -152,3 +152,125 @@ def test_an_idle_relay_lets_go_of_its_database_connection(owner, own_broker) -> 
     live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
 
     assert outbox.relay.quiesce(timeout=outbox.Relay.IDLE_SECONDS + 4)
+
+
+# --- one dispatch message per org, fanned out in one job --------------------------------------
+
+
+def run_listener_messages(url: str) -> list[tuple[str, str, str]]:
+    """(queue, event id, listener) of every run_listener message waiting in the broker."""
+    client, found = redis.Redis.from_url(url), []
+    for queue in Queue:
+        for raw in client.lrange(queue.value, 0, -1):
+            message = json.loads(raw)
+            if message["headers"]["task"] == "core.events.run_listener":
+                _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+                found.append((queue.value, kwargs["event_id"], kwargs["listener"]))
+    return found
+
+
+def test_dispatch_messages_carry_one_orgs_events_each_with_their_shared_correlation() -> None:
+    import uuid
+
+    one, two = uuid.uuid4(), uuid.uuid4()
+    ids = [uuid.uuid4() for _ in range(5)]
+    events = [(ids[0], one, "req-1"), (ids[1], two, "req-2"), (ids[2], one, "req-1"), (ids[3], one, "req-3")]
+
+    assert outbox._dispatch_messages(events) == [
+        (one, None, [str(ids[0]), str(ids[2]), str(ids[3])]),  # two requests' events: no one cause
+        (two, "req-2", [str(ids[1])]),
+    ]
+
+
+def test_a_dispatch_message_holds_at_most_a_batch_of_events(monkeypatch: Any) -> None:
+    import uuid
+
+    monkeypatch.setattr(outbox, "DISPATCH_BATCH", 2)
+    org = uuid.uuid4()
+    events = [(uuid.uuid4(), org, "req") for _ in range(5)]
+
+    assert [len(ids) for _, _, ids in outbox._dispatch_messages(events)] == [2, 2, 1]
+
+
+def test_events_of_two_orgs_published_together_go_out_as_one_dispatch_message_each(
+    owner, outsider, own_broker
+) -> None:
+    mine = [create(owner, n) for n in range(3)]
+    theirs = [create(outsider, n) for n in range(2)]
+    live.wait_for(lambda: dispatched(*mine, *theirs), timeout=5, what="the relay")
+    redis.Redis.from_url(own_broker.url).delete(Queue.EVENTS.value)
+
+    assert outbox._send([(e.id, e.orgid, e.correlation_id) for e in (*mine, *theirs)])
+
+    messages = [
+        json.loads(base64.b64decode(json.loads(raw)["body"]))[1]
+        for raw in redis.Redis.from_url(own_broker.url).lrange(Queue.EVENTS.value, 0, -1)
+    ]
+    assert sorted((m["org_id"], sorted(m["event_ids"])) for m in messages) == sorted(
+        [
+            (str(owner.org.pk), sorted(str(e.pk) for e in mine)),
+            (str(outsider.org.pk), sorted(str(e.pk) for e in theirs)),
+        ]
+    )
+
+
+def test_one_dispatch_job_fans_a_batch_out_to_every_listener_of_every_event(owner, own_broker) -> None:
+    from core.events.bus import queued_listeners
+
+    events = [create(owner, n) for n in range(3)]
+    live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
+    expected = sorted(
+        (listener.queue.value, str(e.pk), listener.key)
+        for e in events
+        for listener in queued_listeners(e.name, e.datatype, e.orgid)
+    )
+    assert len(expected) >= 3
+
+    sent = outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=[str(e.pk) for e in events])
+
+    assert sent == len(expected)
+    assert sorted(run_listener_messages(own_broker.url)) == expected
+
+
+def test_a_dispatch_skips_the_listeners_that_already_ran(owner, own_broker) -> None:
+    from sync.models import JobReceipt
+
+    events = [create(owner, n) for n in range(2)]
+    live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
+    key = listeners.on_probe_created.__module__ + ".on_probe_created"
+    JobReceipt.objects.create(key=outbox.listener_key(events[0].pk, key), task="core.events.run_listener")
+
+    outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=[str(e.pk) for e in events])
+
+    probes = [(event, lst) for _, event, lst in run_listener_messages(own_broker.url) if lst == key]
+    assert probes == [(str(events[1].pk), key)]
+
+
+def test_a_dispatch_sends_the_events_it_finds_and_dead_letters_the_missing_one(owner, own_broker) -> None:
+    import uuid
+
+    from sync.consumers import PermanentError
+
+    event = create(owner, 1)
+    live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
+    ghost = str(uuid.uuid4())
+
+    with pytest.raises(PermanentError, match=f"event\\(s\\) {ghost} not found"):
+        outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=[ghost, str(event.pk)])
+
+    assert {event_id for _, event_id, _ in run_listener_messages(own_broker.url)} == {str(event.pk)}
+
+
+def test_a_dispatch_of_one_event_as_published_before_batching_still_fans_out(owner, own_broker) -> None:
+    event = create(owner, 1)
+    live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
+
+    assert outbox.dispatch.run(org_id=str(owner.org.pk), event_id=str(event.pk)) >= 1
+    assert {event_id for _, event_id, _ in run_listener_messages(own_broker.url)} == {str(event.pk)}
+
+
+def test_a_dispatch_of_a_malformed_event_id_is_a_permanent_failure(owner, own_broker) -> None:
+    from sync.consumers import PermanentError
+
+    with pytest.raises(PermanentError, match="malformed event id"):
+        outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=["not-a-uuid"])
