@@ -23,6 +23,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import uuid
 from datetime import timedelta
 from functools import partial
@@ -160,7 +161,8 @@ MARK_BATCH = 500
 
 class Relay:
     """Publishes committed events to the broker from a daemon thread of the committing process,
-    as many as are waiting in one pipeline, then marks their rows dispatched in one UPDATE.
+    as many as are waiting in one pipeline, and marks their rows dispatched in one UPDATE
+    per MARK_AFTER_SECONDS (or MARK_BATCH events).
 
     A request or job that emits returns without waiting on the broker or writing the mark
     (on SQLite, a turn at the write lock). Nothing it holds is the only copy: the rows are
@@ -168,8 +170,10 @@ class Relay:
     (a crash, `kill -9`) or the broker refuses is published by the sweeper after
     OUTBOX_SWEEP_AFTER_SECONDS, as for a crash between a commit and its publish. A publish
     whose mark is lost costs one more dispatch, which the listeners' receipts make a no-op.
-    A forked child starts with nothing pending; `flush` runs at exit (and as a Celery worker
-    child stops).
+    The mark only tells the sweeper to leave a row alone, so it waits to be written with
+    the marks of the events published after it: one UPDATE for a busy process's last half
+    second instead of one per publish. A forked child starts with nothing pending; `flush`
+    runs at exit (and as a Celery worker child stops).
     """
 
     def __init__(self) -> None:
@@ -179,10 +183,15 @@ class Relay:
 
     # Idle this long, the thread gives its database connection back (to the pool, or closes it).
     IDLE_SECONDS = 1.0
+    # A published event's mark waits at most this long for others to share its UPDATE: well
+    # under OUTBOX_SWEEP_AFTER_SECONDS, or the sweeper would publish it once more.
+    MARK_AFTER_SECONDS = 0.5
 
     def _reset(self) -> None:
         self._ready = threading.Condition(threading.Lock())
         self._pending: list[Pending] = []
+        self._published: list[uuid.UUID] = []  # published, not yet marked
+        self._published_at = 0.0  # when the oldest of them was (time.monotonic)
         self._thread: threading.Thread | None = None
         self._quiet = threading.Event()
 
@@ -197,33 +206,61 @@ class Relay:
     def _run(self) -> None:
         while True:
             with self._ready:
-                busy = self._ready.wait_for(lambda: bool(self._pending), timeout=self.IDLE_SECONDS)
-            if busy:
+                timeout = self.IDLE_SECONDS
+                if self._published:
+                    timeout = max(0.0, self._published_at + self.MARK_AFTER_SECONDS - time.monotonic())
+                busy = self._ready.wait_for(lambda: bool(self._pending), timeout=timeout)
+                marking = bool(self._published)
+            if busy or marking:
                 self._quiet.clear()
-                self.flush()
+                self._publish()
+                self._mark(due_only=True)
                 close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE until idle
             elif not self._quiet.is_set():
                 connections.close_all()  # this thread's
                 self._quiet.set()
 
+    def _publish(self) -> int:
+        """Publish what is waiting (their marks wait in `_published`); returns how many."""
+        with self._ready:
+            events, self._pending = self._pending, []
+        if not events or not _send(events):
+            return 0  # a refused publish: left undispatched, the sweeper's
+        with self._ready:
+            if not self._published:
+                self._published_at = time.monotonic()
+            self._published.extend(event_id for event_id, _, _ in events)
+        return len(events)
+
+    def _mark(self, *, due_only: bool) -> None:
+        """Mark the published events dispatched: all, or (`due_only`) once their time or number
+        has come. A failed mark is logged: the sweeper sends those once more, harmlessly."""
+        with self._ready:
+            if not self._published:
+                return
+            due = (
+                len(self._published) >= MARK_BATCH
+                or time.monotonic() - self._published_at >= self.MARK_AFTER_SECONDS
+            )
+            if due_only and not due:
+                return
+            event_ids, self._published = self._published, []
+        try:
+            mark_dispatched(event_ids)
+        except Exception as exc:
+            logger.warning("outbox: cannot mark %d published event(s) dispatched (%s)", len(event_ids), exc)
+
     def quiesce(self, timeout: float = 5.0) -> bool:
-        """Publish what waits, and wait until the thread has let go of its database connection
-        (test teardown: a database with a session open cannot be dropped)."""
+        """Publish and mark what waits, and wait until the thread has let go of its database
+        connection (test teardown: a database with a session open cannot be dropped)."""
         self.flush()
         return self._thread is None or self._quiet.wait(timeout)
 
     def flush(self) -> int:
-        """Publish and mark what is waiting; returns how many were published."""
-        with self._ready:
-            events, self._pending = self._pending, []
-        if not events:
-            return 0
-        try:
-            if not _hand_over(events):
-                return 0  # left undispatched: the sweeper's
-        except Exception as exc:  # published: the sweeper will send them once more, harmlessly
-            logger.warning("outbox: cannot mark %d published event(s) dispatched (%s)", len(events), exc)
-        return len(events)
+        """Publish what is waiting and mark everything published; returns how many were published."""
+        published = self._publish()
+        self._mark(due_only=False)
+        return published
 
 
 relay = Relay()

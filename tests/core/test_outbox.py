@@ -86,7 +86,12 @@ def test_a_queued_listener_runs_on_a_worker_after_commit(owner, shared_broker, w
     [hit] = live.wait_for(hits, timeout=30, what=f"the listener's record; worker log:\n{worker.output()}")
     event = EventRecord.objects.get(name="collection-create", record_pk=response.data["id"])
     assert hit.data == {"event": str(event.id), "record": response.data["id"], "listener": "on_probe_created"}
-    assert event.dispatched_at is not None
+    # The relay marks what it published with what it publishes next, within MARK_AFTER_SECONDS.
+    live.wait_for(
+        lambda: EventRecord.objects.filter(pk=event.pk, dispatched_at__isnull=False).exists(),
+        timeout=outbox.Relay.MARK_AFTER_SECONDS + 5,
+        what="the relay's mark",
+    )
     # The listener's own event carries the request's correlation id and names its cause.
     caused = EventRecord.objects.get(name="collection-create", record_pk=str(hit.pk))
     assert caused.correlation_id == "req-outbox-1"

@@ -274,3 +274,70 @@ def test_a_dispatch_of_a_malformed_event_id_is_a_permanent_failure(owner, own_br
 
     with pytest.raises(PermanentError, match="malformed event id"):
         outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=["not-a-uuid"])
+
+
+# --- marks: one UPDATE for what the relay published in the last half second --------------------
+
+
+@pytest.fixture
+def marks(monkeypatch: Any) -> list[int]:
+    """The sizes of the relay's mark UPDATEs, in order."""
+    sizes: list[int] = []
+    real = outbox.mark_dispatched
+
+    def recording(event_ids: list[Any]) -> int:
+        sizes.append(len(event_ids))
+        return real(event_ids)
+
+    monkeypatch.setattr(outbox, "mark_dispatched", recording)
+    return sizes
+
+
+def test_events_published_one_by_one_share_one_mark(owner, own_broker, marks: list[int]) -> None:
+    import time
+
+    events = []
+    for n in range(5):
+        events.append(create(owner, n))
+        live.wait_for(lambda: times_published(own_broker.url, events[-1]) == [1], timeout=5, what="a publish")
+        time.sleep(0.01)
+
+    live.wait_for(lambda: dispatched(*events), timeout=outbox.Relay.MARK_AFTER_SECONDS + 5, what="the mark")
+    assert sum(marks) == 5 and len(marks) < 5
+
+
+def test_a_lone_published_event_is_marked_within_the_mark_delay(owner, own_broker, marks: list[int]) -> None:
+    import time
+
+    event = create(owner, 1)
+    live.wait_for(lambda: times_published(own_broker.url, event) == [1], timeout=5, what="the publish")
+    published = time.monotonic()
+
+    live.wait_for(lambda: dispatched(event), timeout=outbox.Relay.MARK_AFTER_SECONDS + 5, what="the mark")
+    assert time.monotonic() - published < outbox.Relay.MARK_AFTER_SECONDS + 1
+    assert marks == [1]
+
+
+def test_a_full_batch_of_marks_is_written_without_waiting(
+    owner, own_broker, marks: list[int], monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(outbox.Relay, "MARK_AFTER_SECONDS", 60.0)
+    monkeypatch.setattr(outbox, "MARK_BATCH", 3)
+
+    events = [create(owner, n) for n in range(3)]
+
+    live.wait_for(lambda: dispatched(*events), timeout=5, what="the mark of a full batch")
+    assert sum(marks) == 3
+
+
+def test_a_flush_marks_what_was_published_at_once(
+    owner, own_broker, marks: list[int], monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(outbox.Relay, "MARK_AFTER_SECONDS", 60.0)
+    event = create(owner, 1)
+    live.wait_for(lambda: times_published(own_broker.url, event) == [1], timeout=5, what="the publish")
+    assert not dispatched(event)
+
+    outbox.relay.flush()  # as at exit, or as a worker child stops
+
+    assert dispatched(event) and marks == [1]
