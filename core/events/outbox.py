@@ -186,12 +186,16 @@ class Relay:
     # A published event's mark waits at most this long for others to share its UPDATE: well
     # under OUTBOX_SWEEP_AFTER_SECONDS, or the sweeper would publish it once more.
     MARK_AFTER_SECONDS = 0.5
+    # At most one publish per interval: an event committed while the relay is idle goes at
+    # once, and a busy process's events go together, one dispatch message per org.
+    PUBLISH_INTERVAL_SECONDS = 0.02
 
     def _reset(self) -> None:
         self._ready = threading.Condition(threading.Lock())
         self._pending: list[Pending] = []
         self._published: list[uuid.UUID] = []  # published, not yet marked
         self._published_at = 0.0  # when the oldest of them was (time.monotonic)
+        self._last_publish = 0.0
         self._thread: threading.Thread | None = None
         self._quiet = threading.Event()
 
@@ -213,7 +217,12 @@ class Relay:
                 marking = bool(self._published)
             if busy or marking:
                 self._quiet.clear()
-                self._publish()
+                # Busy: gather what commits during the rest of the interval into this publish.
+                wait = self._last_publish + self.PUBLISH_INTERVAL_SECONDS - time.monotonic()
+                if busy and wait > 0:
+                    time.sleep(wait)
+                if self._publish():
+                    self._last_publish = time.monotonic()
                 self._mark(due_only=True)
                 close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE until idle
             elif not self._quiet.is_set():
