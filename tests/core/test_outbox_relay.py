@@ -341,3 +341,34 @@ def test_a_flush_marks_what_was_published_at_once(
     outbox.relay.flush()  # as at exit, or as a worker child stops
 
     assert dispatched(event) and marks == [1]
+
+
+# --- pace: an idle relay publishes at once, a busy one once per interval ------------------------
+
+
+def test_an_idle_relay_publishes_at_once_and_a_busy_one_gathers_the_interval(
+    owner, own_broker, monkeypatch: Any
+) -> None:
+    import time
+
+    batches: list[int] = []
+    real = outbox._send
+
+    def recording(events: list[Any]) -> bool:
+        batches.append(len(events))
+        return real(events)
+
+    monkeypatch.setattr(outbox, "_send", recording)
+    monkeypatch.setattr(outbox.Relay, "PUBLISH_INTERVAL_SECONDS", 1.5)
+    outbox.relay._last_publish = 0.0  # idle for long: nothing published in the last interval
+
+    started = time.monotonic()
+    first = create(owner, 0)
+    live.wait_for(lambda: times_published(own_broker.url, first) == [1], timeout=5, what="the first publish")
+    assert time.monotonic() - started < 1.0  # at once, not after the interval
+
+    rest = [create(owner, n) for n in range(1, 4)]  # within the interval of the first publish
+    assert times_published(own_broker.url, *rest) == [0, 0, 0]
+    live.wait_for(lambda: times_published(own_broker.url, *rest) == [1, 1, 1], timeout=5, what="the next")
+
+    assert batches == [1, 3]

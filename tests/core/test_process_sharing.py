@@ -136,3 +136,39 @@ def test_the_broker_channel_reuses_one_client_for_its_publishes() -> None:
             assert second is first
         with celery_app.producer_or_acquire() as producer:  # what every apply_async publishes through
             assert isinstance(producer.channel, broker.Channel)
+
+
+# --- which processes keep a connection ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite:////tmp/settings-check.sqlite3", "postgres://u@127.0.0.1:1/x"]
+)
+@pytest.mark.parametrize("pooled", [False, True])
+def test_the_web_process_pools_connections_and_every_other_process_keeps_its_own(
+    database_url: str, pooled: bool
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env.pop("DB_POOL", None)
+    if pooled:
+        env["DB_POOL"] = "1"
+    script = (
+        "import json; from django.conf import settings; d = settings.DATABASES['default'];"
+        "print(json.dumps([d['ENGINE'], d['CONN_MAX_AGE'], d.get('CONN_HEALTH_CHECKS', False),"
+        " 'pool' in d.get('OPTIONS', {})]))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    engine, max_age, health_checks, pool = json.loads(out.stdout.strip().splitlines()[-1])
+
+    if pooled:  # the ASGI web process (config/asgi.py): a pool shared by per-request threads
+        assert (max_age, pool) == (0, True)
+        assert engine == (
+            "core.db.sqlite3" if database_url.startswith("sqlite") else "django.db.backends.postgresql"
+        )
+    else:  # workers, beat, commands: one long-lived connection per thread, checked before reuse
+        assert (max_age, health_checks, pool) == (60, True, False)
