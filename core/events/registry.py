@@ -147,6 +147,8 @@ class EventSpec:
     serializer: SchemaSerializer = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.payload.__pydantic_complete__:
+            self.payload.model_rebuild()  # a forward reference left to resolve: now, or raise here
         fields_validator = fields_dict_validator(self.payload)
         object.__setattr__(self, "plain", fields_validator is not None)
         object.__setattr__(self, "validator", fields_validator or self.payload.__pydantic_validator__)

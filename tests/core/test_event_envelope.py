@@ -341,3 +341,23 @@ def test_a_payload_instance_is_not_shared_with_the_envelope(owner):
     order.total = 1
 
     assert envelope.data["total"] == 1250
+
+
+def test_a_payload_model_with_a_forward_reference_is_completed_when_declared():
+    from core.events import declare
+
+    class Later(BaseModel):
+        part: Part  # defined below, as a module may do
+
+    class Part(BaseModel):
+        n: int
+
+    assert not Later.__pydantic_complete__
+    Later.__pydantic_parent_namespace__ = {"Part": Part}  # what a module namespace would give
+    spec = declare("test.forward-ref", app="tests", payload=Later, description="Test only.")
+    try:
+        assert not spec.plain
+        payload = spec.serializer.to_python(spec.validator.validate_python({"part": {"n": "3"}}), mode="json")
+        assert payload == {"part": {"n": 3}}
+    finally:
+        registry._registry.pop("test.forward-ref")
