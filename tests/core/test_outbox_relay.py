@@ -73,20 +73,31 @@ def test_a_committed_event_is_published_and_marked_by_the_relay_not_by_its_calle
     assert times_published(own_broker.url, event) == [1]
 
 
-def test_events_committed_together_are_all_published_and_marked(owner, own_broker, monkeypatch: Any) -> None:
-    batches: list[int] = []
-    real = outbox._send
+def recorded_sizes(monkeypatch: Any, name: str) -> list[int]:
+    """Records how many events each call of `outbox.<name>` (publish or mark) was given."""
+    sizes: list[int] = []
+    real = getattr(outbox, name)
 
-    def recording(events: list[Any]) -> bool:
-        batches.append(len(events))
-        return real(events)
+    def recording(items: list[Any]) -> Any:
+        sizes.append(len(items))
+        return real(items)
 
-    monkeypatch.setattr(outbox, "_send", recording)
+    monkeypatch.setattr(outbox, name, recording)
+    return sizes
+
+
+@pytest.fixture
+def sends(monkeypatch: Any) -> list[int]:
+    """How many events each of the outbox's publishes carried, in order."""
+    return recorded_sizes(monkeypatch, "_send")
+
+
+def test_events_committed_together_are_all_published_and_marked(owner, own_broker, sends: list[int]) -> None:
     with transaction.atomic():
         events = [create(owner, n) for n in range(20)]
 
     live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
-    assert times_published(own_broker.url, *events) == [1] * 20 and sum(batches) >= 20
+    assert times_published(own_broker.url, *events) == [1] * 20 and sum(sends) >= 20
 
 
 def test_one_pipeline_publishes_several_events(owner, own_broker) -> None:
@@ -282,15 +293,7 @@ def test_a_dispatch_of_a_malformed_event_id_is_a_permanent_failure(owner, own_br
 @pytest.fixture
 def marks(monkeypatch: Any) -> list[int]:
     """The sizes of the relay's mark UPDATEs, in order."""
-    sizes: list[int] = []
-    real = outbox.mark_dispatched
-
-    def recording(event_ids: list[Any]) -> int:
-        sizes.append(len(event_ids))
-        return real(event_ids)
-
-    monkeypatch.setattr(outbox, "mark_dispatched", recording)
-    return sizes
+    return recorded_sizes(monkeypatch, "mark_dispatched")
 
 
 def test_events_published_one_by_one_share_one_mark(owner, own_broker, marks: list[int]) -> None:
@@ -347,18 +350,10 @@ def test_a_flush_marks_what_was_published_at_once(
 
 
 def test_an_idle_relay_publishes_at_once_and_a_busy_one_gathers_the_interval(
-    owner, own_broker, monkeypatch: Any
+    owner, own_broker, sends: list[int], monkeypatch: Any
 ) -> None:
     import time
 
-    batches: list[int] = []
-    real = outbox._send
-
-    def recording(events: list[Any]) -> bool:
-        batches.append(len(events))
-        return real(events)
-
-    monkeypatch.setattr(outbox, "_send", recording)
     monkeypatch.setattr(outbox.Relay, "PUBLISH_INTERVAL_SECONDS", 1.5)
     outbox.relay._last_publish = 0.0  # idle for long: nothing published in the last interval
 
@@ -371,4 +366,4 @@ def test_an_idle_relay_publishes_at_once_and_a_busy_one_gathers_the_interval(
     assert times_published(own_broker.url, *rest) == [0, 0, 0]
     live.wait_for(lambda: times_published(own_broker.url, *rest) == [1, 1, 1], timeout=5, what="the next")
 
-    assert batches == [1, 3]
+    assert sends == [1, 3]
