@@ -195,10 +195,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
         from sync.models import JobReceipt
 
         with transaction.atomic():
-            _, created = JobReceipt.objects.get_or_create(
-                key=job.idempotency_key, defaults={"task": self.name}
-            )
-            if not created:
+            if not JobReceipt.claim(job.idempotency_key, self.name):
                 logger.info("job %s[%s]: already done (key %s)", self.name, job.task_id, job.idempotency_key)
                 return None
             return self.run(*args, **kwargs)

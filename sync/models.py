@@ -8,9 +8,12 @@ worker every time is still counted, and dead-lettered after its last allowed del
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.postgres.search import SearchVectorField
-from django.db import models
+from django.db import connections, models, router
 from django.db.models import Q
+from django.utils import timezone
 
 from core.ids import uuid7
 from sync.crypto import EncryptedJSONField
@@ -39,6 +42,31 @@ class JobReceipt(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    @classmethod
+    def claim(cls, key: str, task: str) -> bool:
+        """Insert this receipt unless one exists; True if this call inserted it.
+
+        One statement, `INSERT ... ON CONFLICT DO NOTHING` (Postgres and SQLite), where
+        `get_or_create` takes four round trips (SELECT, SAVEPOINT, INSERT, RELEASE). Inside
+        the job's transaction it needs no savepoint, and a concurrent run of the same job
+        waits for this one's commit (then finds the receipt) or rollback (then takes it).
+        """
+        connection = connections[router.db_for_write(cls)]
+        quote = connection.ops.quote_name
+        row: dict[models.Field[Any, Any], Any] = {
+            cls._meta.get_field("key"): key,  # type: ignore[dict-item]
+            cls._meta.get_field("task"): task,  # type: ignore[dict-item]
+            cls._meta.get_field("completed_at"): timezone.now(),  # type: ignore[dict-item]
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {quote(cls._meta.db_table)} ({', '.join(quote(f.column) for f in row)}) "
+                f"VALUES ({', '.join(['%s'] * len(row))}) ON CONFLICT DO NOTHING",
+                [field.get_db_prep_save(value, connection) for field, value in row.items()],
+            )
+            inserted: bool = cursor.rowcount == 1
+        return inserted
 
 
 class DeadLetterStatus(models.TextChoices):
