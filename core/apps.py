@@ -13,6 +13,7 @@ class CoreConfig(AppConfig):
         from django.conf import settings
         from django.utils.module_loading import autodiscover_modules
 
+        import_module("core.checks")
         import_module("core.events.system")
         autodiscover_modules("events")
         autodiscover_modules("handlers")
