@@ -92,6 +92,8 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
+# The ASGI web process (config/asgi.py) pools its connections; every other process keeps its own.
+DB_POOL = env.bool("DB_POOL", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # web, worker and beat share one file: WAL lets readers run beside the writer, and
     # IMMEDIATE transactions take the write lock up front instead of failing on upgrade.
@@ -103,7 +105,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so worker subprocesses in tests see the same database; one per
     # test process, so two test runs in one checkout don't recreate each other's file.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
-    if env.bool("DB_POOL", default=False):
+    if DB_POOL:
         # The ASGI web process (config/asgi.py): a pool of open connections shared by the
         # per-request threads, as on Postgres below (core/db/sqlite3).
         DATABASES["default"]["ENGINE"] = "core.db.sqlite3"
@@ -111,7 +113,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"]["pool"] = {"max_size": env.int("DB_POOL_MAX_SIZE", default=20)}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
-    if env.bool("DB_POOL", default=False):
+    if DB_POOL:
         # Under ASGI every request runs its sync code in a thread of its own, so a persistent
         # connection (CONN_MAX_AGE) is never reused and each request would pay a new
         # connection. config/asgi.py turns this on: psycopg's pool, shared by those threads.
@@ -121,7 +123,7 @@ else:
             "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         }
-if not env.bool("DB_POOL", default=False):
+if not DB_POOL:
     # Workers, beat, management commands: long-lived threads keep their connection. A new one
     # per task costs ~8 ms on Postgres; on SQLite its open, PRAGMAs and close are ~1.5 ms.
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))

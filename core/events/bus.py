@@ -67,36 +67,7 @@ class Envelope:
 
     def __init__(
         self,
-        id: uuid.UUID,
-        name: str,
-        orgid: uuid.UUID,
-        datatype: str,
-        data: dict[str, Any],
-        actor: uuid.UUID | None,
-        correlation_id: str,
-        causation_id: uuid.UUID | None,
-        occurred_at: datetime,
-        record_label: str = "",
-        record_pk: str = "",
-        record: Model | None = None,
-    ) -> None:
-        self._id: uuid.UUID | None = id
-        self.name = name
-        self.orgid = orgid
-        self.datatype = datatype
-        self.data = data
-        self.actor = actor
-        self._correlation_id: str | None = correlation_id
-        self.causation_id = causation_id
-        self._occurred_at: datetime | None = occurred_at
-        self._ns = 0
-        self.record_label = record_label
-        self.record_pk = record_pk
-        self.record = record
-
-    @classmethod
-    def _stamped(
-        cls,
+        id: uuid.UUID | None,
         name: str,
         orgid: uuid.UUID,
         datatype: str,
@@ -104,15 +75,15 @@ class Envelope:
         actor: uuid.UUID | None,
         correlation_id: str | None,
         causation_id: uuid.UUID | None,
-        record_label: str,
-        record_pk: str,
-        record: Model | None,
-    ) -> Envelope:
-        """A new event, now: its id, time and (when None) correlation id are made on first read."""
-        self = cls.__new__(cls)
-        self._ns = _time_ns()
-        self._id = None
-        self._occurred_at = None
+        occurred_at: datetime | None,
+        record_label: str = "",
+        record_pk: str = "",
+        record: Model | None = None,
+    ) -> None:
+        """An event as recorded, or (`id` and `occurred_at` None) a new one, stamped now: its id,
+        time and (when None) correlation id are then made from the stamp on first read."""
+        self._ns = _time_ns() if id is None or occurred_at is None else 0
+        self._id = id
         self.name = name
         self.orgid = orgid
         self.datatype = datatype
@@ -120,10 +91,10 @@ class Envelope:
         self.actor = actor
         self._correlation_id = correlation_id
         self.causation_id = causation_id
+        self._occurred_at = occurred_at
         self.record_label = record_label
         self.record_pk = record_pk
         self.record = record
-        return self
 
     @property
     def id(self) -> uuid.UUID:
@@ -355,7 +326,8 @@ def build_envelope(
         label, pk = record._meta.label_lower, str(record.pk)
         if datatype is None:
             datatype = getattr(record, "datatype", "")
-    envelope = Envelope._stamped(
+    envelope = Envelope(
+        None,  # a new event: its id and time come from the stamp the envelope takes now
         spec.name,
         org if type(org) is uuid.UUID else org.pk,
         datatype,
@@ -363,6 +335,7 @@ def build_envelope(
         None if actor is None else (actor if type(actor) is uuid.UUID else actor.pk),
         correlation_id or context.correlation_id.get(),  # None: the event's own id, when read
         causation_id or context.causation_id.get(),
+        None,
         label,
         pk,
         record,

@@ -35,7 +35,13 @@ from django.db import connection as db_connection
 from django.utils import timezone
 
 from core.events import context
-from core.events.bus import Envelope, has_queued_listeners, queued_listener, queued_listeners
+from core.events.bus import (
+    Envelope,
+    QueuedListener,
+    has_queued_listeners,
+    queued_listener,
+    queued_listeners,
+)
 from core.models import EventRecord
 from sync.consumers import PermanentError, RetryPolicy, consumer, job_kwargs, message_reprs
 from sync.models import JobReceipt
@@ -326,11 +332,16 @@ def dispatch(*, org_id: str, event_ids: list[str] | None = None, event_id: str |
     except (TypeError, ValueError, AttributeError) as exc:
         raise PermanentError(f"malformed event id in {event_ids or event_id!r}") from exc
     records = {str(record.id): record for record in EventRecord.objects.filter(pk__in=wanted)}
-    fan_out = {
-        listener_key(record.id, listener.key): (record, listener)
-        for record in (records[value] for value in dict.fromkeys(wanted) if value in records)
-        for listener in queued_listeners(record.name, record.datatype, record.orgid)
-    }
+    # Who listens depends on (name, datatype, org) only: asked once per kind of event in the
+    # batch (a `when` may read the cache), not once per event.
+    listening: dict[tuple[str, str, uuid.UUID], list[QueuedListener]] = {}
+    fan_out = {}
+    for record in (records[value] for value in dict.fromkeys(wanted) if value in records):
+        kind = (record.name, record.datatype, record.orgid)
+        if kind not in listening:
+            listening[kind] = queued_listeners(*kind)
+        for listener in listening[kind]:
+            fan_out[listener_key(record.id, listener.key)] = (record, listener)
     done = set(JobReceipt.objects.filter(key__in=list(fan_out)).values_list("key", flat=True))
     sent = 0
     with app.producer_or_acquire() as producer, producer.batch():
