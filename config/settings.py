@@ -228,6 +228,11 @@ OUTBOX_SWEEP_AFTER_SECONDS = env.float("OUTBOX_SWEEP_AFTER_SECONDS", default=5.0
 OUTBOX_SWEEP_INTERVAL_SECONDS = env.float("OUTBOX_SWEEP_INTERVAL_SECONDS", default=5.0)
 OUTBOX_SWEEP_BATCH = env.int("OUTBOX_SWEEP_BATCH", default=500)
 
+# --- Tenancy -----------------------------------------------------------------------------
+
+# How long an invitation to join an org can be accepted.
+INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
+
 # --- Jobs (sync/consumers.py) -------------------------------------------------------------
 
 # Multiplies every consumer's retry backoff: operators (and tests) shorten the schedule here.

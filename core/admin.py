@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpRequest
 
-from core.models import ApiToken, EventRecord, Membership, Org, Record, Site, User
+from core.models import ApiToken, EventRecord, Invitation, Membership, Org, Record, Site, User
 
 
 class MembershipInline(admin.TabularInline[Membership, Any]):
@@ -30,7 +30,7 @@ class UserAdmin(DjangoUserAdmin[User]):
     search_fields = ("email", "first_name", "last_name")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Personal info", {"fields": ("first_name", "last_name")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "default_org")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
@@ -43,6 +43,31 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
     list_filter = ("role",)
     search_fields = ("user__email", "org__slug")
     autocomplete_fields = ("user", "org")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin[Invitation]):
+    """Read and revoke through the API; here to look. The nonce (half a token) is never shown."""
+
+    list_display = ("email", "org", "role", "status", "created_at", "expires_at")
+    list_filter = ("status", "role")
+    search_fields = ("email", "org__slug")
+    exclude = ("nonce",)
+    readonly_fields = (
+        "id",
+        "org",
+        "email",
+        "role",
+        "invited_by",
+        "status",
+        "created_at",
+        "expires_at",
+        "closed_at",
+        "accepted_by",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # invitations are sent through the API, which checks the inviter's role
 
 
 @admin.register(ApiToken)

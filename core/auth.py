@@ -33,7 +33,8 @@ class OrgNotFound(exceptions.NotFound):
 
 
 def resolve_membership(request: Request) -> Membership:
-    """The caller's membership for this request: their only one, or the one X-Org names."""
+    """The caller's membership for this request: the org X-Org names, else their default org
+    (while they are still in it), else their only one. Several and no default: a 400."""
     user: Any = request.user
     slug = request.headers.get("X-Org", "").strip()
     memberships = Membership.objects.select_related("org").filter(user=user)
@@ -43,11 +44,20 @@ def resolve_membership(request: Request) -> Membership:
             # Same answer whether the org doesn't exist or isn't the caller's.
             raise OrgNotFound(f"No organization {slug!r} among yours.")
         return membership
+    if user.default_org_id is not None:
+        membership = memberships.filter(org_id=user.default_org_id).first()
+        if membership is not None:
+            return membership
     found = list(memberships[:2])
     if not found:
         raise exceptions.PermissionDenied("You are not a member of any organization.")
     if len(found) > 1:
         raise exceptions.ValidationError(
-            {"X-Org": ["You belong to several organizations: name one with the X-Org header."]}
+            {
+                "X-Org": [
+                    "You belong to several organizations and have no default: name one with the "
+                    "X-Org header, or make one your default (POST /orgs/<id>/make-default/)."
+                ]
+            }
         )
     return found[0]

@@ -40,9 +40,13 @@ def make_org(slug: str | None = None, owner_email: str | None = None) -> tuple[O
 
 
 def make_user(org: Org, role: str = Role.MEMBER, email: str | None = None, actor: User | None = None) -> User:
-    return services.user_create(
-        org=org, actor=actor, email=email or f"user{next(_seq)}@example.com", role=role
-    )
+    """A new account in the org; an existing one (by email) joins it as if it accepted an invitation."""
+    email = email or f"user{next(_seq)}@example.com"
+    existing = User.objects.filter(email=email).first()
+    if existing is not None:
+        services.membership_create(org=org, actor=actor, user=existing, role=role)
+        return existing
+    return services.user_create(org=org, actor=actor, email=email, role=role)
 
 
 def caller(user: User, org: Org) -> Caller:

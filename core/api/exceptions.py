@@ -10,7 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.services import Conflict
+from core.services import Conflict, Gone
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -25,9 +25,17 @@ class ConflictError(exceptions.APIException):
     default_code = "conflict"
 
 
+class GoneError(exceptions.APIException):
+    status_code = status.HTTP_410_GONE
+    default_detail = "This is no longer available."
+    default_code = "gone"
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Conflict):
         exc = ConflictError(str(exc))
+    elif isinstance(exc, Gone):
+        exc = GoneError(str(exc))
     elif isinstance(exc, DjangoValidationError):
         detail: Any = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)

@@ -58,3 +58,16 @@ class IsOrgAdminOrReadOnly(permissions.BasePermission):
             return True
         membership = getattr(request, "membership", None)
         return membership is not None and membership.is_admin
+
+
+class IsOrgAdmin(permissions.BasePermission):
+    """Owners and admins only, reads included. A view's org-free actions (acting on the caller's
+    own account rather than an org) are left to the view."""
+
+    message = "Only the organization's owners and admins can do this."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if getattr(view, "action", None) in getattr(view, "org_free_actions", frozenset()):
+            return True
+        membership = getattr(request, "membership", None)
+        return membership is not None and membership.is_admin

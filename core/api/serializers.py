@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.nesting import MAX_JSON_DEPTH, json_depth
-from core.models import EventRecord, Org, Record, Role, Site, User
+from core.models import EventRecord, Invitation, InvitationStatus, Org, Record, Role, Site, User
 from core.models.tenancy import DOMAIN_VALIDATOR, SLUG_VALIDATOR
 
 
@@ -53,8 +53,8 @@ class OrgSerializer(serializers.ModelSerializer[Org]):
 
     class Meta:
         model = Org
-        fields = ("id", "slug", "name", "role", "created_at", "updated_at")
-        read_only_fields = ("id", "role", "created_at", "updated_at")
+        fields = ("id", "slug", "name", "role", "is_default", "created_at", "updated_at")
+        read_only_fields = ("id", "role", "is_default", "created_at", "updated_at")
         extra_kwargs: dict[str, Any] = {"name": {"required": False}}
 
     def validate_slug(self, value: str) -> str:
@@ -65,8 +65,16 @@ class OrgSerializer(serializers.ModelSerializer[Org]):
             raise serializers.ValidationError("This slug is taken.")
         return value
 
+    is_default = serializers.SerializerMethodField(
+        help_text="Whether requests without X-Org act in this org (POST /orgs/<id>/make-default/)."
+    )
+
     def get_role(self, org: Org) -> str | None:
         return getattr(org, "caller_role", None)
+
+    def get_is_default(self, org: Org) -> bool:
+        request = self.context.get("request")
+        return request is not None and getattr(request.user, "default_org_id", None) == org.pk
 
 
 class SiteSerializer(serializers.ModelSerializer[Site]):
@@ -111,6 +119,58 @@ class UserSerializer(serializers.ModelSerializer[User]):
         if value == Role.OWNER and membership.role != Role.OWNER:
             raise serializers.ValidationError("Only an owner can make someone an owner.")
         return value
+
+
+class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+    """An invitation as its org sees it: the address it was sent to, never the account behind it."""
+
+    status = serializers.ChoiceField(
+        source="current_status", choices=InvitationStatus.choices, read_only=True
+    )
+
+    class Meta:
+        model = Invitation
+        fields: tuple[str, ...] = (
+            "id",
+            "email",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "closed_at",
+        )
+        read_only_fields: tuple[str, ...] = fields
+
+
+class InvitationSentSerializer(InvitationSerializer):
+    token = serializers.SerializerMethodField(
+        help_text="The signed token the invitee posts to /invitations/accept/ (while signed in as "
+        "the invited address). Pass it on: it works for that account only, once, until expires_at."
+    )
+
+    class Meta(InvitationSerializer.Meta):
+        fields = (*InvitationSerializer.Meta.fields, "token")
+        read_only_fields = fields
+
+    def get_token(self, invitation: Invitation) -> str:
+        return invitation.token()
+
+
+class MyInvitationSerializer(serializers.ModelSerializer[Invitation]):
+    """A pending invitation as its invitee sees it."""
+
+    org_slug = serializers.CharField(source="org.slug", read_only=True)
+    org_name = serializers.CharField(source="org.name", read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ("id", "org_slug", "org_name", "role", "created_at", "expires_at")
+        read_only_fields = fields
+
+
+class InvitationTokenSerializer(serializers.Serializer[Any]):
+    token = serializers.CharField(max_length=500, help_text="The token from the invitation.")
 
 
 class EventSerializer(serializers.ModelSerializer[EventRecord]):

@@ -8,6 +8,7 @@ router = DefaultRouter()
 router.register(rf"collections/(?P<datatype>{views.DATATYPE_RE})", views.RecordViewSet, basename="record")
 router.register("users", views.UserViewSet, basename="user")
 router.register("orgs", views.OrgViewSet, basename="org")
+router.register("invitations", views.InvitationViewSet, basename="invitation")
 router.register("sites", views.SiteViewSet, basename="site")
 router.register("events", views.EventViewSet, basename="event")
 

@@ -12,25 +12,40 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import permissions, serializers, viewsets
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core import services
 from core.api.pagination import EventCursorPagination
-from core.api.scoping import IsOrgAdminOrReadOnly, OrgScopedMixin
+from core.api.scoping import IsOrgAdmin, IsOrgAdminOrReadOnly, OrgScopedMixin
 from core.api.serializers import (
     EventCatalogEntrySerializer,
     EventSerializer,
+    InvitationSentSerializer,
+    InvitationSerializer,
+    InvitationTokenSerializer,
+    MyInvitationSerializer,
     OrgSerializer,
     RecordSerializer,
     SiteSerializer,
     UserSerializer,
 )
 from core.events import registry
-from core.models import EventRecord, Membership, Org, Record, RecordStatus, Role, Site, User
+from core.models import (
+    EventRecord,
+    Invitation,
+    InvitationStatus,
+    Membership,
+    Org,
+    Record,
+    RecordStatus,
+    Role,
+    Site,
+    User,
+)
 from sync import search
 
 UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
@@ -179,9 +194,19 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
 # --- users -------------------------------------------------------------------------------------
 
 
+@extend_schema_view(
+    create=extend_schema(
+        description="A new email address: its account is created in this org (201, the user). An "
+        "address that already has an account is never added directly: it gets an invitation (202, "
+        "the invitation with its token), and joins only if its holder accepts "
+        "(`POST /invitations/accept/`). The 202 says nothing of the account, not its name nor id. "
+        "Inviting again returns the same pending invitation; a member of this org is a 409.",
+        responses={201: UserSerializer, 202: InvitationSentSerializer},
+    )
+)
 class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
-    """Users of the caller's org. Creating one with an email that already has an account adds
-    that account to the org. Deleting removes the user from the org (and the account, once it
+    """Users of the caller's org. Creating one with an email that already has an account invites
+    that account instead. Deleting removes the user from the org (and the account, once it
     belongs to no org)."""
 
     serializer_class = UserSerializer
@@ -196,6 +221,19 @@ class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
             return queryset
         role = Membership.objects.filter(user=OuterRef("pk"), org=self.org).values("role")[:1]
         return cast("QuerySet[User]", queryset.annotate(role=Subquery(role)).order_by("email"))
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if User.objects.filter(email=data["email"]).exists():
+            # Someone's existing account: theirs to accept, so the org only learns "invited".
+            invitation = services.invitation_create(
+                org=self.org, actor=_actor(request), email=data["email"], role=data["role"]
+            )
+            return Response(InvitationSentSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
+        self.perform_create(serializer)
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
 
     def perform_create(self, serializer: serializers.BaseSerializer[User]) -> None:
         data = serializer.validated_data
@@ -290,6 +328,117 @@ class OrgViewSet(viewsets.ModelViewSet[Org]):
     def perform_destroy(self, instance: Org) -> None:
         self._require(instance, (Role.OWNER,), "Only an owner can delete the organization.")
         services.org_delete(org=instance, actor=_actor(self.request))
+
+    @extend_schema(
+        request=None,
+        responses=OrgSerializer,
+        description="Make this org the caller's default: the one requests without X-Org act in. "
+        "An account's first org is its default; joining another never changes it.",
+    )
+    @action(detail=True, methods=["post"], url_path="make-default")
+    def make_default(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        org = self.get_object()
+        services.user_set_default_org(user=_actor(request), org=org)
+        return Response(self.get_serializer(org).data)
+
+
+# --- invitations -------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=list(InvitationStatus.values))],
+        description="The org's invitations, newest first (owners and admins).",
+    ),
+    destroy=extend_schema(description="Revoke a pending invitation (409 once it is no longer pending)."),
+)
+class InvitationViewSet(
+    OrgScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[Invitation],
+):
+    """Invitations of the caller's org (owners and admins), and the invitee's side: their own
+    pending invitations, accept and decline. `POST /users/` with an existing account's email
+    sends one."""
+
+    serializer_class = InvitationSerializer
+    queryset = Invitation.objects.all()
+    permission_classes = (permissions.IsAuthenticated, IsOrgAdmin)
+    org_free_actions = frozenset({"accept", "decline", "mine"})
+    lookup_value_regex = UUID_RE
+
+    def get_queryset(self) -> QuerySet[Invitation]:
+        queryset = super().get_queryset()
+        wanted = self.request.query_params.get("status") if self.action == "list" else None
+        if not wanted:
+            return queryset
+        if wanted not in InvitationStatus.values:
+            raise ValidationError({"status": [f"Must be one of {', '.join(InvitationStatus.values)}."]})
+        # A pending row past its expiry reads as expired.
+        now = timezone.now()
+        if wanted == InvitationStatus.EXPIRED:
+            return queryset.filter(Q(status=wanted) | Q(status=InvitationStatus.PENDING, expires_at__lte=now))
+        if wanted == InvitationStatus.PENDING:
+            return queryset.filter(status=wanted, expires_at__gt=now)
+        return queryset.filter(status=wanted)
+
+    def perform_destroy(self, instance: Invitation) -> None:
+        services.invitation_revoke(invitation=instance)
+
+    @extend_schema(responses=MyInvitationSerializer(many=True))
+    @action(detail=False, pagination_class=None)
+    def mine(self, request: Request) -> Response:
+        """The caller's own pending invitations, from any org."""
+        invitations = Invitation.objects.select_related("org").filter(
+            email=_actor(request).email.lower(),
+            status=InvitationStatus.PENDING,
+            expires_at__gt=timezone.now(),
+        )
+        return Response(MyInvitationSerializer(invitations, many=True).data)
+
+    @extend_schema(
+        request=InvitationTokenSerializer,
+        responses=OrgSerializer,
+        description="Join the org that invited the caller's email address, with the invited role. "
+        "404 for an unknown token or another account's invitation; 409 if already accepted; 410 if "
+        "it expired, was revoked or declined. The org joined does not become the default.",
+    )
+    @action(detail=False, methods=["post"])
+    def accept(self, request: Request) -> Response:
+        invitation = self._invitation_from_token(request)
+        try:
+            membership = services.invitation_accept(invitation=invitation, user=_actor(request))
+        except Invitation.DoesNotExist:
+            raise self._not_found() from None
+        org = membership.org
+        org.caller_role = membership.role  # type: ignore[attr-defined]
+        return Response(OrgSerializer(org, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=InvitationTokenSerializer, responses={204: None})
+    @action(detail=False, methods=["post"])
+    def decline(self, request: Request) -> Response:
+        """Turn the invitation down; its org sees it as declined."""
+        invitation = self._invitation_from_token(request)
+        try:
+            services.invitation_decline(invitation=invitation, user=_actor(request))
+        except Invitation.DoesNotExist:
+            raise self._not_found() from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _invitation_from_token(self, request: Request) -> Invitation:
+        body = InvitationTokenSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        invitation = Invitation.from_token(body.validated_data["token"])
+        if invitation is None:
+            raise self._not_found()
+        return invitation
+
+    @staticmethod
+    def _not_found() -> NotFound:
+        # The same answer for a forged token and another account's: nothing to learn from it.
+        return NotFound("No invitation of yours has this token.")
 
 
 # --- sites -------------------------------------------------------------------------------------

@@ -54,6 +54,10 @@ class User(AbstractUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     username = None  # type: ignore[assignment]
     email = models.EmailField(unique=True)
+    # The org a request without X-Org acts in; set by the first membership, never by a later one.
+    default_org = models.ForeignKey(
+        "core.Org", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: ClassVar[list[str]] = []
@@ -61,8 +65,8 @@ class User(AbstractUser):
     objects = UserManager()  # type: ignore[assignment,misc]
 
     crud_events = CrudEvents(SystemEvents.USER_CREATE, SystemEvents.USER_UPDATE, SystemEvents.USER_DELETE)
-    # Never copied into an event snapshot.
-    snapshot_exclude: ClassVar[frozenset[str]] = frozenset({"password"})
+    # Never copied into an event snapshot (the default org is another org's business).
+    snapshot_exclude: ClassVar[frozenset[str]] = frozenset({"password", "default_org"})
 
     class Meta:
         ordering = ("email",)

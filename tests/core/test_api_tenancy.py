@@ -219,7 +219,9 @@ def both(owner: Caller, outsider: Caller) -> Caller:
 
 
 @pytest.mark.parametrize("path", ["/collections/contact/", "/users/", "/sites/", "/events/"])
-def test_it_asks_a_user_of_two_orgs_to_name_one_in_x_org(path, both):
+def test_it_asks_a_user_of_two_orgs_and_no_default_to_name_one_in_x_org(path, both):
+    User.objects.filter(pk=both.user.pk).update(default_org=None)
+
     response = both.client.get(path)
 
     assert response.status_code == 400

@@ -326,21 +326,6 @@ def test_it_sets_a_new_users_password_when_given(owner):
     assert User.objects.get(email="pw@acme.test").check_password("correct-horse-battery")
 
 
-def test_it_adds_an_existing_account_to_the_org_instead_of_a_second_account(owner):
-    _, other_owner = make_org(slug="initech", owner_email="shared@example.com")
-
-    response = owner.client.post("/users/", {"email": "Shared@Example.com"}, format="json")
-
-    assert response.status_code == 201
-    assert response.data["id"] == str(other_owner.pk)
-    assert response.data["role"] == "member"
-    assert User.objects.filter(email="shared@example.com").count() == 1
-    assert set(Membership.objects.filter(user=other_owner).values_list("org__slug", "role")) == {
-        ("initech", "owner"),
-        ("acme", "member"),
-    }
-
-
 # --- hot paths -------------------------------------------------------------------------------
 
 GROW = {
@@ -373,11 +358,9 @@ def test_it_lists_in_as_many_queries_for_ten_items_as_for_one(owner, path):
 
 
 def test_an_admin_cannot_rename_an_account_that_also_belongs_to_another_org(owner, admin, outsider):
-    from core import services
-    from core.models import Role
 
-    shared = services.user_create(org=owner.org, actor=None, email="shared@example.com", role=Role.MEMBER)
-    services.user_create(org=outsider.org, actor=None, email="shared@example.com", role=Role.MEMBER)
+    shared = make_user(owner.org, email="shared@example.com")
+    make_user(outsider.org, email="shared@example.com")
 
     renamed = admin.client.patch(f"/users/{shared.pk}/", {"first_name": "Mallory"}, format="json")
     assert renamed.status_code == 403

@@ -355,17 +355,16 @@ def test_it_answers_400_to_a_short_password(owner):
     assert not User.objects.filter(email="new@acme.test").exists()
 
 
-def test_it_adds_an_existing_account_once_then_answers_409(owner):
+def test_it_invites_an_existing_account_once_however_its_email_is_cased(owner):
     _, elsewhere = make_org(slug="initech", owner_email="shared@example.com")
 
     first = owner.client.post("/users/", {"email": "shared@example.com"}, format="json")
     second = owner.client.post("/users/", {"email": "SHARED@example.com", "role": "admin"}, format="json")
 
-    assert first.status_code == 201
-    assert first.data["id"] == str(elsewhere.pk)
-    assert second.status_code == 409
-    assert second.data["detail"] == "shared@example.com is already a member of this organization."
-    assert Membership.objects.get(user=elsewhere, org=owner.org).role == "member"
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.data["id"] == second.data["id"]
+    assert first.data["id"] != str(elsewhere.pk)  # the invitation's id, not the account's
+    assert not Membership.objects.filter(user=elsewhere, org=owner.org).exists()
     assert User.objects.filter(email="shared@example.com").count() == 1
 
 
