@@ -178,14 +178,23 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
     def perform_destroy(self, instance: Record) -> None:
         services.record_delete(record=instance, actor=_actor(self.request))
 
-    @extend_schema(request=None, responses=RecordSerializer)
+    @extend_schema(
+        request=None,
+        responses=RecordSerializer,
+        description="Move a draft to published. Any member of the org may publish (409 unless a draft).",
+    )
     @action(detail=True, methods=["post"])
     def publish(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         record = services.record_publish(record=self.get_object(), actor=_actor(request))
         return Response(self.get_serializer(record).data)
 
-    @extend_schema(request=None, responses=RecordSerializer)
-    @action(detail=True, methods=["post"])
+    @extend_schema(
+        request=None,
+        responses=RecordSerializer,
+        description="Approve a published record. Owners and admins only: a member gets 403, so "
+        "whoever writes a record is not also the one who signs it off (409 unless published).",
+    )
+    @action(detail=True, methods=["post"], permission_classes=(permissions.IsAuthenticated, IsOrgAdmin))
     def approve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         record = services.record_approve(record=self.get_object(), actor=_actor(request))
         return Response(self.get_serializer(record).data)

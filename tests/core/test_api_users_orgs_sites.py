@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from core import services
-from core.models import Membership, Org, Record, Role, Site, User
+from core.models import EventRecord, Membership, Org, Record, Role, Site, User
 from tests.factories import client_for, make_org, make_user
 
 # --- members: records yes, users and sites read-only -------------------------------------------
@@ -26,7 +26,6 @@ def test_it_lets_a_member_create_read_update_and_delete_records(member):
         "born": 1815,
     }
     assert client.post(f"{url}publish/").data["status"] == "published"
-    assert client.post(f"{url}approve/").data["status"] == "approved"
     assert [item["id"] for item in client.get("/collections/contact/").data["results"]] == [
         created.data["id"]
     ]
@@ -380,3 +379,32 @@ def test_the_event_catalog_needs_no_membership(db):
     client = client_for(key)
     assert client.get("/events/catalog/").status_code == 200
     assert client.get("/events/").status_code == 403
+
+
+# --- publishing and approving records: who may -------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "member"])
+def test_every_role_may_publish_a_draft(role, request):
+    someone = request.getfixturevalue(role)
+    record = services.record_create(org=someone.org, actor=None, datatype="contact", data={})
+
+    response = someone.client.post(f"/collections/contact/{record.pk}/publish/")
+
+    assert response.status_code == 200
+    assert response.data["status"] == "published"
+
+
+@pytest.mark.parametrize(("role", "allowed"), [("owner", True), ("admin", True), ("member", False)])
+def test_only_owners_and_admins_may_approve(role, allowed, request):
+    someone = request.getfixturevalue(role)
+    record = services.record_create(org=someone.org, actor=None, datatype="contact", data={})
+    services.record_publish(record=record, actor=None)
+
+    response = someone.client.post(f"/collections/contact/{record.pk}/approve/")
+
+    assert response.status_code == (200 if allowed else 403)
+    record.refresh_from_db()
+    assert record.status == ("approved" if allowed else "published")
+    approvals = EventRecord.objects.filter(name="collection-approve", record_pk=str(record.pk)).count()
+    assert approvals == (1 if allowed else 0)
