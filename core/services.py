@@ -164,7 +164,10 @@ def membership_create(*, org: Org, actor: User | None, user: User, role: str = R
     """Add an existing account to the org (emits user-create for the org). Only the account's own
     consent (an accepted invitation) or an operator's command may call this."""
     with transaction.atomic():
-        user = User.objects.select_for_update().get(pk=user.pk)
+        # Lock the account so two joins at once agree on its default org; keep the caller's instance.
+        user.default_org_id = (
+            User.objects.select_for_update().values_list("default_org_id", flat=True).get(pk=user.pk)
+        )
         if Membership.objects.filter(user=user, org=org).exists():
             raise Conflict(f"{user.email} is already a member of this organization.")
         membership = _join(user, org, role)

@@ -217,7 +217,9 @@ def test_an_account_in_no_org_can_accept(owner):
     invitation = _invite(owner, loner.email)
     loner_caller = caller(loner, owner.org)
 
-    assert _accept(loner_caller, invitation["token"]).status_code == 200
+    response = _accept(loner_caller, invitation["token"])
+
+    assert (response.status_code, response.data["is_default"]) == (200, True)
     loner.refresh_from_db()
     assert loner.default_org == owner.org  # the first org becomes the default
     assert loner_caller.client.get("/sites/").status_code == 200
@@ -316,3 +318,11 @@ def test_the_migration_gives_existing_accounts_their_first_org_as_default(owner,
 
     assert User.objects.get(email="old@example.com").default_org == outsider.org
     assert User.objects.get(pk=owner.user.pk).default_org == owner.org
+
+
+def test_creating_an_org_keeps_the_default(member):
+    assert member.client.post("/orgs/", {"slug": "side-project"}, format="json").status_code == 201
+
+    member.user.refresh_from_db()
+    assert member.user.default_org == member.org
+    assert member.client.get("/sites/").status_code == 200  # still acme, without X-Org
