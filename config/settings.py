@@ -129,6 +129,19 @@ if not DB_POOL:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# The web process (DB_POOL, set by config/asgi.py) cancels any statement running longer than
+# this, so a slow query costs its own request a 503 (core/api/exceptions.py), never the process.
+# Workers, beat, migrations and commands have no limit. On Postgres it is a connection option,
+# set once per pooled connection (no round trip per request); on SQLite a progress handler
+# does the same (core/db/timeout.py). 0: no limit.
+API_STATEMENT_TIMEOUT_MS = env.int("API_STATEMENT_TIMEOUT_MS", default=5000)
+STATEMENT_TIMEOUT_MS = API_STATEMENT_TIMEOUT_MS if DB_POOL else 0
+if STATEMENT_TIMEOUT_MS and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = (
+        f"{_options.get('options', '')} -c statement_timeout={STATEMENT_TIMEOUT_MS}".lstrip()
+    )
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "core.User"
 

@@ -14,6 +14,7 @@ class CoreConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         import_module("core.checks")
+        import_module("core.db.timeout")  # the web process's statement timeout on SQLite
         import_module("core.events.system")
         autodiscover_modules("events")
         autodiscover_modules("handlers")

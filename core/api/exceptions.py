@@ -1,16 +1,20 @@
 """API errors: every bad request is a 4xx that says what is wrong, never a 500."""
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from core.db.timeout import cancelled
 from core.services import Conflict, Gone
+
+logger = logging.getLogger(__name__)
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -31,8 +35,26 @@ class GoneError(exceptions.APIException):
     default_code = "gone"
 
 
+class StatementTimeout(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = (
+        "A database query of this request ran longer than the API's statement timeout and was "
+        "stopped. Narrow the filters, or try again later."
+    )
+    default_code = "statement_timeout"
+
+
+# Seconds a client should wait before trying a cancelled query again.
+STATEMENT_TIMEOUT_RETRY_AFTER = 5
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, Conflict):
+    timed_out = isinstance(exc, OperationalError) and cancelled(exc)
+    if timed_out:
+        request = context.get("request")
+        logger.warning("Statement timeout: %s %s", request and request.method, request and request.path)
+        exc = StatementTimeout()
+    elif isinstance(exc, Conflict):
         exc = ConflictError(str(exc))
     elif isinstance(exc, Gone):
         exc = GoneError(str(exc))
@@ -47,7 +69,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, IntegrityError):
         # Unique races that got past the serializer's checks.
         exc = ConflictError("This conflicts with an existing record.")
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if timed_out and response is not None:
+        response["Retry-After"] = str(STATEMENT_TIMEOUT_RETRY_AFTER)
+    return response
 
 
 def error_response(detail: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -19,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core import services
+from core.api import filters as data_filters
 from core.api.pagination import EventCursorPagination
 from core.api.scoping import IsOrgAdmin, IsOrgAdminOrReadOnly, OrgScopedMixin
 from core.api.serializers import (
@@ -50,7 +50,6 @@ from sync import search
 
 UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 DATATYPE_RE = r"[a-z0-9][a-z0-9_-]{0,63}"
-_DATA_KEY_RE = re.compile(r"^data\.([A-Za-z0-9_]{1,64})$")
 
 
 def _datetime_param(request: Request, name: str) -> datetime | None:
@@ -73,20 +72,6 @@ def _datetime_param(request: Request, name: str) -> datetime | None:
         raise ValidationError({name: [f"Out of range in UTC: {raw!r}."]}) from None
 
 
-def _data_condition(lookup: str, raw: str) -> Q:
-    """Match `raw` as a string and, when it spells a JSON value (30, true, null), as that value."""
-    condition = Q(**{lookup: raw})
-    try:
-        parsed = json.loads(raw)
-        # NaN and Infinity parse, but no database takes them as JSON; too deep fails in the encoder.
-        json.dumps(parsed, allow_nan=False)
-    except (ValueError, RecursionError):
-        return condition
-    if parsed != raw:
-        condition |= Q(**{lookup: parsed})
-    return condition
-
-
 def _actor(request: Request) -> User:
     return request.user  # type: ignore[return-value]
 
@@ -104,10 +89,18 @@ def _actor(request: Request) -> User:
                 "ordering", OpenApiTypes.STR, enum=["created_at", "-created_at", "updated_at", "-updated_at"]
             ),
             OpenApiParameter(
-                "data.<key>",
+                "data.<key>[.<key>...][__<operator>]",
                 OpenApiTypes.STR,
-                description="Records whose data has this top-level key equal to the value "
-                "(compared as a string and, when the value parses as JSON, as that JSON value).",
+                description="Records whose data matches at this key path (`data.address.city`: "
+                "object keys only, at most 8 deep; a key is 1-64 letters, digits, `_` or `-`, not "
+                "an integer, without `__`). Several filters must all match (at most 20). "
+                "Operators: none (equals: compared as a string and, when the value parses as JSON, "
+                'as that JSON value; `data.age=36` matches 36 and "36"); `__in` (a comma-separated '
+                "list of at most 50 such values); `__gt`, `__gte`, `__lt`, `__lte` (a JSON number; "
+                "matches number values only); `__icontains` (1-100 characters; matches string values "
+                "only; letters a-z fold on both databases, other letters only on Postgres); "
+                "`__exists` (`true` or `false`: whether the key path is present, even as null). "
+                "Any other operator, a bad key or a value over 1000 characters is a 400.",
             ),
             OpenApiParameter(
                 "search",
@@ -144,11 +137,7 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
             queryset = queryset.filter(created_at__gte=after)
         if before := _datetime_param(self.request, "created_before"):
             queryset = queryset.filter(created_at__lt=before)
-        for name, value in params.items():
-            match = _DATA_KEY_RE.match(name)
-            if match is None:
-                continue
-            queryset = queryset.filter(_data_condition(f"data__{match.group(1)}", str(value)))
+        queryset = data_filters.apply(queryset, params)
         if text := params.get("search", "").strip():
             try:
                 queryset = search.matching(queryset, text)
