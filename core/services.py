@@ -9,6 +9,7 @@ from django.db import transaction
 
 from core import repository
 from core.events import SystemEvents
+from core.locking import lock
 from core.models import Membership, Org, Record, RecordStatus, Role, Site, User
 
 
@@ -50,7 +51,7 @@ def _transition(record: Record, actor: User | None, source: str, target: str, ev
     # The row is locked while its status is checked, so of two concurrent publishes one
     # wins and the other is a 409 (on SQLite the IMMEDIATE transaction serializes them).
     with transaction.atomic():
-        record = Record.objects.select_for_update().select_related("org").get(pk=record.pk)
+        record = lock(Record.objects.select_related("org"), pk=record.pk)
         if record.status != source:
             raise Conflict(f"Only {_WHAT[source]} can be {target}; this record is {record.status}.")
         return repository.update(record, org=record.org, actor=actor, event=event, status=target)
@@ -150,7 +151,7 @@ def user_create(
 
 def user_update(*, org: Org, actor: User | None, user: User, role: str | None = None, **fields: Any) -> User:
     with transaction.atomic():
-        membership = Membership.objects.select_for_update().get(user=user, org=org)
+        membership = lock(Membership.objects, user=user, org=org)
         if role is not None and role != membership.role:
             if membership.role == Role.OWNER and _owners(org) == 1:
                 raise Conflict("The organization's last owner cannot change role; make another owner first.")
@@ -162,7 +163,7 @@ def user_update(*, org: Org, actor: User | None, user: User, role: str | None = 
 def user_delete(*, org: Org, actor: User | None, user: User) -> None:
     """Remove the user from the org; the account itself goes once it belongs to no org."""
     with transaction.atomic():
-        membership = Membership.objects.select_for_update().get(user=user, org=org)
+        membership = lock(Membership.objects, user=user, org=org)
         if membership.role == Role.OWNER and _owners(org) == 1:
             raise Conflict("The organization's last owner cannot be removed.")
         membership.delete()
