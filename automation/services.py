@@ -21,6 +21,7 @@ from automation.expressions import Invalid
 from automation.models import Flow, FlowVersion, TriggerKind
 from core.locking import lock
 from core.models import Org, User
+from sync.crypto import fingerprint
 
 
 @dataclass
@@ -193,7 +194,7 @@ def secret_rotate(*, flow: Flow, step_id: str, secret: str | None = None) -> Sec
     flow.secrets = locked.secrets
     return SecretChange(
         step_id,
-        [definition.fingerprint(s) for s in locked.step_secrets(step_id)],
+        [fingerprint(s) for s in locked.step_secrets(step_id)],
         generated=new if secret is None else None,
     )
 
@@ -207,4 +208,4 @@ def secret_drop_previous(*, flow: Flow, step_id: str) -> SecretChange:
         locked.secrets = {**locked.secrets, step_id: current[:1]}
         locked.save(update_fields=["secrets", "updated_at"])
     flow.secrets = locked.secrets
-    return SecretChange(step_id, [definition.fingerprint(s) for s in locked.step_secrets(step_id)])
+    return SecretChange(step_id, [fingerprint(s) for s in locked.step_secrets(step_id)])

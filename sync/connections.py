@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from django.utils import timezone
 from core.locking import lock
 from core.models import Org, User
 from sync import vendors
+from sync.crypto import fingerprint
 from sync.models import Connection, Vendor
 from sync.outbound import UnsafeURL, check_url
 
@@ -59,15 +59,6 @@ class LastSecret(Exception):
 
 
 # --- what the outside sees of secrets ------------------------------------------------------------
-
-
-def fingerprint(secret: str) -> str:
-    """A stable short name for a secret: the first 8 hex digits of its SHA-256.
-
-    An operator can compute it from the secret they hold (`printf %s "$S" | sha256sum`) to
-    tell which one a row is, and 32 bits of a hash say nothing useful about the secret.
-    """
-    return hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
 def secret_summaries(connection: Connection) -> list[dict[str, str]]:
