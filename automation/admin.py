@@ -7,6 +7,7 @@ here they are shown as they are, with signing secrets as fingerprints only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.utils.safestring import SafeString
 
 from automation import definition, engine, services
 from automation.models import Flow, FlowRun, FlowVersion, StepRun
+from core.locking import Deleted
 
 
 def _pre(value: Any) -> SafeString:
@@ -67,18 +69,21 @@ class FlowAdmin(admin.ModelAdmin[Flow]):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Flow]) -> None:
         for flow in queryset:
-            services.flow_delete(flow=flow)
+            with contextlib.suppress(Deleted):  # deleted meanwhile: nothing left to do
+                services.flow_delete(flow=flow)
 
     @admin.action(description="Enable selected flows", permissions=["change"])
     def enable_selected(self, request: HttpRequest, queryset: QuerySet[Flow]) -> None:
         for flow in queryset:
-            services.flow_update(flow=flow, actor=None, enabled=True)
+            with contextlib.suppress(Deleted):
+                services.flow_update(flow=flow, actor=None, enabled=True)
         self.message_user(request, f"Enabled {queryset.count()} flow(s).", messages.SUCCESS)
 
     @admin.action(description="Disable selected flows", permissions=["change"])
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[Flow]) -> None:
         for flow in queryset:
-            services.flow_update(flow=flow, actor=None, enabled=False)
+            with contextlib.suppress(Deleted):
+                services.flow_update(flow=flow, actor=None, enabled=False)
         self.message_user(request, f"Disabled {queryset.count()} flow(s).", messages.SUCCESS)
 
 
@@ -139,7 +144,7 @@ class FlowRunAdmin(admin.ModelAdmin[FlowRun]):
             try:
                 engine.retry_run(run)
                 retried += 1
-            except engine.RunStateError:
+            except (engine.RunStateError, Deleted):
                 refused += 1
         level = messages.SUCCESS if not refused else messages.WARNING
         self.message_user(request, f"Retried {retried} run(s); {refused} were not failed.", level)

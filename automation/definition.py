@@ -13,7 +13,6 @@ expressions.Invalid with a detail keyed by the field path: {"steps": {"0": {"con
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from django.conf import settings
 from automation import expressions, steps
 from automation.expressions import Invalid
 from core.events import registry
+from sync.crypto import fingerprint
 from sync.periodic import cron_fields
 
 STEP_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -307,11 +307,6 @@ def redacted_steps(step_list: list[dict[str, Any]], secrets: dict[str, list[str]
                 copy[branch] = redacted_steps(step[branch], secrets)
         shown.append(copy)
     return shown
-
-
-def fingerprint(secret: str) -> str:
-    """Enough to tell secrets apart, nothing to sign with: the first 12 hex digits of its SHA-256."""
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 def signing_step_ids(step_list: list[dict[str, Any]]) -> list[str]:

@@ -25,10 +25,12 @@ Redirects are never followed: a 3xx is a failed attempt, so a public URL cannot 
 the POST to an internal one.
 
 Outcomes: 2xx delivered; 410 gone (the engine disables the flow); 429 and 503 retry,
-honouring Retry-After; 5xx, timeouts and connection errors retry; 3xx, other 4xx and a
-refused URL fail without retry. Retries follow WEBHOOK_RETRY_SCHEDULE (Svix's: immediately,
-5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), with Retry-After as a floor on the wait; once the
-schedule is spent the delivery is a dead letter.
+honouring Retry-After; 5xx, timeouts, connection, TLS and proxy errors retry, and so does
+any failure we did not foresee; 3xx, other 4xx and a refused or malformed URL fail without
+retry. A failure is stored as a short reason (sync.outbound.failure), never a traceback.
+Retries follow WEBHOOK_RETRY_SCHEDULE (Svix's: immediately, 5 s, 5 min, 30 min, 2 h,
+5 h, 10 h, 10 h), with Retry-After as a floor on the wait;
+once the schedule is spent the delivery is a dead letter.
 
 A step's own headers are sent as given, except RESERVED_HEADERS (the signature's and the
 HTTP client's): `check_headers` refuses those when a flow is saved, and `deliver` drops them.
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import re
 import secrets as secret_bytes
 import time
@@ -53,6 +56,8 @@ from django.conf import settings
 from standardwebhooks.webhooks import Webhook
 
 from sync import outbound
+
+logger = logging.getLogger(__name__)
 
 PURPOSE = "send-webhook"
 USER_AGENT = "platform-backbone-webhooks/1.0"
@@ -88,7 +93,6 @@ _MASKED_RESPONSE_HEADERS = frozenset({"set-cookie"})
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
-_OBJECT_AT = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>: ")
 
 DELIVERED, RETRY, FAILED, GONE = "delivered", "retry", "failed", "gone"
 
@@ -282,14 +286,10 @@ def deliver(
             headers=request_headers,
             stream=True,
         )
-    except outbound.UnsafeURL as exc:
-        return refused(f"refused: {exc}")
     except requests.Timeout:
         return _attempt(at, started, message_id, outcome=RETRY, error=f"timed out after {seconds:g}s")
-    except requests.ConnectionError as exc:
-        return _attempt(at, started, message_id, outcome=RETRY, error=f"connection failed: {_reason(exc)}")
-    except requests.RequestException as exc:  # an invalid URL or header: trying again will not help
-        return refused(f"{type(exc).__name__}: {_reason(exc).replace(url, outbound.redact_url(url))}")
+    except Exception as exc:  # every failure is an attempt with a short reason, never a traceback
+        return _failed(at, started, message_id, exc, url)
     with response:
         body_text, body_truncated, read_error = _read_head(response)
     return _from_response(at, started, message_id, response, body_text, body_truncated, read_error)
@@ -309,8 +309,8 @@ def _read_head(response: requests.Response) -> tuple[str, bool, str]:
             if size >= BODY_LIMIT:
                 truncated = size > BODY_LIMIT or not response.raw.isclosed()
                 break
-    except (requests.RequestException, OSError) as exc:
-        error = f"reading the response body failed: {_reason(exc)}"
+    except Exception as exc:  # a broken chunk, a bad gzip, a reset: the status still decides
+        error = f"reading the response body failed: {outbound.failure(exc)[0]}"
     head = b"".join(chunks)[:BODY_LIMIT]
     return head.decode("utf-8", errors="replace"), truncated, error
 
@@ -403,19 +403,13 @@ def _attempt(
     )
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost cause of a requests/urllib3 error, without the URL (its query may hold a
-    secret) or urllib3's object reprs: "[Errno 111] Connection refused"."""
-    cause: Any = exc
-    for _ in range(5):
-        inner = getattr(cause, "reason", None)
-        if inner is None and cause.args and isinstance(cause.args[0], BaseException):
-            inner = cause.args[0]
-        if inner is None or inner is cause:
-            break
-        cause = inner
-    text = _OBJECT_AT.sub("", str(cause))
-    return (text.split(" (Caused by ", 1)[-1] if " (Caused by " in text else text)[:300]
+def _failed(at: datetime, started: float, message_id: str, exc: Exception, url: str) -> Attempt:
+    """The attempt for a request that raised: connection, TLS, proxy and unknown failures are
+    retried on the schedule; a refused or malformed URL is not (it would fail the same way)."""
+    reason, retryable = outbound.failure(exc, url)
+    if reason.startswith("unexpected error"):
+        logger.warning("send-webhook to %s: %s", outbound.redact_url(url), reason)
+    return _attempt(at, started, message_id, outcome=RETRY if retryable else FAILED, error=reason)
 
 
 # --- what next -----------------------------------------------------------------------------

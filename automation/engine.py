@@ -41,6 +41,7 @@ from automation.models import Flow, FlowRun, FlowVersion, RunStatus, StepRun, St
 from automation.steps.base import Outcome, StepContext, StepType
 from core.events import Envelope
 from core.ids import uuid7
+from core.locking import Deleted, lock
 from core.models import EventRecord
 from sync.consumers import PermanentError, RetryIn, enqueue, job_kwargs, schedule
 
@@ -268,7 +269,10 @@ def execute_step(*, run_id: str, step_id: str, generation: int, replay: bool = F
         return "gone"  # the flow (and its runs) were deleted
     if replay and run.status == RunStatus.FAILED and run.current_step == step_id:
         # A dead letter replayed from the admin or API is an operator's retry of the run.
-        retry_run(run)
+        try:
+            retry_run(run)
+        except Deleted:
+            return "gone"
         return "retried"
     if run.generation != generation or run.current_step != step_id or run.status not in (
         RunStatus.RUNNING, RunStatus.WAITING,
@@ -436,7 +440,7 @@ def _finish(run: FlowRun, status: str) -> None:
 def retry_run(run: FlowRun) -> FlowRun:
     """Resume a failed run from its failed step, on the version it started with."""
     with transaction.atomic():
-        locked = FlowRun.objects.select_for_update().get(pk=run.pk)
+        locked = lock(FlowRun.objects, pk=run.pk)
         if locked.status != RunStatus.FAILED or not locked.current_step:
             raise RunStateError(f"Only a failed run can be retried; this run is {locked.status}.")
         StepRun.objects.filter(run=locked, step_id=locked.current_step).update(

@@ -19,7 +19,9 @@ from django.db import transaction
 from automation import definition, index, scheduler, steps
 from automation.expressions import Invalid
 from automation.models import Flow, FlowVersion, TriggerKind
+from core.locking import lock
 from core.models import Org, User
+from sync.crypto import fingerprint
 
 
 @dataclass
@@ -99,7 +101,7 @@ def flow_update(
 ) -> FlowWrite:
     """Change what is given (None: unchanged). A new trigger or new steps make a new version."""
     with transaction.atomic():
-        flow = Flow.objects.select_for_update().get(pk=flow.pk)
+        flow = lock(Flow.objects, pk=flow.pk)
         generated: dict[str, str] = {}
         if trigger is not None or steps is not None:
             cleaned_trigger, cleaned = _clean(
@@ -145,8 +147,9 @@ def flow_disable(*, flow: Flow, reason: str) -> None:
 def flow_delete(*, flow: Flow) -> None:
     with transaction.atomic():
         org_id = flow.org_id
-        scheduler.remove_flow(flow.pk)
-        flow.delete()
+        locked = lock(Flow.objects, pk=flow.pk)  # the second of two concurrent deletes: Deleted (404)
+        scheduler.remove_flow(locked.pk)
+        locked.delete()
         index.changed(org_id)
 
 
@@ -181,7 +184,7 @@ def secret_rotate(*, flow: Flow, step_id: str, secret: str | None = None) -> Sec
             raise Invalid({"secret": exc.detail}) from None
     new = secret if secret is not None else step_type.generate_secret()
     with transaction.atomic():
-        locked = Flow.objects.select_for_update().get(pk=flow.pk)
+        locked = lock(Flow.objects, pk=flow.pk)
         current = locked.step_secrets(step_id)
         if current and current[0] == new:
             raise Invalid({"secret": ["That is already the current secret."]})
@@ -191,7 +194,7 @@ def secret_rotate(*, flow: Flow, step_id: str, secret: str | None = None) -> Sec
     flow.secrets = locked.secrets
     return SecretChange(
         step_id,
-        [definition.fingerprint(s) for s in locked.step_secrets(step_id)],
+        [fingerprint(s) for s in locked.step_secrets(step_id)],
         generated=new if secret is None else None,
     )
 
@@ -200,9 +203,9 @@ def secret_drop_previous(*, flow: Flow, step_id: str) -> SecretChange:
     """End a rotation: only the current secret signs from now on."""
     _signing_step(flow, step_id)
     with transaction.atomic():
-        locked = Flow.objects.select_for_update().get(pk=flow.pk)
+        locked = lock(Flow.objects, pk=flow.pk)
         current = locked.step_secrets(step_id)
         locked.secrets = {**locked.secrets, step_id: current[:1]}
         locked.save(update_fields=["secrets", "updated_at"])
     flow.secrets = locked.secrets
-    return SecretChange(step_id, [definition.fingerprint(s) for s in locked.step_secrets(step_id)])
+    return SecretChange(step_id, [fingerprint(s) for s in locked.step_secrets(step_id)])

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from core import repository
 from core.events import SystemEvents
+from core.locking import lock
 from core.models import (
     Invitation,
     InvitationStatus,
@@ -67,7 +68,7 @@ def _transition(record: Record, actor: User | None, source: str, target: str, ev
     # The row is locked while its status is checked, so of two concurrent publishes one
     # wins and the other is a 409 (on SQLite the IMMEDIATE transaction serializes them).
     with transaction.atomic():
-        record = Record.objects.select_for_update().select_related("org").get(pk=record.pk)
+        record = lock(Record.objects.select_related("org"), pk=record.pk)
         if record.status != source:
             raise Conflict(f"Only {_WHAT[source]} can be {target}; this record is {record.status}.")
         return repository.update(record, org=record.org, actor=actor, event=event, status=target)
@@ -165,9 +166,7 @@ def membership_create(*, org: Org, actor: User | None, user: User, role: str = R
     consent (an accepted invitation) or an operator's command may call this."""
     with transaction.atomic():
         # Lock the account so two joins at once agree on its default org; keep the caller's instance.
-        user.default_org_id = (
-            User.objects.select_for_update().values_list("default_org_id", flat=True).get(pk=user.pk)
-        )
+        user.default_org_id = lock(User.objects, pk=user.pk).default_org_id
         if Membership.objects.filter(user=user, org=org).exists():
             raise Conflict(f"{user.email} is already a member of this organization.")
         membership = _join(user, org, role)
@@ -195,7 +194,7 @@ def user_set_default_org(*, user: User, org: Org) -> User:
 
 def user_update(*, org: Org, actor: User | None, user: User, role: str | None = None, **fields: Any) -> User:
     with transaction.atomic():
-        membership = Membership.objects.select_for_update().get(user=user, org=org)
+        membership = lock(Membership.objects, user=user, org=org)
         if role is not None and role != membership.role:
             if membership.role == Role.OWNER and _owners(org) == 1:
                 raise Conflict("The organization's last owner cannot change role; make another owner first.")
@@ -207,7 +206,7 @@ def user_update(*, org: Org, actor: User | None, user: User, role: str | None = 
 def user_delete(*, org: Org, actor: User | None, user: User) -> None:
     """Remove the user from the org; the account itself goes once it belongs to no org."""
     with transaction.atomic():
-        membership = Membership.objects.select_for_update().get(user=user, org=org)
+        membership = lock(Membership.objects, user=user, org=org)
         if membership.role == Role.OWNER and _owners(org) == 1:
             raise Conflict("The organization's last owner cannot be removed.")
         membership.delete()
@@ -278,7 +277,7 @@ def invitation_decline(*, invitation: Invitation, user: User) -> Invitation:
 
 def invitation_revoke(*, invitation: Invitation) -> Invitation:
     with transaction.atomic():
-        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        invitation = lock(Invitation.objects, pk=invitation.pk)
         if invitation.status != InvitationStatus.PENDING:
             raise Conflict(f"This invitation is {invitation.status}; only a pending one can be revoked.")
         _close(invitation, InvitationStatus.REVOKED)
@@ -286,7 +285,7 @@ def invitation_revoke(*, invitation: Invitation) -> Invitation:
 
 
 def _lock_pending(invitation: Invitation, user: User) -> Invitation:
-    invitation = Invitation.objects.select_for_update().select_related("org").get(pk=invitation.pk)
+    invitation = lock(Invitation.objects.select_related("org"), pk=invitation.pk)
     if invitation.email != user.email.lower():
         raise Invitation.DoesNotExist  # another account's invitation: nothing to confirm
     if invitation.status == InvitationStatus.ACCEPTED:

@@ -358,7 +358,7 @@ class ConnectionForm(forms.ModelForm[Connection]):
         label="Remove webhook secrets",
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="By fingerprint (the first 8 hex digits of the secret's SHA-256).",
+        help_text="By fingerprint ('sha256:' and the first 12 hex digits of the secret's SHA-256).",
     )
 
     class Meta:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -23,8 +22,10 @@ from django.db import IntegrityError, transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from core.locking import lock
 from core.models import Org, User
 from sync import vendors
+from sync.crypto import fingerprint
 from sync.models import Connection, Vendor
 from sync.outbound import UnsafeURL, check_url
 
@@ -58,15 +59,6 @@ class LastSecret(Exception):
 
 
 # --- what the outside sees of secrets ------------------------------------------------------------
-
-
-def fingerprint(secret: str) -> str:
-    """A stable short name for a secret: the first 8 hex digits of its SHA-256.
-
-    An operator can compute it from the secret they hold (`printf %s "$S" | sha256sum`) to
-    tell which one a row is, and 32 bits of a hash say nothing useful about the secret.
-    """
-    return hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
 def secret_summaries(connection: Connection) -> list[dict[str, str]]:
@@ -282,6 +274,7 @@ def connection_update(
         setattr(connection, field, value)
     try:
         with transaction.atomic():
+            lock(Connection.objects, pk=connection.pk)  # Deleted (404) if deleted meanwhile
             connection.save(update_fields=[*changes, "updated_at"])
     except IntegrityError:
         raise InvalidConnection({"name": ["Another connection of this vendor has this name."]}) from None
@@ -296,7 +289,9 @@ def connection_update(
 
 def connection_delete(*, connection: Connection, actor: User | None = None) -> None:
     pk, label = connection.pk, str(connection)
-    connection.delete()
+    with transaction.atomic():
+        # Of two concurrent deletes, the second is a 404 (Deleted), as any change of a deleted row.
+        lock(Connection.objects, pk=pk).delete()
     logger.info("connection %s (%s) deleted by %s", pk, label, _who(actor))
 
 
@@ -306,7 +301,7 @@ def webhook_secret_add(*, connection: Connection, secret: Any, actor: User | Non
         raise InvalidConnection({"secret": [reason]})
     with transaction.atomic():
         # Locked: two rotations at once must not drop each other's secret.
-        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        locked = lock(Connection.objects, pk=connection.pk)
         current = list(locked.webhook_secrets or [])
         if any(entry.get("secret") == secret for entry in current):
             raise InvalidConnection({"secret": ["This secret is already active on the connection."]})
@@ -338,7 +333,7 @@ def webhook_secret_remove(*, connection: Connection, secret_id: str, actor: User
     every delivery would be rejected. Rotate by adding the new secret first.
     """
     with transaction.atomic():
-        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        locked = lock(Connection.objects, pk=connection.pk)
         current = list(locked.webhook_secrets or [])
         kept = [entry for entry in current if fingerprint(entry.get("secret", "")) != secret_id]
         if len(kept) == len(current):

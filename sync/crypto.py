@@ -6,6 +6,7 @@ the rows (`manage.py rotate_connection_keys`). With no keys configured a key is 
 from SECRET_KEY, which suits development and tests only.
 
 `EncryptedJSONField` stores a JSON value as one Fernet token; the model sees plain Python.
+`fingerprint` is the one name a secret is shown by, wherever it is shown.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+
+FINGERPRINT_PREFIX = "sha256:"
+
+
+def fingerprint(secret: str) -> str:
+    """The one way a signing secret is shown (API, admin, logs, commands, flows): "sha256:"
+    and the first 12 hex digits of the SHA-256 of its UTF-8 bytes.
+
+    Enough to tell secrets apart (48 bits), nothing to sign with; an operator holding the
+    secret computes it with `printf %s "$S" | sha256sum | cut -c1-12`.
+    """
+    return FINGERPRINT_PREFIX + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 @cache

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.locking import lock
 from core.models import Org
 from sync.models import DeadLetter, DeadLetterStatus, JobLog
 
@@ -149,7 +150,7 @@ def replay(letter: DeadLetter, *, by: str, force: bool = False) -> str | None:
     from sync.consumers import publish_or_keep
 
     with transaction.atomic():
-        letter = DeadLetter.objects.select_for_update().get(pk=letter.pk)
+        letter = lock(DeadLetter.objects, pk=letter.pk)
         if not force and any(entry.get("outcome") == "succeeded" for entry in letter.replays):
             return None
         if letter.task not in current_app.tasks:

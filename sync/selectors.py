@@ -16,6 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.locking import Deleted
 from core.models import Org
 from sync.deadletters import ReplayRefused, replay
 from sync.models import DeadLetter, DeadLetterStatus
@@ -149,7 +150,7 @@ def replay_each(letters: Iterable[DeadLetter], *, by: str, force: bool = False) 
             task_id = replay(letter, by=by, force=force)
         except ReplayRefused as exc:
             yield ReplayOutcome(letter, reason=str(exc))
-        except DeadLetter.DoesNotExist:
+        except Deleted:
             yield ReplayOutcome(letter, reason="deleted meanwhile")
         else:
             yield ReplayOutcome(letter, task_id=task_id)

@@ -19,7 +19,9 @@ from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 
 
 class SecretSummarySerializer(serializers.Serializer[Any]):
-    id = serializers.CharField(help_text="The secret's fingerprint: the first 8 hex digits of its SHA-256.")
+    id = serializers.CharField(
+        help_text="The secret's fingerprint: 'sha256:' and the first 12 hex digits of its SHA-256."
+    )
     added_at = serializers.CharField()
 
 

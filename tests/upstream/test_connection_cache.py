@@ -17,10 +17,10 @@ from sync import connection_cache
 from sync.connections import (
     connection_delete,
     connection_update,
-    fingerprint,
     webhook_secret_add,
     webhook_secret_remove,
 )
+from sync.crypto import fingerprint
 from sync.models import Connection, Vendor
 from tests.upstream.signing import new_whsec, signed_connection
 

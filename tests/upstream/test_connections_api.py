@@ -3,7 +3,6 @@ checks (400s that say which field), secret rotation, the vendor check, and tenan
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from sync.crypto import fingerprint
 from sync.models import CircuitState, Connection, HttpAttempt, InboundWebhook, Vendor
 from tests.sync.dead_letters import staff_caller
 from tests.upstream.signing import as_body, new_whsec, standard_headers
@@ -32,7 +32,7 @@ def detail(connection: Any, suffix: str = "") -> str:
 
 
 def fp(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+    return fingerprint(secret)
 
 
 def create(caller, **body: Any):

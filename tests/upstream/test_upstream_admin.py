@@ -4,7 +4,6 @@ URL guarded), the inbox (read-only, filtered, reprocessed) and outbound attempts
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from typing import Any
 
@@ -15,6 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from core.models import User
+from sync.crypto import fingerprint
 from sync.models import Connection, HttpAttempt, InboundStatus, InboundWebhook, Vendor
 from tests import live
 from tests.upstream.signing import new_whsec
@@ -27,7 +27,7 @@ CHANGELIST = "/admin/sync/connection/"
 
 
 def fp(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+    return fingerprint(secret)
 
 
 @pytest.fixture
