@@ -87,8 +87,8 @@ def loads(data: bytes | str) -> Any:
         value = json.loads(text)
     except RecursionError:
         raise UnsafeJSON(f"Nested deeper than {MAX_JSON_DEPTH} levels.") from None
-    except json.JSONDecodeError as exc:
-        raise UnsafeJSON(f"The body is not JSON: {exc}.") from None
+    except json.JSONDecodeError:
+        raise UnsafeJSON("The body is not JSON.") from None
     except ValueError:  # an integer past Python's digit limit (sys.get_int_max_str_digits)
         raise UnsafeJSON("The body holds a number too large to read.") from None
     problem = json_problem(value)
