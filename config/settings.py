@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.middleware.correlation_id_middleware",
     "core.middleware.refuse_nul_bytes_middleware",
+    "core.middleware.require_content_length_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
