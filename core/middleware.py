@@ -1,4 +1,5 @@
-"""Request middleware: the correlation id every event and job of a request carries."""
+"""Request middleware: the correlation id every event and job of a request carries, and the
+refusals of requests no view could read correctly (NUL in the query, a body without a length)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -66,5 +67,34 @@ def refuse_nul_bytes_middleware(get_response: Callable[[HttpRequest], Any]) -> C
     def middleware(request: HttpRequest) -> Any:
         names = _nul_params(request)
         return _nul_refused(names) if names else get_response(request)
+
+    return middleware
+
+
+def _unframed(request: HttpRequest) -> bool:
+    # A chunked body has no Content-Length: Django's WSGI request and DRF's parsers both read
+    # such a body as empty (a PATCH would "succeed", changing nothing), so none is accepted.
+    return "HTTP_TRANSFER_ENCODING" in request.META and not request.META.get("CONTENT_LENGTH")
+
+
+def _length_required() -> JsonResponse:
+    message = "A request body needs a Content-Length header; chunked bodies are not read."
+    return JsonResponse({"detail": message}, status=411)
+
+
+@sync_and_async_middleware
+def require_content_length_middleware(
+    get_response: Callable[[HttpRequest], Any],
+) -> Callable[[HttpRequest], Any]:
+    """A body sent with Transfer-Encoding and no Content-Length is a 411, on every route."""
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> Any:
+            return _length_required() if _unframed(request) else await get_response(request)
+
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> Any:
+        return _length_required() if _unframed(request) else get_response(request)
 
     return middleware

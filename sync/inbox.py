@@ -23,7 +23,6 @@ A vendor module (see VENDOR_MODULES) exposes `webhooks`, a VendorWebhooks: `veri
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from contextlib import nullcontext
@@ -40,6 +39,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 
+from core.api import nesting
 from core.events import context, emit_envelope
 from sync.connection_cache import webhook_connection
 from sync.consumers import PermanentError, RetryPolicy, consumer, enqueue
@@ -115,12 +115,22 @@ class VendorWebhooks:
         return JsonResponse({"error": failure.reason}, status=failure.status)
 
 
+def json_body(body: bytes) -> Any:
+    """A webhook body's JSON, for verifiers: depth, text and numbers checked (core.api.nesting);
+    VerificationFailed saying what is wrong when it is not JSON we can store and emit."""
+    try:
+        return nesting.loads(body)
+    except nesting.UnsafeJSON as exc:
+        reason = str(exc)  # in the vendors' reasons' style: "the body is not JSON"
+        raise VerificationFailed(reason[0].lower() + reason[1:].rstrip(".")) from None
+
+
 def json_object(row: InboundWebhook) -> dict[str, Any]:
     """The row's body as a JSON object, for normalizers; NormalizationError if it is not one."""
     try:
-        parsed = json.loads(row.body_text)
-    except ValueError as exc:
-        raise NormalizationError(f"the body is not JSON: {exc}") from None
+        parsed = nesting.loads(bytes(row.body))
+    except nesting.UnsafeJSON as exc:
+        raise NormalizationError(str(exc)) from None
     if not isinstance(parsed, dict):
         raise NormalizationError("the body is not a JSON object")
     return parsed
@@ -146,12 +156,26 @@ def vendor_webhooks(vendor: str) -> VendorWebhooks:
     return webhooks
 
 
+def _storable(text: str) -> str:
+    """`text` with what Postgres cannot store (NUL) or UTF-8 cannot encode (a lone surrogate) escaped."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def clean_headers(request: HttpRequest) -> dict[str, str]:
     return {
-        name: value
+        _storable(name): _storable(value)
         for name, value in request.headers.items()
         if not any(word in name.lower() for word in _SECRET_HEADER_WORDS)
     }
+
+
+def _verify(webhooks: VendorWebhooks, request: HttpRequest, body: bytes, connection: Connection) -> Verified:
+    """The vendor's verification, and our check that what it read can be stored (a NUL or a
+    lone surrogate in a verified id would fail the INSERT: a 500 the vendor retries forever)."""
+    verified = webhooks.verify(request, body, connection)
+    if nesting.json_problem([verified.event_id, verified.event_type]):
+        raise VerificationFailed("the event's id or type holds a NUL or a lone surrogate")
+    return verified
 
 
 def _read_body(request: HttpRequest) -> bytes | None:
@@ -186,7 +210,7 @@ def receive(request: HttpRequest, *, vendor: str, connection_id: uuid.UUID, **ro
         return JsonResponse({"error": f"No enabled {vendor} connection {connection_id}."}, status=404)
     correlation_id = context.correlation_id.get() or context.new_correlation_id()
     try:
-        verified = webhooks.verify(request, body, connection)
+        verified = _verify(webhooks, request, body, connection)
     except VerificationFailed as failure:
         InboundWebhook.objects.create(
             vendor=vendor,
@@ -195,7 +219,7 @@ def receive(request: HttpRequest, *, vendor: str, connection_id: uuid.UUID, **ro
             headers=clean_headers(request),
             body=body,
             verified=False,
-            verification_error=failure.reason[:500],
+            verification_error=_storable(failure.reason[:500]),
             status=InboundStatus.REJECTED,
             correlation_id=correlation_id,
         )

@@ -9,15 +9,16 @@ from rest_framework import serializers
 
 from automation import definition
 from automation.models import Flow, FlowRun, RunStatus, StepRun, TriggerKind
+from core.api.serializers import SafeJSONField
 
 
 class FlowSerializer(serializers.ModelSerializer[Flow]):
     name = serializers.CharField(max_length=200)
-    trigger = serializers.JSONField(
+    trigger = SafeJSONField(
         help_text='{"event": <catalog name>, "datatype"?: ..., "conditions"?: ...} or '
         '{"schedule": {"cron": "0 9 * * 1", "timezone": "Europe/Paris"}}.'
     )
-    steps = serializers.JSONField(
+    steps = SafeJSONField(
         help_text='[{"id"?: ..., "type": "send-webhook", "config": {...}}, ...]; see '
         "GET /automation/step-types/. A send-webhook step's secret is write-only: responses show "
         "its fingerprints, and a generated secret once, in the response that generated it."
@@ -57,7 +58,7 @@ class FlowFilterSerializer(serializers.Serializer[Any]):
 
 
 class FlowTestSerializer(serializers.Serializer[Any]):
-    event = serializers.JSONField(
+    event = SafeJSONField(
         required=False,
         help_text="A sample event: {name?, datatype?, data?, actor?, record?}; the name defaults to "
         "the trigger's.",

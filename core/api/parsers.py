@@ -1,8 +1,8 @@
-"""A JSON parser that enforces the body size limit and a nesting limit.
+"""A JSON parser that enforces the body size limit and what JSON we keep (core.api.nesting).
 
 DRF reads the stream itself, bypassing Django's size check when there is no Content-Length;
-and a deeply nested body would otherwise blow Python's recursion limit (a 500) in the
-decoder or, later, in the encoder.
+a deeply nested body would otherwise blow Python's recursion limit (a 500) in the decoder or,
+later, in the encoder; and a lone surrogate, once stored, would fail every later answer holding it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from core.api.exceptions import PayloadTooLarge
-from core.api.nesting import MAX_JSON_DEPTH, json_depth
+from core.api.nesting import MAX_JSON_DEPTH, json_problem
 
 
 class LimitedJSONParser(JSONParser):
@@ -29,6 +29,7 @@ class LimitedJSONParser(JSONParser):
             parsed = super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             raise too_deep from None
-        if json_depth(parsed) > MAX_JSON_DEPTH:
-            raise too_deep
+        problem = json_problem(parsed)
+        if problem:
+            raise ParseError(f"JSON parse error - {problem[0].lower()}{problem[1:]}")
         return parsed

@@ -9,23 +9,32 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.api.nesting import MAX_JSON_DEPTH, json_depth
+from core.api.nesting import MAX_JSON_DEPTH, json_problem
 from core.models import EventRecord, Invitation, InvitationStatus, Org, Record, Role, Site, User
 from core.models.tenancy import DOMAIN_VALIDATOR, SLUG_VALIDATOR
 
 
-@extend_schema_field(OpenApiTypes.OBJECT)
-class JSONObjectField(serializers.JSONField):
-    """A JSON object, from a JSON body or a form field's JSON text, nested at most MAX_JSON_DEPTH."""
+class SafeJSONField(serializers.JSONField):
+    """A JSON value, from a JSON body or a form field's JSON text, that we can store and serve
+    back (core.api.nesting.json_problem): every writable JSON field of the API is one."""
 
     def to_internal_value(self, data: Any) -> Any:
-        too_deep = serializers.ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
         try:
             value = super().to_internal_value(data)
         except RecursionError:  # form input is decoded here, not by our JSON parser
-            raise too_deep from None
-        if json_depth(value) > MAX_JSON_DEPTH:
-            raise too_deep
+            raise serializers.ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.") from None
+        problem = json_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JSONObjectField(SafeJSONField):
+    """A JSON object (see SafeJSONField)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value

@@ -44,6 +44,7 @@ from sync.inbox import (
     VendorWebhooks,
     VerificationFailed,
     Verified,
+    json_body,
     json_object,
     optional_text,
     required_text,
@@ -131,12 +132,7 @@ def _transmission(request: HttpRequest) -> dict[str, str]:
 
 
 def _parse_event(body: bytes) -> dict[str, Any]:
-    try:
-        event = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise VerificationFailed("the body is not UTF-8") from None
-    except ValueError:
-        raise VerificationFailed("the body is not JSON") from None
+    event = json_body(body)
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
         raise VerificationFailed("the body is not a PayPal webhook event (no id)")
     if not isinstance(event.get("event_type"), str):

@@ -16,7 +16,6 @@ takes our order id from `metadata.order_id`, and stamps every payload with the e
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from sync.inbox import (
     VendorWebhooks,
     VerificationFailed,
     Verified,
+    json_body,
     json_object,
     optional_text,
     required_text,
@@ -85,10 +85,7 @@ def verify_stripe(header: str, body: bytes, secrets: list[str]) -> dict[str, Any
         break
     else:
         raise VerificationFailed("no v1 signature matches the connection's signing secrets")
-    try:
-        event = json.loads(text)
-    except ValueError:
-        raise VerificationFailed("the body is not JSON") from None
+    event = json_body(body)
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
         raise VerificationFailed("the body is not a Stripe event (no id)")
     if not isinstance(event.get("type"), str):

@@ -14,6 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.serializers import SafeJSONField
 from sync import connections
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 
@@ -61,7 +62,7 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
-class CredentialsField(serializers.JSONField):
+class CredentialsField(SafeJSONField):
     """The vendor's credential mapping (checked against the vendor's spec by sync.connections)."""
 
 

@@ -22,7 +22,6 @@ email.dropped; other types (processed, deferred, spamreport, unsubscribe, ...) a
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
 from crm.events import EMAIL_BOUNCED, EMAIL_CLICKED, EMAIL_DELIVERED, EMAIL_DROPPED, EMAIL_OPENED
-from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified
+from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified, json_body
 from sync.models import Connection, InboundWebhook, Vendor
 
 BATCH = "batch"
@@ -75,10 +74,7 @@ def verify_signature(body: bytes, signature: str, timestamp: str, keys: list[str
 
 
 def _batch(body: bytes) -> list[Any]:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        raise VerificationFailed("the body is not JSON") from None
+    parsed = json_body(body)
     if not isinstance(parsed, list):
         raise VerificationFailed("the body is not a JSON array of events")
     return parsed

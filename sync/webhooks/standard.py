@@ -12,7 +12,6 @@ events carrying the type and data, so automation flows can trigger on them.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from sync.inbox import Normalized, VendorWebhooks, VerificationFailed, Verified, json_object
+from sync.inbox import Normalized, VendorWebhooks, VerificationFailed, Verified, json_body, json_object
 from sync.models import Connection, InboundWebhook, Vendor
 
 WEBHOOK_RECEIVED = "webhook.received"
@@ -58,10 +57,7 @@ def verify_standard(request: HttpRequest, body: bytes, secrets: list[str]) -> di
             continue
         except Exception:  # a malformed signature header or secret: not a match
             continue
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            raise VerificationFailed("the body is not JSON") from None
+        parsed = json_body(body)
         if not isinstance(parsed, dict):
             raise VerificationFailed("the body is not a JSON object")
         return parsed

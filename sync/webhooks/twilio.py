@@ -51,7 +51,7 @@ from twilio.request_validator import (
 )
 
 from crm.events import SMS_RECEIVED, SMS_STATUS_CHANGED
-from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified
+from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified, json_body
 from sync.models import Connection, InboundWebhook, Vendor
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
@@ -81,10 +81,7 @@ def _form(body: bytes) -> QueryDict:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        raise VerificationFailed("the body is not JSON") from None
+    parsed = json_body(body)
     if not isinstance(parsed, dict):
         raise VerificationFailed("the body is not a JSON object")
     return parsed
