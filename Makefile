@@ -18,8 +18,9 @@ setup: $(STAMP)
 run: $(STAMP)
 	@mkdir -p var
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py sync_periodic_tasks
-	$(PY) manage.py create_org demo --owner owner@example.com --if-missing
+	$(PY) manage.py create_org demo --owner owner@example.com --if-missing --password
 	$(PY) manage.py serve
 
 test: $(STAMP)

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc, pinned and served by us (no CDN)
     "django_celery_beat",
     "channels",
     "core",
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "core.middleware.refuse_nul_bytes_middleware",
     "core.middleware.require_content_length_middleware",
     "django.middleware.security.SecurityMiddleware",
+    "config.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -158,8 +160,17 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Served by the web process itself (WhiteNoise, config/staticfiles.py) from STATIC_ROOT, which
+# `collectstatic` fills: `make run` and the Procfile's release step run it.
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Writes a gzipped copy beside each file, which WhiteNoise serves to clients that accept it.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# The browsable API's sign-in (/api-auth/login/) lands on the API root.
+LOGIN_REDIRECT_URL = "/"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
 
@@ -342,6 +353,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # /api/docs/ and /api/redoc/ load their assets from drf-spectacular-sidecar, and nothing
+    # from elsewhere (Swagger UI would ask validator.swagger.io about the schema).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Several models have a `status`: name each choice set after its own enum.
     "ENUM_NAME_OVERRIDES": {
         "RecordStatusEnum": "core.models.records.RecordStatus",

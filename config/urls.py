@@ -1,13 +1,15 @@
-"""URL configuration: the API at the root, the admin, and the OpenAPI schema and docs."""
+"""URL configuration: the API at the root, the admin, and the OpenAPI schema and its docs
+(Swagger UI and ReDoc)."""
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api-auth/", include("rest_framework.urls")),
     path("monitoring/", include("sync.api.urls")),
     path("upstream/", include("sync.upstream_urls")),

@@ -6,6 +6,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from core.models import ApiToken, EventRecord, Membership, Org, Role, User
 from tests.factories import client_for, make_org
@@ -116,3 +117,28 @@ def test_it_leaves_other_orgs_alone(db):
     _run("initech", owner="bill@initech.test")
 
     assert list(Org.objects.values_list("slug", flat=True)) == ["acme", "initech"]
+
+
+def test_asked_to_it_gives_the_owner_a_new_password_a_browser_signs_in_with(db):
+    lines = _run("initech", owner="bill@initech.test", password=True)
+
+    owner = User.objects.get(email="bill@initech.test")
+    assert lines[1].startswith("Password for bill@initech.test: ")
+    password = lines[1].split()[3]
+    assert owner.check_password(password)
+    assert ApiToken.objects.get(key_hash=ApiToken.hash_key(lines[-1])).user == owner  # the token stays last
+    client = Client()
+    assert client.login(username="bill@initech.test", password=password)
+    assert client.get("/orgs/", HTTP_ACCEPT="text/html").status_code == 200
+
+    # Run again (as every `make run` does): a new password, and the old one no longer works.
+    again = _run("initech", owner="bill@initech.test", if_missing=True, password=True)
+    assert again[1].split()[3] != password
+    assert not User.objects.get(pk=owner.pk).check_password(password)
+
+
+def test_unasked_it_prints_no_password_and_sets_none(db):
+    lines = _run("initech", owner="bill@initech.test")
+
+    assert not [line for line in lines if "assword" in line]
+    assert not User.objects.get(email="bill@initech.test").has_usable_password()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -83,3 +85,94 @@ def test_serve_runs_the_whole_system_and_stops_cleanly_on_one_signal(owner, tmp_
     # Nothing it started is left listening.
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/api/schema/", timeout=2)
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """Every process below `pid`, as {pid: its start time} (from /proc, which names parents)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None:
+                parents[int(entry.name)] = int(stat[1])
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in found:
+                stat = _stat(child)
+                if stat is not None:
+                    found[child] = stat[19]
+                    frontier.append(child)
+    return found
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields from the state on (state, ppid, ...), or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _alive(pid: int, started: str) -> bool:
+    stat = _stat(pid)
+    # A zombie has exited (only its exit status is left); another start time is a reused pid.
+    return stat is not None and stat[0] != "Z" and stat[19] == started
+
+
+MAKEFILE = "run:\n\t$(PY) manage.py serve --port $(PORT) --concurrency 1\n"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_under_make_leaves_nothing_behind_when_its_group_is_signalled_twice(tmp_path, signum):
+    """`kill -- -<pgid>` of `make run`: make forwards the SIGTERM serve got from the group kill,
+    and a terminal's Ctrl-C pressed twice reaches every process in the group twice. Neither
+    may cut serve's shutdown short: web, worker (and its pool), beat and the embedded Redis
+    all end."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    (tmp_path / "Makefile").write_text(MAKEFILE)
+    env = live.process_env(settings.REDIS_URL, VAR_DIR=str(tmp_path / "var"))
+    env.pop("REDIS_URL")  # serve starts an embedded Redis of its own (under tmp_path/var)
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "-f", str(tmp_path / "Makefile"), "run",
+         f"PY={sys.executable}", f"PORT={port}"],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, process_group=0,
+    )  # fmt: skip
+    started: dict[int, str] = {}
+
+    def left() -> list[int]:
+        return [pid for pid, at in started.items() if _alive(pid, at)]
+
+    def web_up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/api/schema/", timeout=10).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        live.wait_for(web_up, timeout=90, what=f"web; log:\n{log.read_text()}")
+        live.wait_for(lambda: "ready." in log.read_text(), timeout=60, what=f"the worker; {log.read_text()}")
+        live.wait_for(lambda: "beat: Starting" in log.read_text(), timeout=60, what="beat")
+        started = _descendants(make.pid)
+        commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in started)
+        for part in ("manage.py\0serve", "uvicorn", "worker", "beat", "redis-server"):
+            assert part in commands, (part, commands)
+
+        os.killpg(make.pid, signum)
+        time.sleep(0.3)  # serve is stopping its children now
+        os.killpg(make.pid, signum)
+        live.wait_for(lambda: not left(), timeout=40, what=f"every process to end; {left()} left")
+        make.wait(timeout=10)
+    finally:
+        for pid in left():  # only on failure: leave no stray processes to the next tests
+            os.kill(pid, signal.SIGKILL)
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
+    output = log.read_text()
+    errors = [block for block in output.split("Traceback")[1:] if "SystemExit" not in block]
+    assert not errors, output

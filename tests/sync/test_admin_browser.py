@@ -3,64 +3,26 @@ a dead letter made by a real worker, click Replay, see it replayed and its repla
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import requests
-from django.conf import settings
 from playwright.sync_api import Page, expect, sync_playwright
 
-from config import processes
 from core.models import User
 from sync.models import DeadLetter, DeadLetterStatus
-from tests import jobs, live
-from tests.processes import Process
+from tests import browser, jobs
 from tests.sync.dead_letters import dead_letter_for_real, fixed, running_worker, unique_key
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 PASSWORD = "browser-test-password-9431"
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), browser.needs_chromium]
 
 
 @pytest.fixture
 def web() -> Iterator[str]:
-    """The ASGI server as production runs it, on the test database and broker."""
-    port = free_port()
-    server = Process(processes.web(host="127.0.0.1", port=port), live.process_env(settings.REDIS_URL), "web")
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{base}/admin/login/", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        live.wait_for(up, timeout=60, what=f"the web server; log:\n{server.output()}")
+    with browser.web_server() as base:
         yield base
-    finally:
-        server.stop()
 
 
 def log_in(page: Page, base: str, email: str, next_path: str) -> None:
@@ -90,9 +52,9 @@ def test_an_admin_replays_a_dead_letter_and_sees_it_succeed(owner, web, request)
         letter = dead_letter_for_real(owner.org, key, worker)
         path = f"/admin/sync/deadletter/{letter.pk}/change/"
         with fixed(key), sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            chromium = browser.launch(playwright)
             try:
-                page = browser.new_page()
+                page = chromium.new_page()
                 log_in(page, web, "browser-admin@example.com", path)
                 expect(page.locator(".field-status .readonly")).to_have_text("Dead")
                 expect(page.locator(".field-traceback_display pre")).to_contain_text("not fixed yet")
@@ -104,7 +66,7 @@ def test_an_admin_replays_a_dead_letter_and_sees_it_succeed(owner, web, request)
                 wait_for_text(page, ".field-replays_table", "succeeded")
                 expect(page.locator(".field-replays_table")).to_contain_text("browser-admin@example.com")
             finally:
-                browser.close()
+                chromium.close()
         letter = DeadLetter.objects.get(pk=letter.pk)
         assert letter.status == DeadLetterStatus.REPLAYED
         assert [r["outcome"] for r in letter.replays] == ["succeeded"]

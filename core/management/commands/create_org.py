@@ -1,5 +1,7 @@
-"""Create an org and its owner; print the owner's new API token as the last line."""
+"""Create an org and its owner; print the owner's new API token as the last line (and, asked
+to, a new password: a browser signs in to the browsable API with it, as it cannot send a token)."""
 
+import secrets
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -23,8 +25,15 @@ class Command(BaseCommand):
             action="store_true",
             help="If the org exists and the user owns it, issue a new token instead of failing.",
         )
+        parser.add_argument(
+            "--password",
+            action="store_true",
+            help="Also give the owner a new random password and print it (for signing in with a browser).",
+        )
 
-    def handle(self, *args: Any, slug: str, owner: str, name: str, if_missing: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, slug: str, owner: str, name: str, if_missing: bool, password: bool, **options: Any
+    ) -> None:
         try:
             SLUG_VALIDATOR(slug)
         except ValidationError as exc:
@@ -45,4 +54,12 @@ class Command(BaseCommand):
                 org, user = services.org_create_with_owner(slug=slug, owner_email=email, name=name)
                 self.stdout.write(f"Created org {org.slug} ({org.pk}) with owner {email}.")
             _, key = ApiToken.issue(user, name="cli")
+            new_password = secrets.token_urlsafe(12) if password else None
+            if new_password is not None:
+                user.set_password(new_password)
+                user.save(update_fields=["password"])
+        if new_password is not None:
+            self.stdout.write(
+                f"Password for {email}: {new_password}  (sign in at /api-auth/login/ to browse the API at /)"
+            )
         self.stdout.write(key)

@@ -4,7 +4,8 @@ With REDIS_URL unset it first starts the embedded Redis, which every child reach
 socket the settings derive from the project directory. One Ctrl-C (or SIGTERM) stops
 everything: each child, in a session of its own so the terminal's signal reaches only us,
 gets exactly one SIGTERM (a second signal would turn Celery's warm shutdown cold), and
-Redis is stopped last.
+Redis is stopped last. Further signals (`make` forwards the SIGTERM its group also got)
+only repeat the request: nothing interrupts the shutdown.
 """
 
 from __future__ import annotations
@@ -32,46 +33,60 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=2, help="Worker processes.")
 
     def handle(self, *args: Any, host: str, port: int, concurrency: int, **options: Any) -> None:
+        # Before anything is started: a signal only sets this flag, never raises, so no
+        # Popen or shutdown step is cut short and every child started is also stopped.
+        stop = _StopRequest()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, stop.handle)
         embedded = None
-        if settings.REDIS_EMBEDDED:
-            embedded = EmbeddedRedis(socket_path(settings.VAR_DIR), settings.VAR_DIR / "redis")
-            started = embedded.start()
-            self.stdout.write(
-                f"redis:  embedded on {embedded.sock}" + ("" if started else " (already running)")
-            )
-        else:
-            self.stdout.write("redis:  REDIS_URL")
-        commands = {
-            "web": processes.web(host=host, port=port),
-            "worker": processes.worker(concurrency=concurrency),
-            "beat": processes.beat(schedule_file=str(settings.VAR_DIR / "celerybeat-schedule")),
-        }
         children: dict[str, subprocess.Popen[bytes]] = {}
-        # A supervisor stopping us with SIGTERM gets the same clean shutdown as Ctrl-C.
-        signal.signal(signal.SIGTERM, _interrupt)
-        signal.signal(signal.SIGHUP, _interrupt)
-        code = 0
         try:
-            for name, command in commands.items():
-                children[name] = subprocess.Popen(
-                    [sys.executable, "-m", *command], cwd=settings.BASE_DIR, start_new_session=True
+            if settings.REDIS_EMBEDDED:
+                embedded = EmbeddedRedis(socket_path(settings.VAR_DIR), settings.VAR_DIR / "redis")
+                started = embedded.start()
+                self.stdout.write(
+                    f"redis:  embedded on {embedded.sock}" + ("" if started else " (already running)")
                 )
-            self.stdout.write(f"web:    http://{host}:{port}/  (admin /admin/, docs /api/docs/)")
-            while True:
-                for name, child in children.items():
-                    if child.poll() is not None:
-                        self.stderr.write(f"{name} exited with {child.returncode}; stopping everything")
-                        code = child.returncode or 1
-                        raise KeyboardInterrupt
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+            else:
+                self.stdout.write("redis:  REDIS_URL")
+            code = self._run(children, stop, host=host, port=port, concurrency=concurrency)
         finally:
             self._stop(children)
             if embedded is not None:
                 embedded.stop()
         if code:
             sys.exit(code)
+
+    def _run(
+        self,
+        children: dict[str, subprocess.Popen[bytes]],
+        stop: _StopRequest,
+        *,
+        host: str,
+        port: int,
+        concurrency: int,
+    ) -> int:
+        """Start web, worker and beat into `children`; supervise them until a stop is requested
+        (0) or one of them exits (its exit code)."""
+        commands = {
+            "web": processes.web(host=host, port=port),
+            "worker": processes.worker(concurrency=concurrency),
+            "beat": processes.beat(schedule_file=str(settings.VAR_DIR / "celerybeat-schedule")),
+        }
+        for name, command in commands.items():
+            if stop.requested:
+                return 0
+            children[name] = subprocess.Popen(
+                [sys.executable, "-m", *command], cwd=settings.BASE_DIR, start_new_session=True
+            )
+        self.stdout.write(f"web:    http://{host}:{port}/  (admin /admin/, docs /api/docs/ and /api/redoc/)")
+        while not stop.requested:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    self.stderr.write(f"{name} exited with {child.returncode}; stopping everything")
+                    return child.returncode or 1
+            time.sleep(0.2)
+        return 0
 
     def _stop(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
         for child in children.values():
@@ -86,5 +101,10 @@ class Command(BaseCommand):
                 child.wait()
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class _StopRequest:
+    """Set by SIGINT, SIGTERM or SIGHUP, however often they come."""
+
+    requested = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.requested = True

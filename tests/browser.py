@@ -1,0 +1,82 @@
+"""Real browser tests' pieces: Debian's Chromium (through Playwright, never a downloaded
+browser) and the web process as `make run` starts it, static files collected as it does."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+from playwright.sync_api import Browser, Playwright
+
+from config import processes
+from tests import live
+from tests.processes import ROOT, Process
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's Chromium is not at /usr/bin/chromium (apt-get install chromium)"
+)
+
+
+def launch(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@functools.cache
+def collected_static() -> Path:
+    """STATIC_ROOT filled by `manage.py collectstatic --noinput`, as `make run` and the Procfile's
+    release step fill it (once per test session, into a directory of its own)."""
+    root = Path(tempfile.mkdtemp(prefix="static-", dir="/tmp"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=ROOT,
+        env=live.process_env(settings.REDIS_URL, STATIC_ROOT=str(root)),
+        check=True,
+        timeout=300,
+    )
+    return root
+
+
+@contextmanager
+def web_server() -> Iterator[str]:
+    """The ASGI server as production runs it (uvicorn, config.asgi) on the test database and
+    broker, serving the collected static files; yields its base URL."""
+    port = free_port()
+    env = live.process_env(settings.REDIS_URL, STATIC_ROOT=str(collected_static()))
+    server = Process(processes.web(host="127.0.0.1", port=port), env, "web")
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{base}/admin/login/", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        live.wait_for(up, timeout=60, what=f"the web server; log:\n{server.output()}")
+        yield base
+    finally:
+        server.stop()
