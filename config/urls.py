@@ -18,3 +18,5 @@ urlpatterns = [
     path("automation/", include("automation.urls")),
     path("", include("core.api.urls")),
 ]
+
+handler404 = "core.api.exceptions.not_found"

@@ -9,11 +9,13 @@ from rest_framework import serializers
 
 from automation import definition
 from automation.models import Flow, FlowRun, RunStatus, StepRun, TriggerKind
+from core.api.fields import StrictBooleanField
 from core.api.serializers import SafeJSONField
 
 
 class FlowSerializer(serializers.ModelSerializer[Flow]):
     name = serializers.CharField(max_length=200)
+    enabled = StrictBooleanField(required=False)
     trigger = SafeJSONField(
         help_text='{"event": <catalog name>, "datatype"?: ..., "conditions"?: ...} or '
         '{"schedule": {"cron": "0 9 * * 1", "timezone": "Europe/Paris"}}.'
@@ -52,7 +54,7 @@ def _reveal(step_list: list[dict[str, Any]], generated: dict[str, str]) -> None:
 
 
 class FlowFilterSerializer(serializers.Serializer[Any]):
-    enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+    enabled = StrictBooleanField(required=False, allow_null=True, default=None)
     trigger = serializers.ChoiceField(choices=TriggerKind.choices, required=False)
     event = serializers.CharField(max_length=100, required=False, help_text="Flows triggered by this event.")
 
@@ -146,4 +148,4 @@ class StepTypeSerializer(serializers.Serializer[Any]):
     name = serializers.CharField()
     description = serializers.CharField()
     branches = serializers.ListField(child=serializers.CharField())
-    signed = serializers.BooleanField(help_text="Whether the step has a signing secret.")
+    signed = StrictBooleanField(help_text="Whether the step has a signing secret.")

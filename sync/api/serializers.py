@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.fields import StrictBooleanField
 from sync.models import DeadLetter
 from sync.queues import Queue
 from sync.selectors import STATUS_CHOICES
@@ -78,25 +79,25 @@ class DeadLetterFilterSerializer(serializers.Serializer[Any]):
 
 class BulkReplaySerializer(DeadLetterFilterSerializer):
     status = StatusFilterField(default="dead")
-    all = serializers.BooleanField(
+    all = StrictBooleanField(
         default=False, help_text="Replay every dead letter in scope: required when no other filter is named."
     )
-    force = serializers.BooleanField(default=False, help_text="Replay even those that succeeded on replay.")
+    force = StrictBooleanField(default=False, help_text="Replay even those that succeeded on replay.")
     limit = serializers.IntegerField(min_value=1, max_value=MAX_BULK_REPLAY, default=1000)
 
 
 class ReplaySerializer(serializers.Serializer[Any]):
-    force = serializers.BooleanField(default=False, help_text="Replay even if a replay already succeeded.")
+    force = StrictBooleanField(default=False, help_text="Replay even if a replay already succeeded.")
 
 
 class ReplayResultSerializer(serializers.Serializer[Any]):
-    replayed = serializers.BooleanField()
+    replayed = StrictBooleanField()
     task_id = serializers.CharField(required=False)
     detail = serializers.CharField(required=False)
 
 
 class DiscardResultSerializer(serializers.Serializer[Any]):
-    discarded = serializers.BooleanField()
+    discarded = StrictBooleanField()
     status = serializers.CharField()
     detail = serializers.CharField(required=False)
 
@@ -106,7 +107,7 @@ class BulkReplayResultSerializer(serializers.Serializer[Any]):
     skipped = serializers.IntegerField(help_text="Already succeeded on replay.")
     refused = serializers.IntegerField(help_text="Their task is no longer registered.")
     refusals = serializers.ListField(child=serializers.CharField())
-    more = serializers.BooleanField(help_text="More letters matched than `limit`: call again.")
+    more = StrictBooleanField(help_text="More letters matched than `limit`: call again.")
 
 
 class QueueStatsSerializer(serializers.Serializer[Any]):

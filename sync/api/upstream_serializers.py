@@ -14,6 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.fields import StrictBooleanField
 from core.api.serializers import SafeJSONField
 from sync import connections
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
@@ -35,6 +36,8 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
         help_text="Where the vendor sends this connection's webhooks (null: the vendor sends none)."
     )
     health = serializers.CharField(read_only=True, help_text="healthy, failing, unavailable or unknown.")
+    # "" when none is set (the vendor's default): the schema says so (a URL, or empty).
+    base_url = serializers.URLField(read_only=True, allow_blank=True)
 
     class Meta:
         model = Connection
@@ -82,7 +85,7 @@ class ConnectionCreateSerializer(serializers.Serializer[Any]):
     base_url = serializers.URLField(
         required=False, allow_blank=True, max_length=connections.MAX_BASE_URL_LENGTH
     )
-    enabled = serializers.BooleanField(default=True)
+    enabled = StrictBooleanField(default=True)
 
 
 class ConnectionUpdateSerializer(serializers.Serializer[Any]):
@@ -93,7 +96,7 @@ class ConnectionUpdateSerializer(serializers.Serializer[Any]):
     base_url = serializers.URLField(
         required=False, allow_blank=True, max_length=connections.MAX_BASE_URL_LENGTH
     )
-    enabled = serializers.BooleanField(required=False)
+    enabled = StrictBooleanField(required=False)
 
     _REFUSED: ClassVar[dict[str, str]] = {
         "vendor": "A connection's vendor cannot change: create a new connection.",
@@ -114,7 +117,7 @@ class SecretCreateSerializer(serializers.Serializer[Any]):
 
 
 class CheckResultSerializer(serializers.Serializer[Any]):
-    ok = serializers.BooleanField()
+    ok = StrictBooleanField()
     status = serializers.IntegerField(allow_null=True, help_text="The vendor's HTTP status, if it answered.")
     detail = serializers.CharField()
     connection = ConnectionSerializer()
@@ -150,14 +153,14 @@ class InboxFilterSerializer(serializers.Serializer[Any]):
     vendor = serializers.ChoiceField(choices=Vendor.choices, required=False)
     connection = serializers.UUIDField(required=False)
     status = serializers.ChoiceField(choices=InboundStatus.choices, required=False)
-    verified = serializers.BooleanField(required=False, allow_null=True)
+    verified = StrictBooleanField(required=False, allow_null=True)
     vendor_event_id = serializers.CharField(max_length=255, required=False)
     received_after = serializers.DateTimeField(required=False)
     received_before = serializers.DateTimeField(required=False)
 
 
 class ReprocessResultSerializer(serializers.Serializer[Any]):
-    queued = serializers.BooleanField()
+    queued = StrictBooleanField()
     id = serializers.UUIDField()
     status = serializers.CharField(help_text="The row's status when it was queued.")
 
@@ -170,7 +173,7 @@ class ConnectionHealthSerializer(serializers.Serializer[Any]):
     org = serializers.CharField(help_text="The org's slug.")
     vendor = serializers.CharField()
     name = serializers.CharField()
-    enabled = serializers.BooleanField()
+    enabled = StrictBooleanField()
     health = serializers.CharField()
     circuit_state = serializers.CharField()
     consecutive_failures = serializers.IntegerField()
