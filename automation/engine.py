@@ -25,7 +25,6 @@ generation is bumped (so any job of the failed attempt still in flight does noth
 from __future__ import annotations
 
 import logging
-import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -349,7 +348,8 @@ def _unexpected(run: FlowRun, node: definition.Node, step_run: StepRun, exc: Exc
     error = f"{type(exc).__name__}: {exc}"[:1000]
     step_run.refresh_from_db()
     tries = len([a for a in step_run.attempts_in(run.generation) if a.get("outcome") == "error"]) + 1
-    attempt = {"outcome": "error", "error": error, "traceback": traceback.format_exc()[-4000:]}
+    # The traceback goes to the log (operators) only: members read the run's attempts.
+    attempt = {"outcome": "error", "error": error}
     if tries < UNEXPECTED_ERROR_ATTEMPTS:
         outcome = Outcome.retry(min(60.0, 2.0**tries) * settings.JOB_RETRY_SCALE, error, attempt=attempt)
     else:

@@ -19,6 +19,7 @@ from core import services as core_services
 from core.events import emit_envelope
 from core.events.bus import queued_listeners
 from core.models import EventRecord, Record
+from sync.consumers import RetryIn
 from sync.models import ScheduledJob
 
 pytestmark = pytest.mark.django_db
@@ -329,6 +330,40 @@ def test_a_step_type_registered_elsewhere_validates_and_runs(owner, shout, make_
     [run] = engine.start_for_event(event(owner.org, who="ada"))
     assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "done"
     assert Record.objects.get(datatype="shout").data == {"text": "HI ADA"}
+
+
+class BrokenStep(StepType):
+    name = "test-broken"
+    description = "Raises: a bug in a step type."
+
+    def validate(self, config: dict[str, Any], *, org_id: Any) -> dict[str, Any]:
+        return {}
+
+    def execute(self, ctx: StepContext) -> Outcome:
+        raise RuntimeError("step type bug")
+
+
+@pytest.fixture
+def broken():
+    steps.register(BrokenStep)
+    yield
+    steps.unregister(BrokenStep.name)
+
+
+def test_a_step_that_raises_records_a_short_reason_and_no_traceback_members_can_read(
+    owner, member, broken, make_flow
+):
+    make_flow(owner.org, {"event": "collection-create", "datatype": "contact"},
+              [{"type": "test-broken", "config": {}}])  # fmt: skip
+    [run] = engine.start_for_event(event(owner.org))
+    with pytest.raises(RetryIn):
+        engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1)
+    detail = member.client.get(f"/automation/runs/{run.pk}/").json()
+    [step] = detail["steps"]
+    [attempt] = step["attempts"]
+    assert attempt["error"] == "RuntimeError: step type bug"
+    assert "traceback" not in attempt
+    assert "Traceback" not in str(detail) and "File \"" not in str(detail)
 
 
 # --- the scheduler's clock -----------------------------------------------------------------------
