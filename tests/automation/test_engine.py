@@ -363,7 +363,7 @@ def test_a_step_that_raises_records_a_short_reason_and_no_traceback_members_can_
     [attempt] = step["attempts"]
     assert attempt["error"] == "RuntimeError: step type bug"
     assert "traceback" not in attempt
-    assert "Traceback" not in str(detail) and "File \"" not in str(detail)
+    assert "Traceback" not in str(detail) and 'File "' not in str(detail)
 
 
 # --- the scheduler's clock -----------------------------------------------------------------------
