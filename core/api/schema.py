@@ -32,6 +32,7 @@ _WHY = {
     "403": "Authenticated, but not allowed to do this.",
     "404": "Not found (or not in the caller's organization).",
     "409": "The resource's state, or another resource, conflicts with this change.",
+    "410": "No longer usable: expired, revoked or declined.",
     "413": "The request body is too large.",
     "429": "Too many requests: retry after the Retry-After header's seconds.",
 }
@@ -61,7 +62,9 @@ class AutoSchema(openapi.AutoSchema):
         if operation is None:
             return None
         responses = operation.setdefault("responses", {})
-        for status in self._error_statuses(operation):
+        # The statuses the view's kind implies, and any 4xx the view declared itself.
+        declared = [status for status in responses if str(status).startswith("4")]
+        for status in dict.fromkeys([*self._error_statuses(operation), *declared]):
             documented = responses.setdefault(status, self._error_response(status))
             if "content" not in documented:  # a description given by the view: add the body
                 documented["content"] = self._error_response(status)["content"]
@@ -100,4 +103,5 @@ class AutoSchema(openapi.AutoSchema):
             name=name, type=ResolvedComponent.SCHEMA, object=name, schema=schema
         )
         self.registry.register_on_missing(component)
-        return {"description": _WHY[status], "content": {"application/json": {"schema": component.ref}}}
+        description = _WHY.get(status, "The request cannot be served.")
+        return {"description": description, "content": {"application/json": {"schema": component.ref}}}

@@ -10,7 +10,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -342,6 +342,11 @@ class OrgViewSet(viewsets.ModelViewSet[Org]):
 
 # --- invitations -------------------------------------------------------------------------------
 
+_TOKEN_ERRORS = {
+    404: OpenApiResponse(description="No invitation of the caller's has this token."),
+    410: OpenApiResponse(description="The invitation expired, was revoked or was declined."),
+}
+
 
 @extend_schema_view(
     list=extend_schema(
@@ -398,7 +403,7 @@ class InvitationViewSet(
 
     @extend_schema(
         request=InvitationTokenSerializer,
-        responses=OrgSerializer,
+        responses={200: OrgSerializer, **_TOKEN_ERRORS},
         description="Join the org that invited the caller's email address, with the invited role. "
         "404 for an unknown token or another account's invitation; 409 if already accepted; 410 if "
         "it expired, was revoked or declined. The org joined does not become the default.",
@@ -414,7 +419,7 @@ class InvitationViewSet(
         org.caller_role = membership.role  # type: ignore[attr-defined]
         return Response(OrgSerializer(org, context=self.get_serializer_context()).data)
 
-    @extend_schema(request=InvitationTokenSerializer, responses={204: None})
+    @extend_schema(request=InvitationTokenSerializer, responses={204: None, **_TOKEN_ERRORS})
     @action(detail=False, methods=["post"])
     def decline(self, request: Request) -> Response:
         """Turn the invitation down; its org sees it as declined."""

@@ -92,13 +92,15 @@ class Invitation(models.Model):
         self.closed_at = timezone.now()
 
     def token(self) -> str:
-        return signing.dumps({"i": str(self.pk), "n": self.nonce}, salt=_SALT)
+        # Not timestamped: the row's expires_at says when it ends, and the same invitation
+        # always gives the same token (inviting again hands out the same link).
+        return signing.Signer(salt=_SALT).sign_object({"i": str(self.pk), "n": self.nonce})
 
     @classmethod
     def from_token(cls, token: str) -> Invitation | None:
         """The invitation a token names, or None when it is forged, garbled or unknown."""
         try:
-            payload = signing.loads(token, salt=_SALT)
+            payload = signing.Signer(salt=_SALT).unsign_object(token)
             pk, nonce = uuid.UUID(str(payload["i"])), str(payload["n"])
         except (signing.BadSignature, ValueError, TypeError, KeyError):
             return None

@@ -178,7 +178,10 @@ def test_the_outbound_client_raises_a_refusal_for_a_host_idna_cannot_encode(owne
     with pytest.raises(outbound.UnsafeURL, match="not a valid host name"):
         outbound.request("GET", "http://a..b.example/", org_id=owner.org.pk, purpose="idna")
 
-    loop = CannedServer(b"HTTP/1.1 302 Found\r\nLocation: /hook\r\nContent-Length: 0\r\n\r\n")
+    # Connection: close, as the server closes after each answer (a reused socket would be reset).
+    loop = CannedServer(
+        b"HTTP/1.1 302 Found\r\nLocation: /hook\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
     with loop, pytest.raises(requests.TooManyRedirects) as raised:
         outbound.request("GET", loop.url, org_id=owner.org.pk, purpose="loop")
     assert outbound.failure(raised.value, loop.url) == ("too many redirects", False)

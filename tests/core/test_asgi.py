@@ -13,6 +13,9 @@ from sync.models import Connection, InboundWebhook, Vendor
 ORIGIN = (b"origin", b"http://127.0.0.1")
 
 
+# The consumer closes stale database connections between messages (Channels does, for every
+# consumer): a connection a previous test left in the loop's sync thread needs database access.
+@pytest.mark.django_db
 def test_the_ping_socket_answers_through_the_channel_layer():
     async def scenario() -> None:
         communicator = WebsocketCommunicator(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -326,3 +327,12 @@ def test_creating_an_org_keeps_the_default(member):
     member.user.refresh_from_db()
     assert member.user.default_org == member.org
     assert member.client.get("/sites/").status_code == 200  # still acme, without X-Org
+
+
+def test_the_token_of_an_invitation_does_not_change_with_the_clock(owner, outsider, monkeypatch):
+    first = _invite(owner, outsider.user.email)
+    invitation = Invitation.objects.get(pk=first["id"])
+    later = time.time() + 5
+    monkeypatch.setattr(time, "time", lambda: later)
+
+    assert invitation.token() == first["token"]
