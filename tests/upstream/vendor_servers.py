@@ -447,7 +447,7 @@ class Listener:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"http://{host}:{self.port}"
 
     def connections(self) -> int:
         while True:
