@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.utils import select_proxy
 from urllib3 import HTTPConnectionPool
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
@@ -133,9 +134,11 @@ class GuardedAdapter(HTTPAdapter):
         host, port = check_shape(url)
         try:
             addresses = checked_addresses(host, port)  # UnsafeURL before any socket
-        except (socket.gaierror, UnicodeError) as exc:
+        except socket.gaierror as exc:
             # The vendor's DNS having a bad day is a connection failure, not an unsafe URL.
             raise requests.ConnectionError(f"cannot resolve host {host!r}: {exc}", request=request) from None
+        except UnicodeError:  # a label IDNA cannot encode ("a..b", 64+ characters)
+            raise UnsafeURL(f"cannot resolve host {host!r}: not a valid host name") from None
         pinned = request.copy()
         pinned.headers["Host"] = urlsplit(url).netloc
         for index, info in enumerate(addresses):
@@ -152,6 +155,9 @@ class GuardedAdapter(HTTPAdapter):
     def get_connection_with_tls_context(
         self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
     ) -> HTTPConnectionPool:
+        if select_proxy(request.url or "", proxies):
+            # Only tests set proxies (trust_env is off): the proxy, not us, connects to the host.
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
         address = getattr(self.pinned, "address", None)
         if address is None:
             raise UnsafeURL("a request must be sent through the guard's send")
