@@ -196,7 +196,7 @@ def user_update(*, org: Org, actor: User | None, user: User, role: str | None = 
     with transaction.atomic():
         membership = lock(Membership.objects, user=user, org=org)
         if role is not None and role != membership.role:
-            if membership.role == Role.OWNER and _owners(org) == 1:
+            if membership.role == Role.OWNER and owner_count(org) == 1:
                 raise Conflict("The organization's last owner cannot change role; make another owner first.")
             membership.role = role
             membership.save(update_fields=["role"])
@@ -207,7 +207,7 @@ def user_delete(*, org: Org, actor: User | None, user: User) -> None:
     """Remove the user from the org; the account itself goes once it belongs to no org."""
     with transaction.atomic():
         membership = lock(Membership.objects, user=user, org=org)
-        if membership.role == Role.OWNER and _owners(org) == 1:
+        if membership.role == Role.OWNER and owner_count(org) == 1:
             raise Conflict("The organization's last owner cannot be removed.")
         membership.delete()
         if user.default_org_id == org.pk:
@@ -221,7 +221,7 @@ def user_delete(*, org: Org, actor: User | None, user: User) -> None:
             repository.delete(user, org=org, actor=actor, extra={"role": None})
 
 
-def _owners(org: Org) -> int:
+def owner_count(org: Org) -> int:
     return Membership.objects.filter(org=org, role=Role.OWNER).count()
 
 

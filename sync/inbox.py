@@ -1,25 +1,5 @@
-"""The inbound-webhook inbox: every vendor webhook is verified, stored, answered, then emitted.
-
-The request path (`receive`, one view for every vendor endpoint):
-1. POST only; a body past INBOUND_WEBHOOK_MAX_BYTES is a 413 (read no further);
-2. the connection named in the URL, of the endpoint's vendor and enabled, or a 404 (a
-   per-process copy, exact through Redis: sync.connection_cache);
-3. the vendor's signature check on the raw body: a failure is stored as a REJECTED row for
-   audit and answered 400 (or the vendor's status), and nothing is emitted;
-4. the InboundWebhook row, unique per (connection, vendor event id): a second copy of a
-   vendor event, also one arriving at the same moment, hits the constraint and is answered
-   2xx as a duplicate, with nothing new queued;
-5. the answer, at once; the row's normalizing job is queued after the commit.
-
-The job (`process_inbound_webhook`, on the `events` queue) asks the vendor module to
-normalize the row into our events and emits them in one transaction with the row's status,
-causation the row, correlation the request's. A type the vendor module does not map is
-IGNORED (stored, not emitted); a payload it cannot read is FAILED with the reason. Both can
-be reprocessed (`reprocess`: the admin, the API and `manage.py reprocess_webhooks`).
-
-A vendor module (see VENDOR_MODULES) exposes `webhooks`, a VendorWebhooks: `verify` and
-`normalize`, and `acknowledge` where the vendor wants a particular answer.
-"""
+"""The inbound-webhook inbox: every vendor webhook is verified, stored, answered, then emitted
+(`receive`), and normalized into our events by a job (`process`). See docs/inbox.md."""
 
 from __future__ import annotations
 
@@ -32,6 +12,7 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -178,32 +159,38 @@ def _verify(webhooks: VendorWebhooks, request: HttpRequest, body: bytes, connect
     return verified
 
 
+def body_limit() -> int:
+    """The largest body accepted: INBOUND_WEBHOOK_MAX_BYTES, within Django's own request limit."""
+    limit: int = settings.INBOUND_WEBHOOK_MAX_BYTES
+    if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
+        limit = min(limit, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    return limit
+
+
 def _read_body(request: HttpRequest) -> bytes | None:
-    """The raw body, or None when it is larger than the limit."""
-    limit = settings.INBOUND_WEBHOOK_MAX_BYTES
+    """The raw body, or None when it is larger than the limit. A declared Content-Length over
+    it is refused unread; `request.body` keeps what it read for later readers (request.POST)."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
-    if declared > limit:
+    if declared > body_limit():
         return None
-    body = request.read(limit + 1)
-    if len(body) > limit:
+    try:
+        body = request.body
+    except RequestDataTooBig:
         return None
-    # What we read is the body: later readers (request.POST, request.body) see it too.
-    request._body = body
-    return body
+    return body if len(body) <= body_limit() else None
 
 
 @csrf_exempt
 def receive(request: HttpRequest, *, vendor: str, connection_id: uuid.UUID, **route: Any) -> HttpResponse:
-    """The endpoint of every vendor webhook (see the module docstring)."""
+    """The endpoint of every vendor webhook (docs/inbox.md): verify, store, answer, then queue."""
     if request.method != "POST":
         return JsonResponse({"error": "Only POST is accepted."}, status=405, headers={"Allow": "POST"})
     body = _read_body(request)
     if body is None:
-        limit = settings.INBOUND_WEBHOOK_MAX_BYTES
-        return JsonResponse({"error": f"The body is larger than {limit} bytes."}, status=413)
+        return JsonResponse({"error": f"The body is larger than {body_limit()} bytes."}, status=413)
     webhooks = vendor_webhooks(vendor)
     connection = webhook_connection(connection_id, vendor)
     if connection is None:

@@ -14,7 +14,7 @@ import requests
 from sync import outbound
 from sync.models import HttpAttempt
 from sync.outbound import UnsafeURL
-from tests.upstream.vendor_servers import HTTPTestServer, Listener, Reply, ScriptedServer
+from tests.upstream.vendor_servers import HTTPTestServer, Listener, Reply, ScriptedServer, make_tls
 
 pytestmark = pytest.mark.django_db
 
@@ -153,6 +153,48 @@ def test_the_guard_connects_to_the_address_it_checked_not_to_a_second_lookup(
     assert fake_dns.lookups.count("pinned.example.test") == 1
     assert [address[0] for address in socket_connects] == ["127.0.0.2"]
     assert listener.connections() == 0
+
+
+def test_a_pinned_request_carries_the_names_host_header(fake_dns, twins):
+    server, _listener = twins
+    fake_dns.add("named.example.test", ["127.0.0.2"])
+
+    outbound.request("GET", f"http://named.example.test:{server.port}/")
+
+    assert server.seen[0].headers["host"] == f"named.example.test:{server.port}"
+
+
+def test_https_to_a_pinned_address_checks_the_certificate_against_the_name(
+    fake_dns, settings, tmp_path, socket_connects
+):
+    """The socket goes to the checked address; SNI and the certificate's name stay the URL's host."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.2/32"]
+    tls = make_tls(tmp_path, "secure.example.test")
+    fake_dns.add("secure.example.test", ["127.0.0.2"], ["127.0.0.1"])
+    fake_dns.add("other.example.test", ["127.0.0.2"])
+    with ScriptedServer("127.0.0.2", tls=tls.server_context()).on("/", Reply(200, {"tls": True})) as server:
+        response = outbound.request("GET", f"https://secure.example.test:{server.port}/", verify=str(tls.ca))
+        assert response.json() == {"tls": True}
+        assert server.seen[0].headers["host"] == f"secure.example.test:{server.port}"
+
+        # The same server under another name: its certificate does not match, so no answer.
+        with pytest.raises(requests.exceptions.SSLError):
+            outbound.request("GET", f"https://other.example.test:{server.port}/", verify=str(tls.ca))
+    assert fake_dns.lookups.count("secure.example.test") == 1
+    assert {address[0] for address in socket_connects} == {"127.0.0.2"}
+
+
+def test_an_address_that_refuses_the_connection_falls_through_to_the_next_checked_one(
+    fake_dns, settings, socket_connects
+):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.2/32", "127.0.0.3/32"]
+    with ScriptedServer("127.0.0.2").on("/", Reply(200, {"reached": "127.0.0.2"})) as server:
+        fake_dns.add("two.example.test", ["127.0.0.3", "127.0.0.2"])  # nothing listens on .3
+
+        response = outbound.request("GET", f"http://two.example.test:{server.port}/")
+
+    assert response.json() == {"reached": "127.0.0.2"}
+    assert [address[0] for address in socket_connects] == ["127.0.0.3", "127.0.0.2"]
 
 
 @pytest.mark.parametrize(

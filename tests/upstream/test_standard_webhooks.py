@@ -112,6 +112,15 @@ def test_an_oversize_body_is_413_and_a_get_is_405(connection, secret, settings):
     assert not InboundWebhook.objects.exists()
 
 
+def test_a_body_past_djangos_own_request_limit_is_413_not_400(connection, secret, settings):
+    """Django's DATA_UPLOAD_MAX_MEMORY_SIZE bounds the inbox too: the answer names that limit."""
+    settings.INBOUND_WEBHOOK_MAX_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096, 64
+    big = as_body({"type": "x", "data": {"pad": "y" * 100}})
+    response = _post(connection, big, standard_headers(secret, big, msg_id="msg_big"))
+    assert (response.status_code, response.json()) == (413, {"error": "The body is larger than 64 bytes."})
+    assert not InboundWebhook.objects.exists()
+
+
 def test_an_unknown_or_disabled_connection_is_404(connection, secret, outsider):
     headers = standard_headers(secret, BODY, msg_id="msg_404")
     connection.enabled = False

@@ -131,14 +131,17 @@ class _Server(ThreadingHTTPServer):
 
 
 class HTTPTestServer:
-    """A local HTTP server on `host` (127.0.0.1 unless given); a context manager."""
+    """A local HTTP server on `host` (127.0.0.1 unless given), HTTPS with `tls`; a context manager."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.scheme = "https" if tls else "http"
         self.seen: list[Seen] = []
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._server = _Server((host, 0), self)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
@@ -148,7 +151,7 @@ class HTTPTestServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def record(self, seen: Seen) -> None:
         with self._lock:
@@ -183,8 +186,8 @@ class ScriptedServer(HTTPTestServer):
     """Answers each path from its script: `on(path, reply, ...)` queues replies, the last one
     repeating; an unscripted path is a 404."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        super().__init__(host)
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(host, tls)
         self._script: dict[str, list[Reply]] = {}
 
     def on(self, path: str, *replies: Reply) -> Self:

@@ -1,0 +1,108 @@
+"""The circuit breaker of a vendor connection, shared by every process through its database row."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import requests
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sync.models import CircuitState, Connection
+
+logger = logging.getLogger(__name__)
+
+
+class CircuitOpen(Exception):
+    """The connection failed repeatedly; calls fail fast until its cool-down passes."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(
+            f"circuit open for connection {connection.pk} ({connection.vendor}:{connection.name})"
+        )
+
+
+def admit(connection: Connection) -> bool:
+    """Let the call through, or raise CircuitOpen. True when this call is the half-open trial.
+
+    The state is read from the database, not from the instance: the circuit is shared by every
+    process calling the vendor. Of several callers after the cool-down, the one whose
+    conditional UPDATE matches wins the trial; the others fail fast. A trial that never
+    reported (its process died mid-call) is given up after the cool-down plus the timeouts.
+    """
+    state = Connection.objects.filter(pk=connection.pk).values_list("circuit_state", flat=True).first()
+    if state is None or state == CircuitState.CLOSED:
+        return False
+    now = timezone.now()
+    cooldown = timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
+    abandoned = cooldown + timedelta(
+        seconds=settings.OUTBOUND_CONNECT_TIMEOUT + settings.OUTBOUND_READ_TIMEOUT
+    )
+    won = (
+        Connection.objects.filter(pk=connection.pk)
+        .filter(
+            Q(circuit_state=CircuitState.OPEN, circuit_opened_at__lte=now - cooldown)
+            | Q(circuit_state=CircuitState.OPEN, circuit_opened_at__isnull=True)
+            | Q(circuit_state=CircuitState.HALF_OPEN, circuit_opened_at__lte=now - abandoned)
+        )
+        .update(circuit_state=CircuitState.HALF_OPEN, circuit_opened_at=now)
+    )
+    if not won:
+        connection.circuit_state = state
+        raise CircuitOpen(connection)
+    connection.circuit_state, connection.circuit_opened_at = CircuitState.HALF_OPEN, now
+    return True
+
+
+def record_outcome(connection: Connection, *, ok: bool, error: str, trial: bool) -> None:
+    now = timezone.now()
+    if ok:
+        # Any answer closes the circuit, a call that started before it opened included.
+        Connection.objects.filter(pk=connection.pk).update(
+            last_success_at=now,
+            consecutive_failures=0,
+            circuit_state=CircuitState.CLOSED,
+            circuit_opened_at=None,
+        )
+        connection.last_success_at, connection.consecutive_failures = now, 0
+        connection.circuit_state, connection.circuit_opened_at = CircuitState.CLOSED, None
+        return
+    Connection.objects.filter(pk=connection.pk).update(
+        last_failure_at=now, last_error=error[:500], consecutive_failures=F("consecutive_failures") + 1
+    )
+    # A failed trial re-opens the circuit; otherwise it opens when the failures reach the
+    # threshold. An open circuit keeps its opened_at: late failures of calls that were in
+    # flight when it opened must not push the trial back.
+    opening = Connection.objects.filter(pk=connection.pk)
+    if trial:
+        opening = opening.filter(circuit_state=CircuitState.HALF_OPEN)
+    else:
+        opening = opening.filter(
+            circuit_state=CircuitState.CLOSED, consecutive_failures__gte=settings.CIRCUIT_BREAKER_THRESHOLD
+        )
+    opened = opening.update(circuit_state=CircuitState.OPEN, circuit_opened_at=now)
+    connection.refresh_from_db(
+        fields=["consecutive_failures", "circuit_state", "circuit_opened_at", "last_failure_at", "last_error"]
+    )
+    if opened:
+        logger.warning(
+            "connection %s: circuit open after %d consecutive failures",
+            connection.pk,
+            connection.consecutive_failures,
+        )
+
+
+def release_trial(connection: Connection) -> None:
+    """The trial ended without a verdict on the vendor (refused, or our own error): open again,
+    so the next trial comes after another cool-down."""
+    Connection.objects.filter(pk=connection.pk, circuit_state=CircuitState.HALF_OPEN).update(
+        circuit_state=CircuitState.OPEN
+    )
+    connection.circuit_state = CircuitState.OPEN
+
+
+def is_failure(response: requests.Response | None) -> bool:
+    """What counts against a vendor's circuit: no answer, or a 5xx/429 one. A 4xx is our mistake."""
+    return response is None or response.status_code >= 500 or response.status_code == 429
