@@ -121,6 +121,26 @@ class StepType:
         """The cleaned config; raise expressions.Invalid({key: [message]}) for what is wrong."""
         return config
 
+    def clean_config(self, config: dict[str, Any], *, org_id: Any) -> tuple[dict[str, Any], str | None]:
+        """`validate`, with the signing secret (a type with a `secret_key`) taken out and checked apart."""
+        config = dict(config)
+        secret = config.pop(self.secret_key, None) if self.secret_key else None
+        errors: Any = {}
+        cleaned: dict[str, Any] = {}
+        try:
+            cleaned = self.validate(config, org_id=org_id)
+        except expressions.Invalid as exc:
+            errors = exc.detail
+        if self.secret_key and secret is not None:
+            try:
+                self.check_secret(secret)
+            except expressions.Invalid as exc:
+                if isinstance(errors, dict):
+                    errors[self.secret_key] = exc.detail
+        if errors:
+            raise expressions.Invalid(errors)
+        return cleaned, secret
+
     def execute(self, ctx: StepContext) -> Outcome:
         raise NotImplementedError
 
