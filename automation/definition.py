@@ -1,15 +1,6 @@
 """A flow's definition: its trigger and steps, validated and normalized, and the step graph.
 
-Trigger (exactly one of):
-    {"event": "collection-create", "datatype": "contact", "conditions": {...}}  # the last two optional
-    {"schedule": {"cron": "0 9 * * mon-fri", "timezone": "Europe/Paris"}}       # timezone: UTC if omitted
-
-Steps: a list of `{"id"?, "type", "config", ...branches}`; a branching type (condition)
-holds `then` / `else` lists of steps. An omitted id is derived from the step's position
-("step-2", "step-3-then-1"), so a flow edited with the same shape keeps its ids, and with
-them its signing secrets and the runs' step history. Every error is raised as
-expressions.Invalid with a detail keyed by the field path: {"steps": {"0": {"config": {"url": [...]}}}}.
-"""
+See docs/automation.md#flows-and-their-definitions."""
 
 from __future__ import annotations
 

@@ -1,40 +1,6 @@
-"""The send-webhook action's delivery: one signed POST to a user's URL, and what to do next.
+"""The send-webhook delivery: one signed POST (Standard Webhooks) and when to try again.
 
-    attempt = deliver(url=..., secrets=["whsec_..."], message_id=run_step_id, body=b"{...}",
-                      headers={"X-Team": "ops"}, org_id=org.pk)
-    delay = next_delay(attempt_number, attempt)  # None: done (delivered, failed, gone, or spent)
-
-`deliver` makes exactly one attempt and never raises for an HTTP or network outcome; the
-engine stores the returned `Attempt` and schedules the next one from `next_delay`.
-
-Signing follows Standard Webhooks (https://www.standardwebhooks.com), with the
-`standardwebhooks` library: `webhook-id` is the caller's message id, the same on every
-retry of one delivery so receivers can de-duplicate; `webhook-timestamp` is taken afresh
-on each attempt (a receiver refuses timestamps older than ~5 minutes, and retries run for
-hours); `webhook-signature` carries one `v1,<base64>` per secret, space-separated, so a
-secret can be rotated without a window in which the receiver sees only the old or only
-the new one.
-
-The request goes through `sync.outbound.request`: the SSRF guard at the socket (a URL that
-resolves to a loopback, private, link-local ... address fails before a socket is opened,
-OUTBOUND_ALLOWED_NETWORKS opens chosen networks for tests) and the pooled session. It
-writes no HttpAttempt row (`record=False`): the returned Attempt is the delivery's record,
-which the engine stores on the StepRun with more than that row would hold (response
-headers and body), so each attempt is written once, where the run's history shows it.
-Redirects are never followed: a 3xx is a failed attempt, so a public URL cannot bounce
-the POST to an internal one.
-
-Outcomes: 2xx delivered; 410 gone (the engine disables the flow); 429 and 503 retry,
-honouring Retry-After; 5xx, timeouts, connection, TLS and proxy errors retry, and so does
-any failure we did not foresee; 3xx, other 4xx and a refused or malformed URL fail without
-retry. A failure is stored as a short reason (sync.outbound.failure), never a traceback.
-Retries follow WEBHOOK_RETRY_SCHEDULE (Svix's: immediately, 5 s, 5 min, 30 min, 2 h,
-5 h, 10 h, 10 h), with Retry-After as a floor on the wait;
-once the schedule is spent the delivery is a dead letter.
-
-A step's own headers are sent as given, except RESERVED_HEADERS (the signature's and the
-HTTP client's): `check_headers` refuses those when a flow is saved, and `deliver` drops them.
-"""
+See docs/automation.md#send-webhook-delivery for the outcomes and the retry schedule."""
 
 from __future__ import annotations
 
