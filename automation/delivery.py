@@ -221,23 +221,10 @@ def deliver(
         raise ValueError("message_id must be a non-empty single-line string")
     at = datetime.now(UTC)
     started = time.perf_counter()
-
-    def refused(error: str) -> Attempt:
-        return _attempt(at, started, message_id, outcome=FAILED, error=error)
-
     try:
-        _check_url_syntax(url)
-    except outbound.UnsafeURL as exc:
-        return refused(f"refused: {exc}")
-    if not secrets:
-        return refused("no signing secret configured")
-    try:
-        for secret in secrets:
-            _signer(check_secret(secret) if not isinstance(secret, str) else secret)
-        request_headers = _request_headers(_sendable_headers(headers))
-    except ValueError as exc:
-        return refused(f"invalid configuration: {exc}")
-    request_headers.update(sign(secrets=secrets, message_id=message_id, body=body, at=at))
+        request_headers = _signed_headers(url, secrets, headers, message_id=message_id, body=body, at=at)
+    except _Refused as exc:
+        return _attempt(at, started, message_id, outcome=FAILED, error=str(exc))
     seconds = settings.WEBHOOK_TIMEOUT_SECONDS if timeout is None else timeout
     try:
         response = outbound.request(
@@ -259,6 +246,30 @@ def deliver(
     with response:
         body_text, body_truncated, read_error = _read_head(response)
     return _from_response(at, started, message_id, response, body_text, body_truncated, read_error)
+
+
+class _Refused(Exception):
+    """A delivery we cannot send as configured: a failed attempt, never retried."""
+
+
+def _signed_headers(
+    url: str, secrets: list[str], headers: dict[str, str], *, message_id: str, body: bytes, at: datetime
+) -> dict[str, str]:
+    """The request's headers, signed with every secret; _Refused for a URL or config we cannot send."""
+    try:
+        _check_url_syntax(url)
+    except outbound.UnsafeURL as exc:
+        raise _Refused(f"refused: {exc}") from None
+    if not secrets:
+        raise _Refused("no signing secret configured")
+    try:
+        for secret in secrets:
+            _signer(check_secret(secret) if not isinstance(secret, str) else secret)
+        request_headers = _request_headers(_sendable_headers(headers))
+    except ValueError as exc:
+        raise _Refused(f"invalid configuration: {exc}") from None
+    request_headers.update(sign(secrets=secrets, message_id=message_id, body=body, at=at))
+    return request_headers
 
 
 def _read_head(response: requests.Response) -> tuple[str, bool, str]:
