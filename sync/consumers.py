@@ -105,7 +105,7 @@ def _job_context(job: JobContext) -> Iterator[None]:
 
 
 class ConsumerTask(Task):  # type: ignore[type-arg]
-    """The base of every @consumer task (see the module docstring)."""
+    """The base of every @consumer task: what it guarantees is in docs/jobs.md."""
 
     abstract = True
     acks_late = True

@@ -173,7 +173,7 @@ def _differs(row: PeriodicTask, wanted: dict[str, Any]) -> bool:
 
 
 def sync() -> SyncResult:
-    """Write the registry into beat's tables; see the module docstring."""
+    """Write the registry into beat's tables (rows named "code: <name>"; others left alone)."""
     result = SyncResult()
     with transaction.atomic():
         # Writing the change-tracking row locks it until commit, so two syncs (a deploy and

@@ -85,7 +85,7 @@ class StaffOrOrgScopedMixin(OrgScopedMixin):
     retrieve=extend_schema(summary="A dead letter with its arguments, traceback, attempts and replays"),
 )
 class DeadLetterViewSet(StaffOrOrgScopedMixin, viewsets.ReadOnlyModelViewSet[DeadLetter]):
-    """Dead letters: jobs that failed for good (see the module docstring for who sees which)."""
+    """Dead letters: jobs that failed for good (who sees which: docs/jobs.md#dead-letters-and-replay)."""
 
     queryset = DeadLetter.objects.select_related("org")
     serializer_class = DeadLetterSerializer
