@@ -1,9 +1,5 @@
-"""Admin for automation: flows (read-only definitions; enable/disable through the services) and
-runs (read-only, with their steps' attempts; retry a failed run from its failed step).
-
-Definitions are edited through the API, which validates them and versions every edit;
-here they are shown as they are, with signing secrets as fingerprints only.
-"""
+"""Admin for automation: flows (read-only definitions; enable/disable through the services)
+and runs (read-only, with their steps' attempts; retry a failed run)."""
 
 from __future__ import annotations
 

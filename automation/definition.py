@@ -1,15 +1,6 @@
 """A flow's definition: its trigger and steps, validated and normalized, and the step graph.
 
-Trigger (exactly one of):
-    {"event": "collection-create", "datatype": "contact", "conditions": {...}}  # the last two optional
-    {"schedule": {"cron": "0 9 * * mon-fri", "timezone": "Europe/Paris"}}       # timezone: UTC if omitted
-
-Steps: a list of `{"id"?, "type", "config", ...branches}`; a branching type (condition)
-holds `then` / `else` lists of steps. An omitted id is derived from the step's position
-("step-2", "step-3-then-1"), so a flow edited with the same shape keeps its ids, and with
-them its signing secrets and the runs' step history. Every error is raised as
-expressions.Invalid with a detail keyed by the field path: {"steps": {"0": {"config": {"url": [...]}}}}.
-"""
+See docs/automation.md#flows-and-their-definitions."""
 
 from __future__ import annotations
 
@@ -185,43 +176,22 @@ def _clean_step(
     seen: set[str],
     count: list[int],
 ) -> dict[str, Any]:
-    if not isinstance(step, dict):
-        raise Invalid(['A step is an object: {"type": ..., "config": {...}}.'])
-    type_name = step.get("type")
-    step_type = steps.get(type_name) if isinstance(type_name, str) else None
-    if step_type is None:
-        known = ", ".join(t.name for t in steps.all_types())
-        raise Invalid({"type": [f"{step.get('type')!r} is not a step type; use one of: {known}."]})
+    step_type = _step_type(step)
     errors: dict[str, Any] = {}
-    allowed = {"id", "type", "config", *step_type.branches}
-    unknown = sorted(set(step) - allowed)
+    unknown = sorted(set(step) - {"id", "type", "config", *step_type.branches})
     if unknown:
         errors["non_field_errors"] = [f"Unknown key(s) for a {step_type.name} step: {', '.join(unknown)}."]
-    step_id = step.get("id", default_id)
-    if not isinstance(step_id, str) or not STEP_ID_RE.match(step_id):
-        errors["id"] = ["1-64 letters, digits, _ and -."]
-    elif step_id in seen:
-        errors["id"] = [f"Step id {step_id!r} is used twice."]
-    else:
-        seen.add(step_id)
+    step_id = _clean_id(step.get("id", default_id), seen, errors)
     config = step.get("config", {})
     if not isinstance(config, dict):
         errors["config"] = ["An object."]
         config = {}
-    config = dict(config)
-    secret_given = config.pop(step_type.secret_key, None) if step_type.secret_key else None
     cleaned_config: dict[str, Any] = {}
+    secret_given: str | None = None
     try:
-        cleaned_config = step_type.validate(config, org_id=org_id)
+        cleaned_config, secret_given = step_type.clean_config(config, org_id=org_id)
     except Invalid as exc:
         errors["config"] = exc.detail
-    if step_type.secret_key and secret_given is not None:
-        try:
-            step_type.check_secret(secret_given)
-        except Invalid as exc:
-            config_errors = errors.setdefault("config", {})
-            if isinstance(config_errors, dict):
-                config_errors[step_type.secret_key] = exc.detail
     cleaned: dict[str, Any] = {"id": step_id, "type": step_type.name, "config": cleaned_config}
     for branch in step_type.branches:
         members = step.get(branch, [])
@@ -229,25 +199,56 @@ def _clean_step(
             errors[branch] = ["A list of steps."]
             continue
         try:
-            cleaned[branch] = _clean_list(
-                members, f"{step_id}-{branch}", org_id, existing, result, seen, count
-            )
+            prefix = f"{step_id}-{branch}"
+            cleaned[branch] = _clean_list(members, prefix, org_id, existing, result, seen, count)
         except Invalid as exc:
             errors[branch] = exc.detail
     if errors:
         raise Invalid(errors)
     if step_type.secret_key:
-        if secret_given is not None:
-            kept = existing.get(step_id, [])
-            # The same secret again changes nothing (a rotation in progress stays as it is).
-            result.secrets[step_id] = kept if kept and kept[0] == secret_given else [secret_given]
-        elif existing.get(step_id):
-            result.secrets[step_id] = list(existing[step_id])
-        else:
-            secret = step_type.generate_secret()
-            result.secrets[step_id] = [secret]
-            result.generated[step_id] = secret
+        _keep_secret(step_type, step_id, secret_given, existing, result)
     return cleaned
+
+
+def _step_type(step: Any) -> steps.StepType:
+    if not isinstance(step, dict):
+        raise Invalid(['A step is an object: {"type": ..., "config": {...}}.'])
+    type_name = step.get("type")
+    step_type = steps.get(type_name) if isinstance(type_name, str) else None
+    if step_type is None:
+        known = ", ".join(t.name for t in steps.all_types())
+        raise Invalid({"type": [f"{step.get('type')!r} is not a step type; use one of: {known}."]})
+    return step_type
+
+
+def _clean_id(step_id: Any, seen: set[str], errors: dict[str, Any]) -> Any:
+    if not isinstance(step_id, str) or not STEP_ID_RE.match(step_id):
+        errors["id"] = ["1-64 letters, digits, _ and -."]
+    elif step_id in seen:
+        errors["id"] = [f"Step id {step_id!r} is used twice."]
+    else:
+        seen.add(step_id)
+    return step_id
+
+
+def _keep_secret(
+    step_type: steps.StepType,
+    step_id: str,
+    given: str | None,
+    existing: dict[str, list[str]],
+    result: CleanSteps,
+) -> None:
+    """The signing step's secrets: the one given, else the ones it had, else a new one."""
+    kept = existing.get(step_id, [])
+    if given is not None:
+        # The same secret again changes nothing (a rotation in progress stays as it is).
+        result.secrets[step_id] = kept if kept and kept[0] == given else [given]
+    elif kept:
+        result.secrets[step_id] = list(kept)
+    else:
+        secret = step_type.generate_secret()
+        result.secrets[step_id] = [secret]
+        result.generated[step_id] = secret
 
 
 # --- the step graph ----------------------------------------------------------------------------

@@ -1,40 +1,6 @@
-"""The send-webhook action's delivery: one signed POST to a user's URL, and what to do next.
+"""The send-webhook delivery: one signed POST (Standard Webhooks) and when to try again.
 
-    attempt = deliver(url=..., secrets=["whsec_..."], message_id=run_step_id, body=b"{...}",
-                      headers={"X-Team": "ops"}, org_id=org.pk)
-    delay = next_delay(attempt_number, attempt)  # None: done (delivered, failed, gone, or spent)
-
-`deliver` makes exactly one attempt and never raises for an HTTP or network outcome; the
-engine stores the returned `Attempt` and schedules the next one from `next_delay`.
-
-Signing follows Standard Webhooks (https://www.standardwebhooks.com), with the
-`standardwebhooks` library: `webhook-id` is the caller's message id, the same on every
-retry of one delivery so receivers can de-duplicate; `webhook-timestamp` is taken afresh
-on each attempt (a receiver refuses timestamps older than ~5 minutes, and retries run for
-hours); `webhook-signature` carries one `v1,<base64>` per secret, space-separated, so a
-secret can be rotated without a window in which the receiver sees only the old or only
-the new one.
-
-The request goes through `sync.outbound.request`: the SSRF guard at the socket (a URL that
-resolves to a loopback, private, link-local ... address fails before a socket is opened,
-OUTBOUND_ALLOWED_NETWORKS opens chosen networks for tests) and the pooled session. It
-writes no HttpAttempt row (`record=False`): the returned Attempt is the delivery's record,
-which the engine stores on the StepRun with more than that row would hold (response
-headers and body), so each attempt is written once, where the run's history shows it.
-Redirects are never followed: a 3xx is a failed attempt, so a public URL cannot bounce
-the POST to an internal one.
-
-Outcomes: 2xx delivered; 410 gone (the engine disables the flow); 429 and 503 retry,
-honouring Retry-After; 5xx, timeouts, connection, TLS and proxy errors retry, and so does
-any failure we did not foresee; 3xx, other 4xx and a refused or malformed URL fail without
-retry. A failure is stored as a short reason (sync.outbound.failure), never a traceback.
-Retries follow WEBHOOK_RETRY_SCHEDULE (Svix's: immediately, 5 s, 5 min, 30 min, 2 h,
-5 h, 10 h, 10 h), with Retry-After as a floor on the wait;
-once the schedule is spent the delivery is a dead letter.
-
-A step's own headers are sent as given, except RESERVED_HEADERS (the signature's and the
-HTTP client's): `check_headers` refuses those when a flow is saved, and `deliver` drops them.
-"""
+See docs/automation.md#send-webhook-delivery for the outcomes and the retry schedule."""
 
 from __future__ import annotations
 
@@ -255,23 +221,10 @@ def deliver(
         raise ValueError("message_id must be a non-empty single-line string")
     at = datetime.now(UTC)
     started = time.perf_counter()
-
-    def refused(error: str) -> Attempt:
-        return _attempt(at, started, message_id, outcome=FAILED, error=error)
-
     try:
-        _check_url_syntax(url)
-    except outbound.UnsafeURL as exc:
-        return refused(f"refused: {exc}")
-    if not secrets:
-        return refused("no signing secret configured")
-    try:
-        for secret in secrets:
-            _signer(check_secret(secret) if not isinstance(secret, str) else secret)
-        request_headers = _request_headers(_sendable_headers(headers))
-    except ValueError as exc:
-        return refused(f"invalid configuration: {exc}")
-    request_headers.update(sign(secrets=secrets, message_id=message_id, body=body, at=at))
+        request_headers = _signed_headers(url, secrets, headers, message_id=message_id, body=body, at=at)
+    except _Refused as exc:
+        return _attempt(at, started, message_id, outcome=FAILED, error=str(exc))
     seconds = settings.WEBHOOK_TIMEOUT_SECONDS if timeout is None else timeout
     try:
         response = outbound.request(
@@ -293,6 +246,30 @@ def deliver(
     with response:
         body_text, body_truncated, read_error = _read_head(response)
     return _from_response(at, started, message_id, response, body_text, body_truncated, read_error)
+
+
+class _Refused(Exception):
+    """A delivery we cannot send as configured: a failed attempt, never retried."""
+
+
+def _signed_headers(
+    url: str, secrets: list[str], headers: dict[str, str], *, message_id: str, body: bytes, at: datetime
+) -> dict[str, str]:
+    """The request's headers, signed with every secret; _Refused for a URL or config we cannot send."""
+    try:
+        _check_url_syntax(url)
+    except outbound.UnsafeURL as exc:
+        raise _Refused(f"refused: {exc}") from None
+    if not secrets:
+        raise _Refused("no signing secret configured")
+    try:
+        for secret in secrets:
+            _signer(check_secret(secret) if not isinstance(secret, str) else secret)
+        request_headers = _request_headers(_sendable_headers(headers))
+    except ValueError as exc:
+        raise _Refused(f"invalid configuration: {exc}") from None
+    request_headers.update(sign(secrets=secrets, message_id=message_id, body=body, at=at))
+    return request_headers
 
 
 def _read_head(response: requests.Response) -> tuple[str, bool, str]:

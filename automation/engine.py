@@ -1,26 +1,6 @@
 """The engine: starting runs (for an event or a schedule tick), executing their steps, retrying.
 
-Starting. The trigger consumer hands every event an enabled flow may want to
-`start_for_event`; it reads the matching flows (one indexed query), checks each one's
-conditions against the envelope, and inserts a FlowRun per match. FlowRun is unique on
-(flow, trigger event) and on (flow, scheduled time), so an event or a tick delivered
-twice starts a flow once. The loop guard runs here: an event caused, directly or through
-other events, by a run of the same flow, or by a chain of runs deeper than
-AUTOMATION_MAX_CHAIN_DEPTH, does not start the flow; a SKIPPED run records why.
-
-Executing. One `automation.execute_step` job per step, on the `automation` queue, named
-by (run, step, generation). The job checks that the run is still at that step in that
-generation (anything else is a stale or duplicate delivery, and does nothing), executes
-the step type, records the attempt and the outcome on the StepRun and moves the run on:
-the next step's job is enqueued in the same transaction (published on commit). A wait
-parks the run on a ScheduledJob; a retry raises RetryIn so the consumer base brings the
-same job back after the step's own delay; a failure fails the run, and a send-webhook
-whose schedule is spent is also dead-lettered (PermanentError).
-
-Retrying. `retry_run` resumes a failed run from its failed step, on the version it
-started with: the StepRun is reused (so a webhook keeps its `webhook-id`), the run's
-generation is bumped (so any job of the failed attempt still in flight does nothing).
-"""
+See docs/automation.md#runs."""
 
 from __future__ import annotations
 

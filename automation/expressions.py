@@ -1,18 +1,6 @@
 """The condition language and templates of flows: field paths, conditions, `{{ path }}` values.
 
-A path is dot-separated keys and list indexes into a JSON document: `data.email`,
-`data.items.0.sku`. Trigger conditions read the event envelope (`name`, `datatype`,
-`data...`, `actor`, `record.pk`, ...); condition steps and templates read the run's
-context (`event...`, `schedule...`, `steps.<step id>...`, `run...`).
-
-A condition is a leaf `{"path": ..., "op": ..., "value": ...}` or a group `{"all": [...]}`
-/ `{"any": [...]}` of conditions; a bare list means `all`. Operators: equals, not-equals,
-contains, in, greater-than, less-than, exists. A missing field never equals anything, is
-not greater or less than anything and contains nothing.
-
-Validation (`check_condition`, `check_template`) raises Invalid with a DRF-shaped detail
-(field path -> messages), so a flow definition's errors come back as 400s naming the spot.
-"""
+See docs/automation.md#flows-and-their-definitions."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""The automation-trigger consumer: every event some enabled flow may want starts its runs.
-
-A queued listener on every event, filtered by the trigger index before any job is queued
-(automation/index.py: one cache read per event). It runs behind the outbox's per-(event,
-listener) receipt, and FlowRun's unique (flow, event) makes a start idempotent too.
-"""
+"""The automation-trigger listener: every event some enabled flow may want starts its runs."""
 
 from automation import engine, index
 from automation import tasks as _tasks  # noqa: F401  (every process knows the automation consumers)

@@ -1,23 +1,6 @@
 """The trigger index: which enabled flows of this org does this event start?
 
-`wants` is asked for every event the platform emits (by the outbox, in the request path, to
-decide whether the event needs publishing at all, and again by the dispatcher on a worker),
-so it must be cheap and must never raise. `matching` is the trigger consumer's question:
-the ids of the flows whose trigger (name, datatype, conditions) the event satisfies. Each
-process keeps, per org, its enabled event-triggered flows' triggers by event name, tagged
-with the org's generation token (core.generation): every flow change replaces it once its
-transaction commits, so the answer is exact, with no TTL staleness: a flow created a
-moment ago triggers on the very next event.
-
-Cost per event: one cache GET and a dict lookup (plus the candidates' conditions for
-`matching`), and one indexed query when the org's flows changed since this process last
-looked: with a thousand flows in an org, matching stays well under a millisecond. On any
-cache or database error `wants` answers True: the event is published, and the trigger
-consumer, which then reads the flows from the database, decides.
-
-The order matters for correctness: the token is read before the flows are queried, so an
-index can only be fresher than its token (then rebuilt once more), never staler.
-"""
+Per-process, exact through generation tokens; see docs/automation.md#the-trigger-index."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
 """Automation: flows (a trigger and steps), their versions, and the runs they make.
 
-A Flow's definition (trigger + steps) is versioned: every edit of it writes a new
-FlowVersion and bumps `Flow.version`, and a FlowRun keeps the version it started with,
-so a run (and a retry of it) executes the steps as they were when it began. Signing
-secrets of send-webhook steps are not part of the definition: they live encrypted on the
-flow (rotating one is not an edit of the flow) and are never returned after the response
-that generated them.
-
-The trigger's event name and datatype are copied to columns so that the trigger index
-(automation/index.py) and the trigger consumer find the flows of an event with one
-indexed query.
-"""
+See docs/automation.md#flows-and-their-definitions."""
 
 from __future__ import annotations
 

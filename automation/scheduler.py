@@ -1,18 +1,6 @@
 """AutomationSchedulerService: schedule-triggered flows kept in step with django-celery-beat.
 
-Each such flow has one PeriodicTask, named "automation-flow:<flow id>", on a
-CrontabSchedule in the flow's time zone, sending `automation.tick` with the flow's id to
-the `schedule` queue. The flow services call `sync_flow` in the transaction of every
-change (created, edited, paused, resumed; removed when the trigger stops being a
-schedule or the flow is deleted), so beat's tables never disagree with the flows once it
-commits; `reconcile` repairs any drift (an operator's edit in the admin, a restore) and
-runs whenever beat starts.
-
-A tick starts a run for the scheduled time it stands for: the latest time the cron
-expression fires at or before now (plus a little grace, since beat may send a hair
-early), in the flow's time zone. FlowRun is unique on (flow, scheduled_for), so the
-ticks of several beat processes, or a tick delivered twice, start one run.
-"""
+See docs/automation.md#the-scheduler."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Writes of flows: create, edit (a new version), enable/disable, delete, and signing-secret rotation.
+"""Writes of flows: create, edit (a new version), enable/disable, delete, secret rotation.
 
-Each one, in its transaction, keeps the two things that mirror the flows in step: the
-trigger index (a new generation once the change commits) and, for schedule-triggered
-flows, beat's PeriodicTask (AutomationSchedulerService).
-
-Editing the trigger or the steps writes a FlowVersion and bumps `Flow.version`; renaming,
-enabling and disabling do not (runs execute definitions, and those did not change).
-Secrets are not part of a version: rotating one is not an edit.
-"""
+Each keeps the trigger index and beat in step; see docs/automation.md."""
 
 from __future__ import annotations
 

@@ -8,23 +8,29 @@ from pydantic import BaseModel, Field
 from core.events import declare
 
 
-class TransferInitiated(BaseModel):
+class TransferPayload(BaseModel):
+    """What every transfer event carries: the transfer, its account and its amount."""
+
     transfer_id: str
     account_id: str
-    rail: Literal["ach", "rtp"]
-    direction: Literal["credit", "debit"]
     amount: int = Field(description="Amount in minor units (cents).")
     currency: str = Field(min_length=3, max_length=3)
+
+
+class RailTransferPayload(TransferPayload):
+    """A transfer event that also names its rail and direction."""
+
+    rail: Literal["ach", "rtp"]
+    direction: Literal["credit", "debit"]
+
+
+class TransferInitiated(RailTransferPayload):
     # Optional, so emitters that know no provider time stay valid; the provider webhook sets it,
     # which is what orders an `initiated` that arrives after its `settled` (see banking/webhooks.py).
     initiated_at: datetime | None = Field(None, description="When the provider recorded the initiation.")
 
 
-class TransferSettled(BaseModel):
-    transfer_id: str
-    account_id: str
-    amount: int = Field(description="Amount in minor units (cents).")
-    currency: str = Field(min_length=3, max_length=3)
+class TransferSettled(TransferPayload):
     settled_at: datetime
 
 
@@ -42,25 +48,13 @@ TRANSFER_SETTLED = declare(
 )
 
 
-class TransferReturned(BaseModel):
-    transfer_id: str
-    account_id: str
-    rail: Literal["ach", "rtp"]
-    direction: Literal["credit", "debit"]
-    amount: int = Field(description="Amount in minor units (cents).")
-    currency: str = Field(min_length=3, max_length=3)
+class TransferReturned(RailTransferPayload):
     return_code: str = Field(pattern=r"^R\d{2}$", description="The NACHA return reason code, e.g. R01.")
     return_reason: str = Field("", description="The return code's description, e.g. Insufficient Funds.")
     returned_at: datetime
 
 
-class TransferFailed(BaseModel):
-    transfer_id: str
-    account_id: str
-    rail: Literal["ach", "rtp"]
-    direction: Literal["credit", "debit"]
-    amount: int = Field(description="Amount in minor units (cents).")
-    currency: str = Field(min_length=3, max_length=3)
+class TransferFailed(RailTransferPayload):
     failure_code: str = Field("", description="The provider's or network's code, e.g. an RTP reject reason.")
     failure_reason: str = ""
     failed_at: datetime

@@ -1,35 +1,5 @@
-"""The banking provider's webhooks at /banking/<provider>/<connection_id>/webhook/: the ACH/RTP
-transfer lifecycle, signed with Standard Webhooks (`sync.webhooks.standard.verify_standard`).
-
-The URL's provider must be the connection's (`credentials["provider"]`, "default" when
-unset). A mismatch is answered 404, the answer an unknown connection gets: a URL that does
-not name this connection's provider does not address it, and saying more would confirm to
-a guesser that the id exists. The stored REJECTED row says what happened for the operator.
-
-The payload, modelled on how Column, Increase and Modern Treasury describe transfer events
-(a thin envelope around the transfer object as it is after the transition):
-
-    {
-      "id": "evt_...",                      # the provider's event id
-      "type": "transfer.settled",           # see EVENT_MAP
-      "created_at": "2026-11-27T10:00:00Z", # when the provider recorded the transition
-      "data": {
-        "transfer_id": "tr_...", "account_id": "acct_...",
-        "rail": "ach" | "rtp", "direction": "credit" | "debit",
-        "amount": 12500, "currency": "USD",  # integer minor units
-        "initiated_at": ..., "settled_at": ..., "returned_at": ..., "failed_at": ...,
-        "return_code": "R01", "return_reason": "Insufficient Funds",  # transfer.returned
-        "failure_code": "AC03", "failure_reason": "Invalid creditor account"  # transfer.failed
-      }
-    }
-
-The dedup key is the `webhook-id` header (the same on the provider's retries). Each event
-carries the provider's time of its transition (the `data` field named for it, else the
-event's `created_at`), because webhooks arrive in any order: a transfer's state is the
-lifecycle event with the latest provider time, not the last one received. Types outside
-EVENT_MAP (transfer.submitted, account.*, ...) and transfers on rails other than ACH and RTP
-(wires) are stored and IGNORED.
-"""
+"""The banking provider's webhooks: the ACH/RTP transfer lifecycle, signed with Standard
+Webhooks; see docs/inbox.md#a-vendor-module for the payload and ordering."""
 
 from __future__ import annotations
 

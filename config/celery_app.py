@@ -37,8 +37,8 @@ app.conf.task_routes = (route_by_consumer,)
 
 # Celery's Django fixup closes every database connection before and after each task
 # unless CELERY_DB_REUSE_MAX is set (read under that literal key, so the CELERY_ settings
-# namespace cannot reach it): CONN_MAX_AGE meant nothing in workers, and on Postgres each
-# task paid a fresh connect (~8 ms here, the outbox's p99 in bursts). Instead a task gets
+# namespace cannot reach it): CONN_MAX_AGE meant nothing in workers, and every task opened
+# a new database connection. Instead a task gets
 # Django's request lifecycle: connections that are broken or past CONN_MAX_AGE are closed
 # before and after it, healthy ones are reused.
 app.conf["CELERY_DB_REUSE_MAX"] = 1_000_000

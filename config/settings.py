@@ -1,9 +1,5 @@
-"""Settings, read from the environment with typed defaults (django-environ).
-
-With nothing set, the platform runs on the embedded default: SQLite under `var/` and
-the embedded Redis on a unix socket (see `config/embedded.py`). Production sets
-DATABASE_URL (Postgres) and REDIS_URL; nothing else changes.
-"""
+"""Settings, read from the environment with typed defaults (django-environ); with nothing
+set, SQLite under var/ and the embedded Redis (config/embedded.py)."""
 
 from __future__ import annotations
 
@@ -127,8 +123,8 @@ else:
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         }
 if not DB_POOL:
-    # Workers, beat, management commands: long-lived threads keep their connection. A new one
-    # per task costs ~8 ms on Postgres; on SQLite its open, PRAGMAs and close are ~1.5 ms.
+    # Workers, beat, management commands: long-lived threads keep their connection rather
+    # than connect (and, on SQLite, set its PRAGMAs) again for every task.
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 

@@ -1,8 +1,5 @@
-"""Lock-then-act on a row the caller looked up earlier: `lock(Flow.objects, pk=flow.pk)`.
-
-A concurrent request may delete the row between the lookup and the lock; that is a 404
-(`Deleted`, an Http404, which DRF and Django answer as Not Found), never a DoesNotExist 500.
-"""
+"""Lock-then-act on a row the caller looked up earlier: `lock(Flow.objects, pk=flow.pk)`;
+a row deleted meanwhile is a 404 (`Deleted`), never a 500."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The repository: the one place repository-managed models are written.
-
-Each write and its EventRecord commit in one transaction, and the CRUD event is emitted
-inside it (`collection-create` … `site-delete`). Services call these; nothing else
-saves Record, Site, Org or User rows.
-"""
+"""The repository: the one place repository-managed models are written; each write, its
+EventRecord and its CRUD event are one transaction (docs/events.md)."""
 
 from __future__ import annotations
 

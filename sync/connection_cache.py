@@ -1,19 +1,5 @@
-"""Connections as the inbound-webhook path sees them: cached per process, exact through Redis.
-
-Every vendor webhook starts by finding its connection (vendor, enabled, decrypted signing
-secrets). Read from the database each time, that lookup was a fifth of the request: an
-ORM query and two Fernet decryptions. Each process keeps the connections it served, tagged
-with the connection's generation token (core.generation), and every save or delete of a
-connection (the API, the admin, the services, a cascade from its org) replaces the token
-once its transaction commits. A request reads the token (one Redis GET) and uses its copy
-only while the token is unchanged, so a disabled connection or a removed secret stops
-verifying on the very next request, in every process.
-
-If Redis cannot be read, the connection is read from the database and not cached. A bump
-lost to a Redis outage at the moment of a commit would leave other processes' copies
-stale: MAX_AGE_SECONDS bounds that. Each request gets a copy of the cached instance, never
-the instance itself.
-"""
+"""Connections as the inbound-webhook path sees them: cached per process, exact through
+Redis generation tokens; see docs/inbox.md#connections."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
 """Writes to vendor connections: create, change, rotate webhook secrets, delete.
 
-The API, the admin and `manage.py add_connection` all come through here, so a connection's
-credentials are checked against its vendor's spec (sync.vendors) and its base URL against
-the SSRF guard in one place, and nothing logged ever carries a secret: log lines name the
-credential keys and the secrets' fingerprints, never their values.
-
-Every update names its columns: the outbound client writes a connection's health and
-circuit columns concurrently (queryset updates), and a full save would put back stale ones.
-"""
+See docs/inbox.md#connections."""
 
 from __future__ import annotations
 

@@ -1,33 +1,6 @@
 """The consumer base: every queued job declares its contract in `@consumer(...)`.
 
-    @consumer(Queue.ONEOFF, name="crm.reindex_contacts", retry=RetryPolicy(max_attempts=3))
-    def reindex_contacts(*, org_id: str, datatype: str) -> None:
-        ...
-
-    enqueue(reindex_contacts, org_id=org.pk, datatype="contact")
-
-What the base guarantees, so a consumer module stays short:
-- a stable dotted name and a queue from the Queue enum; JSON arguments only (ids, never
-  model instances), always with `org_id` (None for platform jobs), plus the
-  `correlation_id` and `idempotency_key` the base takes off before calling the consumer;
-- `acks_late` with reject-on-worker-lost, soft and hard time limits;
-- retries with exponential backoff and jitter per the policy, shortened for everyone by
-  the JOB_RETRY_SCALE setting; short waits ride Celery's countdown, longer ones become
-  ScheduledJob rows (never a long ETA on Redis);
-- PermanentError, and 4xx-style errors unless the policy says otherwise, skip retries;
-- attempts counted in the database: failures are logged, and a message the broker
-  redelivers (its worker died, or a hard time limit killed it) is counted too, so a job
-  that kills its worker every time still reaches the dead-letter store;
-- after the last attempt, or a permanent failure, a DeadLetter row with everything needed
-  to replay it.
-
-Idempotency: with `idempotent=True` the base runs the consumer inside a transaction that
-also inserts a JobReceipt keyed by the job's idempotency key (the task id unless the
-producer gave one, e.g. f"contact-welcome:{contact_id}"). A redelivered or replayed job
-whose receipt exists is a no-op (a replay runs under the key its dead letter recorded). The
-receipt covers the consumer's database writes; an external side effect must carry the key
-itself (as an Idempotency-Key header, say).
-"""
+Retries, receipts, dead letters and the visibility timeout: docs/jobs.md."""
 
 from __future__ import annotations
 
@@ -132,7 +105,7 @@ def _job_context(job: JobContext) -> Iterator[None]:
 
 
 class ConsumerTask(Task):  # type: ignore[type-arg]
-    """The base of every @consumer task (see the module docstring)."""
+    """The base of every @consumer task: what it guarantees is in docs/jobs.md."""
 
     abstract = True
     acks_late = True
@@ -375,8 +348,8 @@ def enqueue(
 
 def message_reprs(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     """The argsrepr/kwargsrepr options of a publish: what logs and monitors show of a job's
-    arguments. Given, because Celery's default (saferepr of each) costs a quarter of a
-    millisecond per message; JSON arguments need nothing safer than repr, cut short."""
+    arguments. Celery's default (saferepr) guards against arbitrary objects; our arguments are
+    JSON, so repr, cut short, is enough."""
     return {"argsrepr": repr(tuple(args))[:REPR_LIMIT], "kwargsrepr": repr(kwargs)[:REPR_LIMIT]}
 
 

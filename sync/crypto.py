@@ -1,13 +1,6 @@
 """Secrets at rest: vendor credentials and webhook signing secrets, encrypted with Fernet.
 
-`MultiFernet` over FIELD_ENCRYPTION_KEYS (newest first) encrypts with the first key and
-decrypts with any of them, so a key rotates by prepending the new one and re-encrypting
-the rows (`manage.py rotate_connection_keys`). With no keys configured a key is derived
-from SECRET_KEY, which suits development and tests only.
-
-`EncryptedJSONField` stores a JSON value as one Fernet token; the model sees plain Python.
-`fingerprint` is the one name a secret is shown by, wherever it is shown.
-"""
+Key rotation: docs/inbox.md#connections."""
 
 from __future__ import annotations
 

@@ -1,23 +1,6 @@
-"""The datatype consumer: record-level processors registered per datatype.
+"""The datatype consumer: record-level processors registered per datatype (`@processor`).
 
-    @processor("contact")      # a contact's collection events
-    def geocode(event: Envelope, record: Record | None) -> None: ...
-
-    @processor("*")            # every datatype's
-    def index(event: Envelope, record: Record | None) -> None: ...
-
-`sync/handlers.py` listens to the collection events (create, update, delete, publish,
-approve) on the `datatype` queue and calls `process(event)`, which loads the record and
-runs the matching processors. A processor gets the event and the record as it is when the
-job runs (None once deleted), not the event's snapshot. Events of one record may be handled
-concurrently and in any order: a processor whose result must follow the record's latest
-state locks a row of its own and reads the record again under that lock (as the search
-processor does). The record row itself is not locked here: a delete locks the rows that
-cascade from it before the record's, and taking the record's first would deadlock with it.
-
-Processors of one event run in one transaction with the listener's receipt (the base's
-idempotency), so a failure retries all of them and a redelivery runs none twice.
-"""
+See docs/jobs.md#other-consumers-of-the-queue-layer for ordering and locking."""
 
 from __future__ import annotations
 

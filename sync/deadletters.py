@@ -1,8 +1,4 @@
-"""Attempt logs, dead letters and replay: the failure path of the consumer base.
-
-Only failing or redelivered jobs write here. Replay is one service used by the admin,
-the monitoring API and `manage.py replay_jobs`.
-"""
+"""Attempt logs, dead letters and replay: the failure path of the consumer base."""
 
 from __future__ import annotations
 

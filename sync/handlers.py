@@ -1,9 +1,4 @@
-"""Listeners of the sync app: every collection event feeds the datatype consumer.
-
-Each runs on the `datatype` queue (a queued listener: after commit, at least once, behind
-a per-(event, listener) receipt) and hands the event to `sync.datatype.process`, which runs
-the processors registered for the record's datatype.
-"""
+"""Listeners of the sync app: every collection event feeds the datatype consumer."""
 
 from core.events import Envelope, SystemEvents, on_event
 

@@ -1,31 +1,5 @@
-"""Connection health checks: one cheap authenticated call to the vendor, so an operator learns
-now whether a connection's credentials work and the vendor answers (the connections API's
-"check" action).
-
-HTTP vendors are called through sync.outbound (SSRF guard, circuit breaker, attempt log;
-purpose "health-check"):
-
-    stripe     GET  /v1/balance
-    paypal     POST /v1/oauth2/token                 client credentials grant, basic auth
-    twilio     GET  /2010-04-01/Accounts/{sid}.json  basic auth; a suspended or closed account fails
-    sendgrid   GET  /v3/scopes
-    openai     GET  /models                          the base URL ends in /v1
-    banking    GET  /health                          on the provider's base URL, bearer key: our
-                                                     contract with providers is that a 2xx there
-                                                     means up and the key accepted
-
-An SMTP server gets connect, EHLO, STARTTLS when `use_tls` (the certificate verified), and
-AUTH when a username is set; its host is held to the same SSRF rules (sync.outbound.resolve)
-and the client connects to the address that was checked. A Standard Webhooks sender only
-calls us: there is nothing to check.
-
-Outcomes: a 2xx is ok; 401/403 "credentials rejected"; any other status is reported with
-its number (`status` is the HTTP status, or for SMTP the last reply code); a refused URL,
-an open circuit, a timeout or a failed connection give ok=False and the reason. The
-outcome lands in the connection's health too where the client does not record it itself (a
-4xx is not a vendor failure for the breaker, a refused URL never reached the vendor, SMTP
-does not go through the client). `detail` never carries a credential.
-"""
+"""Connection health checks: one cheap authenticated call to the vendor (the connections
+API's "check" action); see docs/inbox.md#connections."""
 
 from __future__ import annotations
 

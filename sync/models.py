@@ -1,10 +1,5 @@
-"""The queue machinery's rows (attempt logs, idempotency receipts, dead letters, delayed jobs)
-and the search documents the datatype consumer keeps.
-
-The happy path of a job writes none of these (besides a receipt when the consumer is
-idempotent): attempts are logged on failure and on redelivery, so a job that kills its
-worker every time is still counted, and dead-lettered after its last allowed delivery.
-"""
+"""The queue machinery's rows (attempt logs, receipts, dead letters, delayed jobs) and the
+search documents the datatype consumer keeps."""
 
 from __future__ import annotations
 

@@ -1,24 +1,5 @@
-"""Queue monitoring: what `GET /monitoring/queues/` reports, and the signal handlers that feed it.
-
-Per queue: depth and the age of the oldest waiting job, read from the broker's lists
-(kombu's Redis transport LPUSHes onto the queue's key, or onto `<queue>\\x06\\x16<n>` when a
-message has a priority, and workers BRPOP the other end); jobs delivered to a worker and
-not yet acknowledged (kombu's `unacked` hash); the workers consuming it (a broadcast
-`active_queues` inspect, which may get no reply); and recent outcomes.
-
-Celery's messages carry no publish time, so `stamp_sent_at` adds a `sent_at` header to
-every message this codebase publishes (retries and scheduled releases included: each
-publish starts a new wait). Outcomes are counted in per-minute Redis hashes by
-`count_outcome` on `task_postrun`: SUCCESS is a job done; RETRY, FAILURE and IGNORED are
-failed attempts (the consumer base turns a failure it has retried or dead-lettered into
-Ignore). An attempt whose worker died sends no signal: those show up as redeliveries and,
-in the end, as dead letters, which are counted from the DeadLetter table (durable, exact).
-The broker is the Redis at REDIS_URL (settings derive CELERY_BROKER_URL from it).
-
-`GET /monitoring/connections/` (`connection_health`) reports the vendor connections: their
-circuit and health columns, and the last 24 hours of their outbound attempts (counts by
-outcome and the median latency) from HttpAttempt, in one aggregate query.
-"""
+"""Queue monitoring: what `GET /monitoring/queues/` and `/monitoring/connections/` report,
+and the signal handlers that feed them; see docs/jobs.md#monitoring."""
 
 from __future__ import annotations
 

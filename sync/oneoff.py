@@ -1,19 +1,6 @@
-"""Oneoff jobs: fire-and-forget work from an explicit registry of names.
+"""Oneoff jobs: fire-and-forget work from an explicit registry of names (never import paths).
 
-    @oneoff("crm.reindex")
-    def reindex_contacts(*, org_id: str, since: str | None = None) -> None: ...
-
-    run_oneoff("crm.reindex", org_id=org.pk, since="2026-01-01")
-
-Every oneoff runs through the single consumer `sync.oneoff` (on the `oneoff` queue), which
-looks the name up in the registry: a producer names a registered function, never an import
-path, so a job's arguments can never choose the code that runs. A name the worker does not
-know (a oneoff removed since it was queued) is a permanent failure, hence a dead letter.
-
-Delivery is at least once (acks_late, retries per ONEOFF_RETRY): a oneoff must be safe to
-run again, as rebuilding or recomputing work naturally is. Long work splits itself into
-jobs shorter than `oneoff_time_limit()`.
-"""
+See docs/jobs.md#other-consumers-of-the-queue-layer."""
 
 from __future__ import annotations
 

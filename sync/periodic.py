@@ -1,17 +1,6 @@
 """Periodic tasks, declared in code in this one place and synced into django-celery-beat.
 
-`declared()` is the registry: every entry names a consumer (so a tick gets the consumer
-base's retries and dead letters) and a schedule, `every` seconds or a `cron` spec in UTC.
-`sync()` writes it into beat's tables (IntervalSchedule / CrontabSchedule / PeriodicTask),
-where the admin shows it; `manage.py sync_periodic_tasks` runs it and prints what changed.
-
-Rows this module manages are named "code: <name>". A sync creates and updates them (the
-code wins over edits made in the admin), deletes the ones no longer declared, and leaves
-every other row, an operator's own periodic tasks, alone. It is idempotent.
-
-Deployments run `manage.py sync_periodic_tasks` after `migrate`, as `make run` does. Beat
-also syncs when it starts, so a beat never ticks a schedule older than the code it runs.
-"""
+See docs/jobs.md#periodic-jobs-and-the-purge."""
 
 from __future__ import annotations
 
@@ -184,7 +173,7 @@ def _differs(row: PeriodicTask, wanted: dict[str, Any]) -> bool:
 
 
 def sync() -> SyncResult:
-    """Write the registry into beat's tables; see the module docstring."""
+    """Write the registry into beat's tables (rows named "code: <name>"; others left alone)."""
     result = SyncResult()
     with transaction.atomic():
         # Writing the change-tracking row locks it until commit, so two syncs (a deploy and

@@ -1,22 +1,6 @@
 """The PurgeScheduler: deletes rows past their retention, in batches, on a beat schedule.
 
-What goes (the settings are in config/settings.py, Jobs section):
-- EventRecords older than EVENT_RETENTION_DAYS, once dispatched (an undispatched event is
-  one the sweeper still owes its listeners: never purged);
-- JobReceipts older than RECEIPT_RETENTION_DAYS (a job redelivered or replayed after that
-  runs again: retention bounds the idempotency window);
-- JobLogs not updated for JOBLOG_RETENTION_DAYS;
-- DeadLetters replayed or discarded, last failed and last replayed before
-  DEADLETTER_RETENTION_DAYS; a letter still `dead` is never purged;
-- ScheduledJobs released or cancelled before RECEIPT_RETENTION_DAYS;
-- HttpAttempts (the outbound client's log) older than HTTP_ATTEMPT_RETENTION_DAYS;
-- InboundWebhooks received before INBOX_RETENTION_DAYS, once processed, ignored or
-  rejected (a row still received or failed is one an operator may yet reprocess: kept).
-
-Each batch is a SELECT of at most PURGE_BATCH_SIZE ids and one DELETE of them, in its own
-short transaction, so a purge never holds locks for long. A run stops starting batches once
-its time budget is spent; the next tick carries on where it stopped.
-"""
+What goes and when: docs/jobs.md#periodic-jobs-and-the-purge."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The queues: one per consumer type in the spec, plus `events` for the outbox fan-out.
-
-Workers consume all of them by default or a subset with `-Q`, so operators scale each
-consumer type on its own machines.
-"""
+"""The queues: one per consumer type in the spec, plus `events` for the outbox fan-out."""
 
 from enum import StrEnum
 

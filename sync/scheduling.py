@@ -1,10 +1,6 @@
 """Delayed jobs: ScheduledJob rows released onto their queues when due.
 
-Claimed with SELECT … FOR UPDATE SKIP LOCKED on Postgres, so two beat ticks or workers
-never release the same row twice. (SQLite has no row locks; its IMMEDIATE transactions
-serialize the releasers instead.) A row is published before it is marked released, in
-the same transaction: at-least-once, never lost.
-"""
+See docs/jobs.md#scheduled-jobs."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
 """Full-text search over collection records: a SearchDocument per record, kept by a datatype
-processor, and the query behind `GET /collections/<datatype>/?search=`.
-
-Search is eventually consistent: the document is written by the datatype worker shortly
-after the record's change commits. Postgres matches the words of a `websearch_to_tsquery`
-("simple" configuration: no stemming, no stop words) against a GIN-indexed tsvector;
-SQLite, which has neither, requires every word as a case-insensitive substring.
-"""
+processor, and the query behind `GET /collections/<datatype>/?search=`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Dead-letter reads and bulk replay shared by the admin, the monitoring API and `replay_jobs`.
-
-One filter vocabulary (queue, task, status, org, last failure window, task or correlation
-id) and one replay loop, so the three ways in select and count the same way.
-"""
+"""Dead-letter reads and bulk replay shared by the admin, the monitoring API and `replay_jobs`."""
 
 from __future__ import annotations
 

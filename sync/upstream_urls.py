@@ -1,9 +1,5 @@
 """Routes under /upstream/: vendor connections, the inbox, and the vendor webhook endpoints
-that belong to no domain app (Twilio, SendGrid, any Standard Webhooks sender).
-
-No pattern here overlaps another (the API's prefixes are words, the webhook paths start
-with a vendor name or a connection's UUID), so their order does not matter.
-"""
+that belong to no domain app (Twilio, SendGrid, any Standard Webhooks sender)."""
 
 from django.urls import path
 from rest_framework.routers import DefaultRouter
@@ -17,6 +13,8 @@ router.include_root_view = False
 router.register("connections", upstream_views.ConnectionViewSet, basename="connection")
 router.register("inbox", upstream_views.InboxViewSet, basename="inbound-webhook")
 
+# No pattern overlaps another (API prefixes are words; webhook paths start with a vendor
+# name or a connection's UUID), so their order does not matter.
 urlpatterns = [
     path("twilio/<uuid:connection_id>/", inbox.receive, {"vendor": Vendor.TWILIO}, name="webhook-twilio"),
     path(

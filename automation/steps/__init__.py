@@ -1,8 +1,4 @@
-"""Step types: the registry (automation.steps.base) and the built-in types, registered on import.
-
-Apps add their own types (send-email, send-sms, send-push, add-tag, ...) with `@register`
-from a module their handlers import; see automation/steps/base.py.
-"""
+"""Step types: the registry (automation.steps.base) and the built-in types, registered on import."""
 
 from automation.steps import control, records, webhook  # noqa: F401  (registers the built-in types)
 from automation.steps.base import Outcome, StepContext, StepType, all_types, get, register, unregister

@@ -1,30 +1,6 @@
 """The step-type registry: what a flow step can be, and the contract every type fulfils.
 
-Other apps add types from their own code, without touching the engine:
-
-    from automation.steps import Outcome, StepContext, StepType, register
-
-    @register
-    class SendSms(StepType):
-        name = "send-sms"
-        description = "Text the contact."
-
-        def validate(self, config, *, org_id):
-            ...  # raise Invalid({"to": ["..."]}); return the cleaned config
-            return config
-
-        def execute(self, ctx: StepContext) -> Outcome:
-            ...
-            return Outcome.done({"sid": sid})
-
-`execute` returns an Outcome: done (with an output the later steps can read), wait
-(until a time: the engine parks the run on a ScheduledJob), retry (after a delay: the
-engine records the attempt and the job comes back), or failed. A type whose work is
-database writes only keeps `transactional = True`: the engine runs `execute` in the
-transaction that records its outcome and advances the run, so a redelivered job cannot
-apply it twice. A type with an external side effect (an HTTP call) sets it False and is
-at-least-once, carrying its own idempotency key (send-webhook's `webhook-id`).
-"""
+Other apps register their own types; see docs/automation.md#steps."""
 
 from __future__ import annotations
 
@@ -120,6 +96,26 @@ class StepType:
     def validate(self, config: dict[str, Any], *, org_id: Any) -> dict[str, Any]:
         """The cleaned config; raise expressions.Invalid({key: [message]}) for what is wrong."""
         return config
+
+    def clean_config(self, config: dict[str, Any], *, org_id: Any) -> tuple[dict[str, Any], str | None]:
+        """`validate`, with the signing secret (a type with a `secret_key`) taken out and checked apart."""
+        config = dict(config)
+        secret = config.pop(self.secret_key, None) if self.secret_key else None
+        errors: Any = {}
+        cleaned: dict[str, Any] = {}
+        try:
+            cleaned = self.validate(config, org_id=org_id)
+        except expressions.Invalid as exc:
+            errors = exc.detail
+        if self.secret_key and secret is not None:
+            try:
+                self.check_secret(secret)
+            except expressions.Invalid as exc:
+                if isinstance(errors, dict):
+                    errors[self.secret_key] = exc.detail
+        if errors:
+            raise expressions.Invalid(errors)
+        return cleaned, secret
 
     def execute(self, ctx: StepContext) -> Outcome:
         raise NotImplementedError

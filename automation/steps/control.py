@@ -1,14 +1,6 @@
 """Flow control: `wait` (a duration or until a time) and `condition` (if/else).
 
-    {"type": "wait", "config": {"duration": {"hours": 2}}}
-    {"type": "wait", "config": {"until": "{{ event.data.starts_at }}"}}
-    {"type": "condition", "config": {"if": {"path": "event.data.total", "op": "greater-than", "value": 100}},
-     "then": [...steps], "else": [...steps]}
-
-A wait parks the run: the engine writes a ScheduledJob for the moment it ends (never a
-long Celery countdown) and the releaser brings the step back then. The moment is fixed
-when the wait starts (kept in the step's output), so a redelivery does not restart it.
-"""
+See docs/automation.md#steps."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-"""create-record and update-record: collection records written through the repository.
-
-The write emits its own CRUD event like any other, with the run as its causation
-(`core.events.context.caused_by`), which is how the loop guard sees that a run caused it.
-Both are transactional: the write commits together with the step's outcome, so a
-redelivered job never writes twice.
-
-    {"type": "create-record", "config": {"datatype": "task", "data": {"title": "Call {{ event.data.name }}"}}}
-    {"type": "update-record", "config": {"data": {"stage": "won"}}}   # the event's record
-    {"type": "update-record", "config": {"record": "{{ steps.step-1.record_id }}", "data": {...},
-                                         "replace": false}}
-"""
+"""create-record and update-record: collection records written through the repository,
+in the transaction of the step's outcome; see docs/automation.md#steps."""
 
 from __future__ import annotations
 

@@ -1,21 +1,5 @@
-"""send-webhook: POST the event (or a body of the flow's making) to a URL, signed with Standard Webhooks.
-
-Config: `{"url": ..., "secret": "whsec_..." (generated and shown once if omitted),
-"headers": {...}, "body": optional template mapping}`; without a body the receiver gets
-the event envelope (a schedule tick for cron flows).
-
-One StepRun is one delivery: its id is the `webhook-id`, the same on every attempt and on
-an operator's retry of the run, so receivers can drop duplicates. Each attempt is signed
-afresh (a new `webhook-timestamp`) with every active secret of the step. The delivery
-helper (automation.delivery) sends through the guarded outbound client and classifies the
-answer; this type turns that into the step's outcome:
-
-- 2xx: done;
-- 410 Gone: the receiver wants no more; the flow is disabled with the reason recorded;
-- 3xx and other 4xx (and a URL the SSRF guard refuses): failed, no retry;
-- 5xx, timeouts, connection errors, 429/503 (Retry-After honoured): retry on
-  WEBHOOK_RETRY_SCHEDULE; once it is spent, failed and dead-lettered.
-"""
+"""send-webhook: POST the event (or a body of the flow's making) to a URL, signed with
+Standard Webhooks; see docs/automation.md#send-webhook-delivery."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""A JSON parser that enforces the body size limit and what JSON we keep (core.api.nesting).
-
-DRF reads the stream itself, bypassing Django's size check when there is no Content-Length;
-a deeply nested body would otherwise blow Python's recursion limit (a 500) in the decoder or,
-later, in the encoder; and a lone surrogate, once stored, would fail every later answer holding it.
-"""
+"""A JSON parser that enforces the body size limit and what JSON we keep (core.api.nesting)."""
 
 from __future__ import annotations
 
@@ -19,6 +14,10 @@ from core.api.nesting import MAX_JSON_DEPTH, json_problem
 
 
 class LimitedJSONParser(JSONParser):
+    # DRF reads the stream itself, bypassing Django's size check when there is no
+    # Content-Length; deep nesting would blow the recursion limit (a 500) in the decoder or
+    # encoder; a lone surrogate, once stored, would fail every later answer holding it.
+
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         body = stream.read(limit + 1) if stream is not None else b""

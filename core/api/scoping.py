@@ -1,9 +1,5 @@
-"""Tenancy for the API: the one mechanism that scopes every request to the caller's org.
-
-Views inherit OrgScopedMixin: it resolves the caller's membership (before permission
-checks, so they can use the role), filters the view's queryset to the org, and leaves
-another org's object unreachable, hence a 404.
-"""
+"""Tenancy for the API: the one mechanism that scopes every request to the caller's org
+(another org's object is a 404)."""
 
 from __future__ import annotations
 
@@ -19,6 +15,9 @@ from core.models import Membership, Org
 
 
 class OrgScopedMixin:
+    """Resolves the caller's membership (before permission checks, so they can use the role)
+    and filters the view's queryset to the org, so another org's object is a 404."""
+
     # The lookup from the view's model to the org's id.
     org_field = "org"
 

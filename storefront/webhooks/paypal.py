@@ -1,23 +1,5 @@
-"""PayPal webhooks at /storefront/paypal/<connection_id>/webhook/: verified by PayPal's own
-postback, normalized into the storefront's payment events.
-
-PayPal signs with a certificate we would have to fetch and trust ourselves; its documented
-alternative is to ask it: `POST /v1/notifications/verify-webhook-signature` with the
-transmission headers, the connection's `webhook_id` and the event, answered
-`verification_status: SUCCESS` or `FAILURE`, under an OAuth token from
-`POST /v1/oauth2/token` (client credentials), cached per connection until shortly before it
-expires. Every call goes through sync.outbound (SSRF guard, breaker, attempt log) to the
-connection's base URL (PayPal's, or a sandbox's).
-
-Before any call, what we can refuse ourselves is refused (400): a missing header, a cert_url
-that is not https on one of PayPal's API hosts (PayPal would fetch it; a forger's URL is
-none of its business), a transmission time more than WEBHOOK_TOLERANCE_SECONDS off, a body
-that is not a PayPal event. When PayPal cannot answer (unreachable, 5xx, the circuit open,
-our credentials refused) the webhook is answered 503, so PayPal delivers it again later.
-
-The event id (`WH-...`) is the dedup key. Amounts arrive as decimal strings in the
-currency's major unit and become integer minor units by ISO 4217's exponent (JPY has none).
-"""
+"""PayPal webhooks, verified by PayPal's own postback and normalized into the storefront's
+payment events; see docs/inbox.md#a-vendor-module."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""Stripe webhooks at /storefront/stripe/<connection_id>/webhook/: verified with the `stripe`
-library, normalized into the storefront's payment events.
-
-Verification: `Stripe-Signature: t=<unix time>,v1=<hex>[,v1=<hex>...]`, an HMAC-SHA256 of
-`<t>.<raw body>` under the endpoint's signing secret (`whsec_...`). The library's
-`WebhookSignature.verify_header` checks it against each of the connection's active secrets
-in turn (two while a secret rolls), any v1 value matching. It only refuses stale
-timestamps; a timestamp further than WEBHOOK_TOLERANCE_SECONDS in the future is refused
-here too, since a signature made for the future outlives the replay window. The event id
-(`evt_...`) is the dedup key.
-
-Normalizing keeps Stripe's money as it is (integer minor units), upper-cases the currency,
-takes our order id from `metadata.order_id`, and stamps every payload with the event's
-`created` time: Stripe does not deliver in order, so consumers order by that time.
-"""
+"""Stripe webhooks, verified with the `stripe` library and normalized into the storefront's
+payment events; see docs/inbox.md#a-vendor-module."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Serializers of the Upstream/Connect API: connections (secrets write-only), the inbox, and
-the connections' health for monitoring.
-
-Nothing here ever renders a credential value or a signing secret: a connection shows the
-names of its credential keys and its secrets' fingerprints. Input checks beyond types live
-in sync.connections, shared with the admin and the management commands.
-"""
+"""Serializers of the Upstream/Connect API: connections (secrets write-only, shown by
+fingerprint), the inbox, and the connections' health."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""The Upstream/Connect API under /upstream/: the org's vendor connections and its inbox.
-
-    /upstream/connections/                      list, create
-    /upstream/connections/<id>/                 read, PATCH (name, credentials, base_url, enabled), delete
-    /upstream/connections/<id>/secrets/         POST {"secret": ...}: add a webhook signing secret
-    /upstream/connections/<id>/secrets/<fp>/    DELETE: remove the secret with this fingerprint
-    /upstream/connections/<id>/check/           POST: call the vendor now (sync.health), show the outcome
-    /upstream/inbox/                            the org's inbound webhooks, newest first (cursor)
-    /upstream/inbox/<id>/                       one, with its headers and body
-    /upstream/inbox/<id>/reprocess/             POST: normalize it again (202)
-
-Connections hold the org's vendor credentials and the inbox its partners' payloads, so every
-route is for the org's owners and admins (members get 403); scoping is OrgScopedMixin's, so
-another org's connection or webhook is a 404. Secrets are write-only: see the serializers.
-"""
+"""The Upstream/Connect API under /upstream/: the org's vendor connections and its inbox,
+for its owners and admins; see docs/inbox.md#connections."""
 
 from __future__ import annotations
 

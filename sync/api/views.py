@@ -1,16 +1,5 @@
-"""The monitoring API: queue statistics (staff) and dead letters (scoped to the caller's org).
-
-Who sees what:
-- Queue statistics are platform-wide operational data (every org's jobs share the queues):
-  staff only, 403 for everyone else.
-- Dead letters: staff (`is_staff`) see every org's and the platform's own (org-less) jobs,
-  need no membership, may filter by org and act on any. Everyone else is scoped to one org
-  through OrgScopedMixin (the X-Org header picks it): members may read its list and detail;
-  owners and admins may also replay and discard (members get 403); another org's dead
-  letter is a 404.
-- Connections' health: staff see every org's connections; otherwise the org's owners and
-  admins see its own (members get 403, as on /upstream/connections/).
-"""
+"""The monitoring API: queue statistics (staff), dead letters and connections' health (scoped
+to the caller's org; staff see all); see docs/jobs.md#dead-letters-and-replay."""
 
 from __future__ import annotations
 
@@ -96,7 +85,7 @@ class StaffOrOrgScopedMixin(OrgScopedMixin):
     retrieve=extend_schema(summary="A dead letter with its arguments, traceback, attempts and replays"),
 )
 class DeadLetterViewSet(StaffOrOrgScopedMixin, viewsets.ReadOnlyModelViewSet[DeadLetter]):
-    """Dead letters: jobs that failed for good (see the module docstring for who sees which)."""
+    """Dead letters: jobs that failed for good (who sees which: docs/jobs.md#dead-letters-and-replay)."""
 
     queryset = DeadLetter.objects.select_related("org")
     serializer_class = DeadLetterSerializer

@@ -1,23 +1,5 @@
-"""SendGrid's Event Webhook at /upstream/sendgrid/<connection_id>/events/: delivery and
-engagement events of the email we send, in batches.
-
-Signed Event Webhook: SendGrid signs `timestamp + body` with ECDSA (P-256, SHA-256); the
-headers are `X-Twilio-Email-Event-Webhook-Signature` (base64 DER) and `-Timestamp` (Unix
-seconds, within WEBHOOK_TOLERANCE_SECONDS of our clock). The connection's `webhook_secrets`
-hold the verification PUBLIC key as SendGrid's settings page shows it (base64 of the DER
-SubjectPublicKeyInfo; a PEM block is accepted too), several while one is replaced; each is
-tried with the `sendgrid` library's EventWebhook. A failure answers 400.
-
-The body is a JSON array of events. SendGrid re-sends a whole batch when our answer is not
-2xx, so the request's dedup key is the sha256 of the body. A signed empty array is stored
-and IGNORED, not refused: a 4xx would only make SendGrid retry it for a day.
-
-Each event of the batch normalizes on its own (`EVENT_MAP`): open → email.opened, click →
-email.clicked, delivered → email.delivered, bounce → email.bounced, dropped →
-email.dropped; other types (processed, deferred, spamreport, unsubscribe, ...) are skipped.
-`message_id` is SendGrid's `sg_message_id`; `contact_id` is the `contact_id` custom arg
-(SendGrid puts custom args at the top level of each event) when the email was sent with one.
-"""
+"""SendGrid's signed Event Webhook (delivery and engagement of the email we send, in
+batches); see docs/inbox.md#a-vendor-module."""
 
 from __future__ import annotations
 

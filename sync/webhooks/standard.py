@@ -1,14 +1,5 @@
-"""Standard Webhooks (https://www.standardwebhooks.com): any sender using the scheme, at
-/upstream/<connection_id>/webhook/. The banking provider's webhooks use it too.
-
-Verified with the `standardwebhooks` library against each of the connection's active
-signing secrets (several while one rotates): `webhook-id`, `webhook-timestamp` (within
-WEBHOOK_TOLERANCE_SECONDS) and `webhook-signature` (space-separated `v1,<base64>` values,
-any one matching). The message id is the dedup key.
-
-A generic sender's messages (`{"type": ..., "data": {...}}`) become `webhook.received`
-events carrying the type and data, so automation flows can trigger on them.
-"""
+"""Standard Webhooks senders at /upstream/<connection_id>/webhook/, verified with the
+`standardwebhooks` library; see docs/inbox.md#a-vendor-module."""
 
 from __future__ import annotations
 

@@ -1,37 +1,5 @@
-"""Twilio's messaging webhooks at /upstream/twilio/<connection_id>/: inbound messages and the
-status callbacks of the messages we send.
-
-Verified with the `twilio` library's RequestValidator: `X-Twilio-Signature` is an HMAC of
-the URL Twilio called plus, for a form body, the sorted POST parameters; for a JSON body
-Twilio puts `bodySHA256=<hex>` in the URL's query and the library checks it against the raw
-body. The key is the account's auth token (`credentials["auth_token"]`); every secret in
-`webhook_secrets` is tried as well: the previous auth token while it rotates (Twilio signs
-with the primary only, so the old one matters for requests in flight at the switch), or a
-Webhooks Rule's SharedKey secret, whose requests name their algorithm (HMAC_SHA256) in
-`X-Twilio-Webhooks-Signature-Settings`.
-
-The URL is the public one Twilio called, which `request.build_absolute_uri()` rebuilds.
-Behind a TLS-terminating proxy it only does so if the proxy's headers are trusted: set
-Django's SECURE_PROXY_SSL_HEADER (X-Forwarded-Proto) and USE_X_FORWARDED_HOST only where the
-proxy sets those headers and strips them from clients (otherwise the scheme or host a
-client sends is believed). The rejection reason names the URL we checked, which is what
-to compare with the console's when a genuine request is refused.
-
-A failed check answers 403, as Twilio's own SDK middleware does (Twilio retries nothing
-on a 4xx; its debugger logs error 11200 / 57012). Twilio's scheme has no timestamp, so
-replays are answered by the dedup key: the `I-Twilio-Idempotency-Token` header (the same
-on Twilio's retries of one webhook) when present, else `MessageSid:MessageStatus` for a
-status callback and `MessageSid` for an inbound message.
-
-Status callbacks become one `sms.status-changed` event carrying the status, rather than
-one event per outcome: they are a stream of transitions of one message that may arrive out
-of order (a `sent` after its `delivered`), so whoever keeps a message's state needs all of
-them in one place and ranks them (`final` marks the statuses a message never leaves);
-listeners that care about one outcome filter on `status`. Inbound messages become
-`sms.received`. Every request is answered with empty TwiML: an inbound message's webhook
-expects TwiML (an empty `<Response>` sends no reply), and a status callback's answer body
-is ignored, which matters because a duplicate is acknowledged without its row.
-"""
+"""Twilio's messaging webhooks (inbound messages, status callbacks of ours), verified with
+the `twilio` library; see docs/inbox.md#a-vendor-module."""
 
 from __future__ import annotations
 

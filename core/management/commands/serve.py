@@ -1,12 +1,6 @@
 """Run the whole system in the foreground: web (ASGI), a worker on every queue, and beat.
 
-With REDIS_URL unset it first starts the embedded Redis, which every child reaches on the
-socket the settings derive from the project directory. One Ctrl-C (or SIGTERM) stops
-everything: each child, in a session of its own so the terminal's signal reaches only us,
-gets exactly one SIGTERM (a second signal would turn Celery's warm shutdown cold), and
-Redis is stopped last. Further signals (`make` forwards the SIGTERM its group also got)
-only repeat the request: nothing interrupts the shutdown.
-"""
+See docs/architecture.md#processes."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""`manage.py add_connection`: create an org's vendor connection from the command line.
-
-    manage.py add_connection acme stripe main --credential api_key=sk_live_... --webhook-secret whsec_...
-    manage.py add_connection acme webhook partner --webhook-secret whsec_... --base-url https://partner.example
-
-The input is checked as the API checks it (sync.connections): the vendor's required
-credential keys, no unknown ones, the webhook secret's form, the base URL through the SSRF
-guard. Nothing printed or raised repeats a credential or a secret. The last line is the new
-connection's id and the path its vendor's webhooks are sent to.
-"""
+"""`manage.py add_connection`: create an org's vendor connection, checked as the API checks
+it; the last line is its id and inbound webhook path."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""`manage.py replay_jobs`: replay dead letters chosen by id or filter, oldest failure first.
-
-    manage.py replay_jobs --queue notification --since 2h --dry-run
-    manage.py replay_jobs --id 0190... --id 0190... --force
-
-Each letter goes through sync.deadletters.replay (by "manage.py replay_jobs"); one that
-already succeeded on replay is skipped unless --force. One line per letter, then a summary;
-the exit status is non-zero on bad input and when a letter was refused.
-"""
+"""`manage.py replay_jobs`: replay dead letters chosen by id or filter, oldest failure first;
+one that already succeeded on replay is skipped unless --force."""
 
 from __future__ import annotations
 

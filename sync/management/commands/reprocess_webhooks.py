@@ -1,13 +1,5 @@
-"""`manage.py reprocess_webhooks`: normalize stored inbound webhooks again, after a fix.
-
-    manage.py reprocess_webhooks                        # every FAILED row
-    manage.py reprocess_webhooks --status ignored --vendor stripe --since 2d --dry-run
-    manage.py reprocess_webhooks 0190... 0190...        # these rows, whatever their status
-
-Each row goes through sync.inbox.reprocess (a worker normalizes it and emits its events;
-a processed or ignored row is forced, so its events are emitted again). A row that failed
-verification is never processed: naming one is refused. Prints one line per row, then a count.
-"""
+"""`manage.py reprocess_webhooks`: normalize stored inbound webhooks again, after a fix
+(every failed row by default; a rejected row is refused)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""`manage.py rotate_connection_keys`: re-encrypt every connection's secrets with the newest key.
-
-Rotating FIELD_ENCRYPTION_KEYS: prepend the new key (new first, old after), deploy, run this,
-then drop the old key. It reads the raw Fernet tokens (never decrypting into anything it
-prints) and re-encrypts each with sync.crypto.rotate; a token already under the newest key
-is left alone, so running it again changes nothing. Each row is locked while it is
-rewritten, so a concurrent change to the connection is not lost.
-"""
+"""`manage.py rotate_connection_keys`: re-encrypt every connection's secrets with the newest
+key (idempotent); see docs/inbox.md#connections."""
 
 from __future__ import annotations
 
