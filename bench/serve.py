@@ -210,7 +210,7 @@ def report(
         rows.append([f"{method} {PATH}", name, f"{s['rps_median']:.1f}", rounds, p50, p99, s["errors"]])
         rows[-1] += [f"{s['cpu_ms_per_request']:.2f}", f"{s['ratio']:.2f}x"]
     _common.print_table(
-        f"Serving: {', '.join(n for n in {n for n, _ in segments})} - {database}; "
+        f"Serving: {', '.join(dict.fromkeys(n for n, _ in segments))} - {database}; "
         f"{args.clients} clients, {args.rounds} rounds x {args.seconds:.0f} s each",
         ["route", "server", "req/s", "rounds", "p50 ms", "p99 ms", "errors", "CPU ms/req", "ratio"],
         rows,
