@@ -11,6 +11,24 @@ BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 
 def web(*, host: str, port: int) -> list[str]:
+    """HTTP (API, admin, pages, static files) through WSGI: under ASGI each request would hop
+    between the event loop and a thread once per sync middleware (bench/serve.py)."""
+    # Worker processes: WEB_CONCURRENCY (gunicorn reads it; default 1).
+    return [
+        "gunicorn",
+        "config.wsgi",
+        "--bind",
+        f"{host}:{port}",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+    ]
+
+
+def realtime(*, host: str, port: int) -> list[str]:
+    """The ASGI server: WebSockets (/ws/) and streamed responses. It serves the HTTP routes too,
+    which is how `manage.py serve` puts everything on one port."""
     return ["uvicorn", "config.asgi:application", "--host", host, "--port", str(port)]
 
 

@@ -1,5 +1,5 @@
 """Real browser tests' pieces: Debian's Chromium (through Playwright, never a downloaded
-browser) and the web process as `make run` starts it, static files collected as it does."""
+browser) and the HTTP-serving process types, static files collected as `make run` does."""
 
 from __future__ import annotations
 
@@ -61,18 +61,20 @@ def collected_static() -> Path:
 
 
 @contextmanager
-def web_server() -> Iterator[str]:
-    """The ASGI server as production runs it (uvicorn, config.asgi) on the test database and
+def web_server(process_type: str = "web") -> Iterator[str]:
+    """A process type serving HTTP: `web` as production runs it (gunicorn, config.wsgi), or
+    `realtime` (uvicorn, config.asgi), as `make run` serves pages, on the test database and
     broker, serving the collected static files; yields its base URL."""
     port = free_port()
     env = live.process_env(settings.REDIS_URL, STATIC_ROOT=str(collected_static()))
-    server = Process(processes.web(host="127.0.0.1", port=port), env, "web")
+    command = {"web": processes.web, "realtime": processes.realtime}[process_type]
+    server = Process(command(host="127.0.0.1", port=port), env, process_type)
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         try:
             return requests.get(f"{base}/admin/login/", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or (gunicorn) still loading the app
             return False
 
     try:

@@ -1,5 +1,6 @@
-"""The pages people open in a browser, served as `make run` serves them (static files collected,
-uvicorn on config.asgi), in Debian's Chromium: their assets load, from us, and nothing fails."""
+"""The pages people open in a browser, served by `web` (gunicorn, production) and by `realtime`
+(uvicorn, as `make run` serves them), static files collected, in Debian's Chromium: their assets
+load, from us, and nothing fails."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ MIN_OPERATIONS = 30
 REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg "
 
 
-@pytest.fixture
-def web() -> Iterator[str]:
-    with browser.web_server() as base:
+@pytest.fixture(params=["web", "realtime"])
+def web(request: pytest.FixtureRequest) -> Iterator[str]:
+    with browser.web_server(request.param) as base:
         yield base
 
 

@@ -62,8 +62,10 @@ class Command(BaseCommand):
     ) -> int:
         """Start web, worker and beat into `children`; supervise them until a stop is requested
         (0) or one of them exits (its exit code)."""
+        # One port: the ASGI server serves HTTP as well as /ws/. Production serves HTTP from
+        # gunicorn, cheaper per request, behind a proxy that sends /ws/ here (docs/deploy.md).
         commands = {
-            "web": processes.web(host=host, port=port),
+            "web": processes.realtime(host=host, port=port),
             "worker": processes.worker(concurrency=concurrency),
             "beat": processes.beat(schedule_file=str(settings.VAR_DIR / "celerybeat-schedule")),
         }
