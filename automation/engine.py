@@ -40,9 +40,10 @@ from automation.models import Flow, FlowRun, FlowVersion, RunStatus, StepRun, St
 from automation.steps.base import Outcome, StepContext, StepType
 from core.events import Envelope
 from core.ids import uuid7
+from core.jobs.consumers import PermanentError, RetryIn, enqueue, job_kwargs
+from core.jobs.publish import schedule
 from core.locking import Deleted, lock
 from core.models import EventRecord
-from sync.consumers import PermanentError, RetryIn, enqueue, job_kwargs, schedule
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from celery.signals import beat_init
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from core.jobs.queues import Queue
 from sync.periodic import cron_fields
-from sync.queues import Queue
 
 if TYPE_CHECKING:
     from automation.models import Flow

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from automation import engine, scheduler
 from automation.models import Flow, TriggerKind
-from sync.consumers import RetryPolicy, consumer, max_time_limit
-from sync.queues import Queue
+from core.jobs.consumers import RetryPolicy, consumer, max_time_limit
+from core.jobs.queues import Queue
 
 # A step's retries follow its own schedule (RetryIn: a webhook's WEBHOOK_RETRY_SCHEDULE, an
 # unexpected error's few quick tries), so the policy only has to never cut them short; it

@@ -258,7 +258,7 @@ OUTBOX_SWEEP_BATCH = env.int("OUTBOX_SWEEP_BATCH", default=500)
 # How long an invitation to join an org can be accepted.
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
 
-# --- Jobs (sync/consumers.py) -------------------------------------------------------------
+# --- Jobs (core/jobs/consumers.py) -------------------------------------------------------------
 
 # Multiplies every consumer's retry backoff: operators (and tests) shorten the schedule here.
 JOB_RETRY_SCALE = env.float("JOB_RETRY_SCALE", default=1.0)

@@ -41,10 +41,10 @@ from pydantic import ValidationError
 
 from core.api import nesting
 from core.events import context, emit_envelope
+from core.jobs.consumers import PermanentError, RetryPolicy, consumer, enqueue
+from core.jobs.queues import Queue
 from sync.connection_cache import webhook_connection
-from sync.consumers import PermanentError, RetryPolicy, consumer, enqueue
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from sync.queues import Queue
 
 logger = logging.getLogger(__name__)
 

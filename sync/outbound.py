@@ -568,7 +568,7 @@ def _record_attempt(
     org_id: Any,
     purpose: str,
 ) -> None:
-    from sync.consumers import current_job
+    from core.jobs.context import current_job
 
     job = current_job()
     try:

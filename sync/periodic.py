@@ -32,9 +32,9 @@ from django_celery_beat.models import (
 )
 
 from core.events.outbox import sweep_outbox
-from sync.consumers import consumers
+from core.jobs.consumers import consumers
+from core.jobs.scheduling import release_scheduled_jobs
 from sync.purge import purge_old_rows
-from sync.tasks import release_scheduled_jobs
 
 logger = logging.getLogger(__name__)
 

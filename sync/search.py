@@ -20,11 +20,11 @@ from django.db import connection, connections, transaction
 from django.db.models import Q, QuerySet
 
 from core.events import Envelope
+from core.jobs.consumers import PermanentError
+from core.jobs.oneoff import oneoff, oneoff_time_limit, run_oneoff
 from core.models import Record
-from sync.consumers import PermanentError
 from sync.datatype import ALL, processor
 from sync.models import SearchDocument
-from sync.oneoff import oneoff, oneoff_time_limit, run_oneoff
 
 # A record's data is at most a couple of megabytes of JSON; its document keeps the first
 # 32k characters of text, which bounds the row and the tsvector (Postgres caps one at 1 MB).

@@ -20,7 +20,7 @@ from kombu import pools
 from config import processes
 from config.celery_app import app
 from config.embedded import EmbeddedRedis
-from sync.queues import Queue
+from core.jobs.queues import Queue
 from tests.processes import Process
 
 TEST_LISTENERS = "tests.listeners,tests.jobs"

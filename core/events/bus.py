@@ -28,7 +28,7 @@ from core.events import context, registry
 from core.events.registry import EventSpec
 from core.events.registry import declared as _declared
 from core.ids import uuid7
-from sync.queues import Queue
+from core.jobs.queues import Queue
 
 F = TypeVar("F", bound=Callable[..., Any])
 

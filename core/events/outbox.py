@@ -42,10 +42,10 @@ from core.events.bus import (
     queued_listener,
     queued_listeners,
 )
-from core.models import EventRecord
-from sync.consumers import PermanentError, RetryPolicy, consumer, job_kwargs, message_reprs
-from sync.models import JobReceipt
-from sync.queues import Queue
+from core.jobs.consumers import PermanentError, RetryPolicy, consumer, job_kwargs
+from core.jobs.publish import message_reprs
+from core.jobs.queues import Queue
+from core.models import EventRecord, JobReceipt
 
 logger = logging.getLogger(__name__)
 

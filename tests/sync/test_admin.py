@@ -10,9 +10,16 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
-from core.models import User
-from sync.models import DeadLetter, DeadLetterStatus, JobLog, JobReceipt, ScheduledJob, ScheduledJobStatus
-from sync.queues import Queue
+from core.jobs.queues import Queue
+from core.models import (
+    DeadLetter,
+    DeadLetterStatus,
+    JobLog,
+    JobReceipt,
+    ScheduledJob,
+    ScheduledJobStatus,
+    User,
+)
 from tests import jobs
 from tests.sync.dead_letters import (
     dead_letter_for_real,

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from core.models import User
-from sync.models import DeadLetter, DeadLetterStatus
+from core.models import DeadLetter, DeadLetterStatus, User
 from tests import browser, jobs
 from tests.sync.dead_letters import dead_letter_for_real, fixed, running_worker, unique_key
 

@@ -2,7 +2,7 @@
 
 from config import processes
 from config.celery_app import app
-from sync.queues import PREFETCH, Queue, prefetch_for
+from core.jobs.queues import PREFETCH, Queue, prefetch_for
 
 
 def test_there_is_a_queue_per_consumer_type_of_the_spec_plus_events():

@@ -3,7 +3,7 @@
     manage.py replay_jobs --queue notification --since 2h --dry-run
     manage.py replay_jobs --id 0190... --id 0190... --force
 
-Each letter goes through sync.deadletters.replay (by "manage.py replay_jobs"); one that
+Each letter goes through core.jobs.deadletters.replay (by "manage.py replay_jobs"); one that
 already succeeded on replay is skipped unless --force. One line per letter, then a summary;
 the exit status is non-zero on bad input and when a letter was refused.
 """
@@ -15,9 +15,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sync.models import DeadLetter, DeadLetterStatus
-from sync.queues import Queue
-from sync.selectors import (
+from core.jobs.queues import Queue
+from core.jobs.selectors import (
     ANY_STATUS,
     STATUS_CHOICES,
     BadFilter,
@@ -30,6 +29,7 @@ from sync.selectors import (
     parse_since,
     replay_each,
 )
+from core.models import DeadLetter, DeadLetterStatus
 
 ACTOR = "manage.py replay_jobs"
 

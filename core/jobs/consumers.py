@@ -1,46 +1,19 @@
-"""The consumer base: every queued job declares its contract in `@consumer(...)`.
+"""The consumer base: every queued job declares its contract in `@consumer(...)` (see docs/jobs.md).
 
-    @consumer(Queue.ONEOFF, name="crm.reindex_contacts", retry=RetryPolicy(max_attempts=3))
-    def reindex_contacts(*, org_id: str, datatype: str) -> None:
-        ...
-
-    enqueue(reindex_contacts, org_id=org.pk, datatype="contact")
-
-What the base guarantees, so a consumer module stays short:
-- a stable dotted name and a queue from the Queue enum; JSON arguments only (ids, never
-  model instances), always with `org_id` (None for platform jobs), plus the
-  `correlation_id` and `idempotency_key` the base takes off before calling the consumer;
-- `acks_late` with reject-on-worker-lost, soft and hard time limits;
-- retries with exponential backoff and jitter per the policy, shortened for everyone by
-  the JOB_RETRY_SCALE setting; short waits ride Celery's countdown, longer ones become
-  ScheduledJob rows (never a long ETA on Redis);
-- PermanentError, and 4xx-style errors unless the policy says otherwise, skip retries;
-- attempts counted in the database: failures are logged, and a message the broker
-  redelivers (its worker died, or a hard time limit killed it) is counted too, so a job
-  that kills its worker every time still reaches the dead-letter store;
-- after the last attempt, or a permanent failure, a DeadLetter row with everything needed
-  to replay it.
-
-Idempotency: with `idempotent=True` the base runs the consumer inside a transaction that
-also inserts a JobReceipt keyed by the job's idempotency key (the task id unless the
-producer gave one, e.g. f"contact-welcome:{contact_id}"). A redelivered or replayed job
-whose receipt exists is a no-op (a replay runs under the key its dead letter recorded). The
-receipt covers the consumer's database writes; an external side effect must carry the key
-itself (as an Idempotency-Key header, say).
+A consumer gets JSON keyword arguments (always `org_id`), retries per its RetryPolicy, and is
+dead-lettered after its last attempt; `idempotent=True` runs it behind a JobReceipt.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import random
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from celery import Task, shared_task
@@ -50,7 +23,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.events import context
-from sync.queues import Queue
+from core.jobs import deadletters
+from core.jobs.context import JobContext, job_context
+from core.jobs.publish import publish_or_keep, schedule
+from core.jobs.queues import Queue
+from core.models import JobReceipt
 
 logger = logging.getLogger(__name__)
 
@@ -103,34 +80,6 @@ def is_permanent(exc: BaseException, policy: RetryPolicy) -> bool:
     return isinstance(status, int) and 400 <= status < 500 and status not in _RETRYABLE_CLIENT_STATUSES
 
 
-@dataclass(frozen=True)
-class JobContext:
-    task_id: str
-    task: str
-    org_id: str | None
-    correlation_id: str
-    idempotency_key: str
-    attempt: int
-
-
-_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("current_job", default=None)
-
-
-def current_job() -> JobContext | None:
-    """The job this code runs in, if any."""
-    return _current.get()
-
-
-@contextmanager
-def _job_context(job: JobContext) -> Iterator[None]:
-    token = _current.set(job)
-    try:
-        with context.caused_by(correlation=job.correlation_id):
-            yield
-    finally:
-        _current.reset(token)
-
-
 class ConsumerTask(Task):  # type: ignore[type-arg]
     """The base of every @consumer task (see the module docstring)."""
 
@@ -149,8 +98,6 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
     idempotent: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from sync import deadletters
-
         request = self.request
         task_id = request.id or uuid.uuid4().hex
         call_kwargs = {k: v for k, v in kwargs.items() if k not in META_KWARGS}
@@ -168,8 +115,8 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
             if job.attempt > self.retry_policy.max_attempts:
                 # Delivered again and again without finishing: the worker dies on this job.
                 deadletters.bury(
-                    self,
                     job,
+                    self._queue(),
                     args,
                     kwargs,
                     deadletters.WorkerLostOnEveryDelivery(job.attempt - 1),
@@ -177,7 +124,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                     replay_of,
                 )
                 raise Ignore()
-        with _job_context(job):
+        with job_context(job):
             try:
                 result = self._run(job, args, call_kwargs)
             except (Retry, Ignore, Reject):
@@ -189,11 +136,13 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
             deadletters.succeeded(job, replay_of)
         return result
 
+    def _queue(self) -> str:
+        """The queue this delivery came from: a listener's or a replay's own, else the consumer's."""
+        return str((self.request.delivery_info or {}).get("routing_key") or self.consumer_queue.value)
+
     def _run(self, job: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not self.idempotent:
             return self.run(*args, **kwargs)
-        from sync.models import JobReceipt
-
         with transaction.atomic():
             if not JobReceipt.claim(job.idempotency_key, self.name):
                 logger.info("job %s[%s]: already done (key %s)", self.name, job.task_id, job.idempotency_key)
@@ -208,13 +157,11 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
         exc: Exception,
         replay_of: str | None,
     ) -> None:
-        from sync import deadletters
-
         trace = traceback.format_exc()
         deadletters.log_failure(job, exc)
         policy = self.retry_policy
         if is_permanent(exc, policy) or job.attempt >= policy.max_attempts:
-            deadletters.bury(self, job, args, kwargs, exc, trace, replay_of)
+            deadletters.bury(job, self._queue(), args, kwargs, exc, trace, replay_of)
             raise Ignore()
         delay = exc.delay if isinstance(exc, RetryIn) else policy.delay(job.attempt)
         logger.warning(
@@ -373,71 +320,9 @@ def enqueue(
     return task_id
 
 
-def message_reprs(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The argsrepr/kwargsrepr options of a publish: what logs and monitors show of a job's
-    arguments. Given, because Celery's default (saferepr of each) costs a quarter of a
-    millisecond per message; JSON arguments need nothing safer than repr, cut short."""
-    return {"argsrepr": repr(tuple(args))[:REPR_LIMIT], "kwargsrepr": repr(kwargs)[:REPR_LIMIT]}
-
-
-REPR_LIMIT = 1024
-
-
-def publish_or_keep(
-    task: Task,  # type: ignore[type-arg]
-    args: tuple[Any, ...] | list[Any],
-    kwargs: dict[str, Any],
-    *,
-    org_id: Any,
-    task_id: str,
-    countdown: float = 0,
-    queue: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> None:
-    """Publish a job now; if the broker refuses, keep it as a ScheduledJob due now, which the
-    releaser publishes once the broker is back: nothing is lost."""
-    options: dict[str, Any] = {"task_id": task_id, **({"headers": headers} if headers else {})}
-    publish: dict[str, Any] = {
-        **options,
-        **message_reprs(args, kwargs),
-        "countdown": countdown,
-        **({"queue": queue} if queue else {}),
-    }
-    try:
-        task.apply_async(tuple(args), kwargs, retry=False, **publish)
-    except Exception as exc:
-        logger.warning("publish %s[%s]: broker refused (%s); kept as a scheduled job",
-                       task.name, task_id, type(exc).__name__)  # fmt: skip
-        schedule(task, args, kwargs, run_at=timezone.now(), org_id=org_id, options=options, queue=queue)
-
-
-def schedule(
-    task: Task,  # type: ignore[type-arg]
-    args: tuple[Any, ...] | list[Any],
-    kwargs: dict[str, Any],
-    *,
-    run_at: datetime,
-    org_id: Any,
-    options: dict[str, Any] | None = None,
-    queue: str | None = None,
-) -> None:
-    from sync.models import ScheduledJob
-
-    ScheduledJob.objects.create(
-        run_at=run_at,
-        task=task.name,
-        queue=queue or getattr(task, "consumer_queue", Queue.ONEOFF).value,
-        args=list(args),
-        kwargs=kwargs,
-        options=options or {},
-        org_id=org_id,
-    )
-
-
 __all__ = [
     "DEFAULT_RETRY",
     "ConsumerTask",
-    "JobContext",
     "PermanentError",
     "RetryIn",
     "RetryPolicy",
@@ -445,12 +330,8 @@ __all__ = [
     "consumer",
     "consumers",
     "countdown_allowed",
-    "current_job",
     "enqueue",
     "is_permanent",
     "max_time_limit",
-    "message_reprs",
-    "publish_or_keep",
-    "schedule",
     "visibility_timeout",
 ]
