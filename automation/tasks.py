@@ -27,7 +27,7 @@ def _is_replay() -> bool:
     return bool(value)
 
 
-@consumer(Queue.AUTOMATION, name="automation.execute_step", retry=STEP_RETRY, time_limit=STEP_TIME_LIMIT)
+@consumer(Queue.AUTOMATION, name=engine.STEP_TASK, retry=STEP_RETRY, time_limit=STEP_TIME_LIMIT)
 def execute_step(*, run_id: str, step_id: str, generation: int, org_id: str) -> str:
     """Execute one step of a run and move the run on (see automation.engine)."""
     return engine.execute_step(run_id=run_id, step_id=step_id, generation=generation, replay=_is_replay())

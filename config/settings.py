@@ -1,7 +1,7 @@
 """Settings, read from the environment with typed defaults (django-environ).
 
 With nothing set, the platform runs on the embedded default: SQLite under `var/` and
-the embedded Redis on a unix socket (see `config/embedded.py`). Production sets
+the embedded Redis on a unix socket (see `core/runtime/embedded.py`). Production sets
 DATABASE_URL (Postgres) and REDIS_URL; nothing else changes.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import django_stubs_ext
 import environ
 
-from config.embedded import socket_path
+from core.runtime.embedded import socket_path
 
 # Lets classes such as ModelSerializer[Record] and ModelAdmin[Org] be subscripted at runtime.
 django_stubs_ext.monkeypatch()

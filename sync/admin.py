@@ -145,7 +145,7 @@ class DeadLetterAdmin(NulSafeChangelist, admin.ModelAdmin[DeadLetter]):
         return False  # discard keeps the record; the purge deletes old ones
 
     def has_replay_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("sync.change_deadletter")
+        return request.user.has_perm("core.change_deadletter")
 
     # --- columns and read-only fields --------------------------------------------------------
 
@@ -301,7 +301,7 @@ class ScheduledJobAdmin(NulSafeChangelist, ReadOnlyAdmin):
     exclude = ("args", "kwargs", "options")
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("sync.change_scheduledjob")
+        return request.user.has_perm("core.change_scheduledjob")
 
     @admin.display(description="arguments")
     def arguments(self, obj: ScheduledJob) -> SafeString:

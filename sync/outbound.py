@@ -48,7 +48,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
-from core.events import context
+from core import context
 from sync.models import CircuitState, Connection, HttpAttempt
 
 logger = logging.getLogger(__name__)

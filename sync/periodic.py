@@ -30,6 +30,7 @@ from django_celery_beat.models import (
     PeriodicTask,
     PeriodicTasks,
 )
+from django_celery_beat.schedulers import DatabaseScheduler
 
 from core.events.outbox import sweep_outbox
 from core.jobs.consumers import consumers
@@ -217,8 +218,6 @@ def sync() -> SyncResult:
 
 @beat_init.connect
 def _sync_when_beat_starts(sender: Any, **kwargs: Any) -> None:
-    from django_celery_beat.schedulers import DatabaseScheduler
-
     scheduler = sender.scheduler
     if not isinstance(scheduler, DatabaseScheduler):
         return

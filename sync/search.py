@@ -23,6 +23,7 @@ from core.events import Envelope
 from core.jobs.consumers import PermanentError
 from core.jobs.oneoff import oneoff, oneoff_time_limit, run_oneoff
 from core.models import Record
+from core.search import InvalidSearch
 from sync.datatype import ALL, processor
 from sync.models import SearchDocument
 
@@ -38,10 +39,6 @@ REINDEX_BATCH = 500
 # (Postgres cannot even hold a NUL in a query string).
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORD_RE = re.compile(r"\w+")
-
-
-class InvalidSearch(ValueError):
-    """The search text cannot be searched for (the API answers 400)."""
 
 
 def flatten(data: Any, limit: int = MAX_CONTENT_CHARS) -> str:
@@ -174,7 +171,6 @@ def reindex(
 
 
 __all__ = [
-    "InvalidSearch",
     "clean_query",
     "flatten",
     "index_records",

@@ -1,7 +1,7 @@
 """create-record and update-record: collection records written through the repository.
 
 The write emits its own CRUD event like any other, with the run as its causation
-(`core.events.context.caused_by`), which is how the loop guard sees that a run caused it.
+(`core.context.caused_by`), which is how the loop guard sees that a run caused it.
 Both are transactional: the write commits together with the step's outcome, so a
 redelivered job never writes twice.
 
@@ -21,8 +21,7 @@ from django.db import transaction
 
 from automation import expressions
 from automation.steps.base import Outcome, StepContext, StepType, register
-from core import services
-from core.events import context
+from core import context, services
 from core.models import Org, Record
 
 DATATYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

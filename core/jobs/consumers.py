@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.events import context
+from core import context
 from core.jobs import deadletters
 from core.jobs.context import JobContext, job_context
 from core.jobs.publish import publish_or_keep, schedule

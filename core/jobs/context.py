@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from core.events import context
+from core import context
 
 
 @dataclass(frozen=True)

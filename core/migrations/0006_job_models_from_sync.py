@@ -5,18 +5,34 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+MOVED = ("joblog", "jobreceipt", "deadletter", "scheduledjob")
+
+
+def move_content_types(apps, schema_editor, old="sync", new="core"):
+    # Permissions granted on these models (and admin log entries) follow them to their new app.
+    ContentType = apps.get_model("contenttypes", "ContentType")
+    for model in MOVED:
+        if not ContentType.objects.filter(app_label=new, model=model).exists():
+            ContentType.objects.filter(app_label=old, model=model).update(app_label=new)
+
+
+def move_content_types_back(apps, schema_editor):
+    move_content_types(apps, schema_editor, old="core", new="sync")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
         ('core', '0005_invitations_and_default_org'),
         # The tables were created by sync's migrations, so those run first on an empty database.
         ('sync', '0005_inbox_indexes'),
+        ('contenttypes', '0002_remove_content_type_name'),
     ]
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            # State only: the tables exist already; the database is left as it is.
-            database_operations=[],
+            # The tables exist already and keep their names: only the content types move.
+            database_operations=[migrations.RunPython(move_content_types, move_content_types_back)],
             state_operations=[
                 migrations.CreateModel(
                     name='JobLog',

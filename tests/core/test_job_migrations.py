@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from core.jobs.deadletters import replay
-from core.models import DeadLetter, DeadLetterStatus, JobReceipt, ScheduledJob
+from core.models import DeadLetter, DeadLetterStatus, JobReceipt, ScheduledJob, User
 
 OLD_HEAD = [("core", "0005_invitations_and_default_org"), ("sync", "0005_inbox_indexes")]
 
@@ -57,3 +59,20 @@ def test_job_tables_keep_their_names() -> None:
         connection.introspection.table_names()
     )
     assert DeadLetter._meta.db_table == "sync_deadletter"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_permissions_granted_on_the_old_models_follow_them() -> None:
+    _migrate(OLD_HEAD)
+    # As a database made before the move has it: the content type under the sync app.
+    ContentType.objects.filter(app_label="core", model="deadletter").delete()
+    old_type, _ = ContentType.objects.get_or_create(app_label="sync", model="deadletter")
+    Permission.objects.filter(content_type=old_type).delete()
+    permission = Permission.objects.create(content_type=old_type, codename="change_deadletter", name="x")
+    user = User.objects.create_user(email="ops@example.com", password="x" * 12)
+    user.user_permissions.add(permission)
+
+    _migrate()
+    ContentType.objects.clear_cache()
+
+    assert User.objects.get(pk=user.pk).has_perm("core.change_deadletter")

@@ -49,7 +49,7 @@ def test_an_admin_replays_a_dead_letter_and_sees_it_succeed(owner, web, request)
     key = unique_key(request.node.name)
     with running_worker() as worker:
         letter = dead_letter_for_real(owner.org, key, worker)
-        path = f"/admin/sync/deadletter/{letter.pk}/change/"
+        path = f"/admin/core/deadletter/{letter.pk}/change/"
         with fixed(key), sync_playwright() as playwright:
             chromium = browser.launch(playwright)
             try:

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from core.events import context
+from core import context
 from core.jobs.consumers import (
     PermanentError,
     RetryPolicy,

@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from core.events import context
+from core import context
 from core.jobs.consumers import RetryPolicy, consumer
 from core.jobs.context import current_job
 from core.jobs.queues import Queue
