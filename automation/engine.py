@@ -8,23 +8,28 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from automation import definition, expressions, index, steps
+from automation import definition, expressions, index, services, steps
 from automation.models import Flow, FlowRun, FlowVersion, RunStatus, StepRun, StepStatus, TriggerKind
 from automation.steps.base import Outcome, StepContext, StepType
 from core.events import Envelope
+from core.events.outbox import envelope_from
 from core.ids import uuid7
+from core.jobs.consumers import ConsumerTask, PermanentError, RetryIn, enqueue, job_kwargs
+from core.jobs.publish import schedule
 from core.locking import Deleted, lock
 from core.models import EventRecord
-from sync.consumers import PermanentError, RetryIn, enqueue, job_kwargs, schedule
 
 logger = logging.getLogger(__name__)
+
+STEP_TASK = "automation.execute_step"
 
 # An unexpected error in a step (a bug, the database away) is retried this many times, then fails the run.
 UNEXPECTED_ERROR_ATTEMPTS = 5
@@ -53,8 +58,6 @@ def envelope_json(envelope: Envelope) -> dict[str, Any]:
 
 
 def event_json(record: EventRecord) -> dict[str, Any]:
-    from core.events.outbox import envelope_from
-
     return envelope_json(envelope_from(record))
 
 
@@ -205,11 +208,14 @@ def start_run(
     return run
 
 
-def _enqueue_step(run: FlowRun, step_id: str) -> None:
-    from automation.tasks import execute_step
+def _step_task() -> ConsumerTask:
+    """The `automation.execute_step` consumer, by its stable name (automation.tasks registers it)."""
+    return cast(ConsumerTask, current_app.tasks[STEP_TASK])
 
+
+def _enqueue_step(run: FlowRun, step_id: str) -> None:
     enqueue(
-        execute_step,
+        _step_task(),
         org_id=run.org_id,
         correlation_id=run.correlation_id or None,
         run_id=str(run.pk),
@@ -281,6 +287,8 @@ def execute_step(*, run_id: str, step_id: str, generation: int, replay: bool = F
         step_run.save(update_fields=["status", "started_at"])
     ctx = StepContext(flow=run.flow, run=run, step=node.step, step_run=step_run, data=run_data(run))
     outcome = _execute(step_type, ctx, run, node, step_run)
+    if outcome.disable_flow:
+        services.flow_disable(flow=ctx.flow, reason=outcome.disable_flow)
     if outcome.kind == "retry":
         raise RetryIn(outcome.delay, outcome.error)
     if outcome.kind == "failed" and outcome.dead_letter:
@@ -377,11 +385,9 @@ def _apply(run: FlowRun, node: definition.Node, step_run: StepRun, outcome: Outc
 
 def _schedule_step(run: FlowRun, step_id: str, until: datetime) -> None:
     """A wait always rides a ScheduledJob (released by beat), never a Celery countdown."""
-    from automation.tasks import execute_step
-
     kwargs = {"run_id": str(run.pk), "step_id": step_id, "generation": run.generation}
     schedule(
-        execute_step,
+        _step_task(),
         (),
         job_kwargs(
             kwargs, org_id=run.org_id, correlation_id=run.correlation_id or None, idempotency_key=None

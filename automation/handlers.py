@@ -3,7 +3,7 @@
 from automation import engine, index
 from automation import tasks as _tasks  # noqa: F401  (every process knows the automation consumers)
 from core.events import ANY_EVENT, Envelope, on_event
-from sync.queues import Queue
+from core.jobs.queues import Queue
 
 
 @on_event(ANY_EVENT, queue=Queue.AUTOMATION_TRIGGER, when=index.wants)

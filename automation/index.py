@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from django.db import transaction
 
 from automation import expressions
+from automation.models import Flow, TriggerKind
 from core import generation
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ def _token(org_id: Any) -> str:
 
 
 def _load(org_id: Any) -> list[tuple[str, _Trigger]]:
-    from automation.models import Flow, TriggerKind
-
     rows = Flow.objects.filter(org_id=org_id, enabled=True, trigger_kind=TriggerKind.EVENT).values_list(
         "id", "trigger_event", "trigger_datatype", "trigger"
     )

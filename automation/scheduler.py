@@ -7,18 +7,17 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery.signals import beat_init
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from automation.definition import parse_cron
+from automation.models import Flow, TriggerKind
+from core.jobs.queues import Queue
 from sync.periodic import cron_fields
-from sync.queues import Queue
-
-if TYPE_CHECKING:
-    from automation.models import Flow
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +78,6 @@ def remove_flow(flow_id: Any) -> None:
 
 def reconcile() -> dict[str, int]:
     """Every schedule flow has its row as it should be, and no row outlives its flow."""
-    from automation.models import Flow, TriggerKind
-
     synced = removed = 0
     with transaction.atomic():
         flows = list(Flow.objects.filter(trigger_kind=TriggerKind.SCHEDULE))
@@ -107,8 +104,6 @@ def _reconcile_when_beat_starts(sender: Any, **kwargs: Any) -> None:
 def latest_fire_time(cron: str, timezone: str, now: datetime) -> datetime | None:
     """The latest time (aware UTC, whole minute) at which `cron` fires at or before `now`, read
     in `timezone` as beat does (celery's crontab: day of month and day of week must both match)."""
-    from automation.definition import parse_cron
-
     spec: Any = parse_cron(cron)  # its fields, parsed, are sets of ints (untyped in the stubs)
     tz = ZoneInfo(timezone)
     local = now.astimezone(tz).replace(second=0, microsecond=0)

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from automation import engine, scheduler
 from automation.models import Flow, TriggerKind
-from sync.consumers import RetryPolicy, consumer, max_time_limit
-from sync.queues import Queue
+from core.jobs.consumers import RetryPolicy, consumer, max_time_limit
+from core.jobs.queues import Queue
 
 # A step's retries follow its own schedule (RetryIn: a webhook's WEBHOOK_RETRY_SCHEDULE, an
 # unexpected error's few quick tries), so the policy only has to never cut them short; it
@@ -27,7 +27,7 @@ def _is_replay() -> bool:
     return bool(value)
 
 
-@consumer(Queue.AUTOMATION, name="automation.execute_step", retry=STEP_RETRY, time_limit=STEP_TIME_LIMIT)
+@consumer(Queue.AUTOMATION, name=engine.STEP_TASK, retry=STEP_RETRY, time_limit=STEP_TIME_LIMIT)
 def execute_step(*, run_id: str, step_id: str, generation: int, org_id: str) -> str:
     """Execute one step of a run and move the run on (see automation.engine)."""
     return engine.execute_step(run_id=run_id, step_id=step_id, generation=generation, replay=_is_replay())

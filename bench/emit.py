@@ -43,7 +43,8 @@ def build_cases() -> list[dict[str, Any]]:
     from django.dispatch import Signal
     from pydantic import BaseModel
 
-    from core.events import context, declare, emit, on_event
+    from core import context
+    from core.events import declare, emit, on_event
 
     class BenchPayload(BaseModel):
         id: str

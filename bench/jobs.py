@@ -1,6 +1,6 @@
 """Jobs end to end: no-op jobs through the consumer base vs a bare Celery task, same worker.
 
-Subject: `sync.consumers.enqueue(tests.jobs.noop, org_id=...)` - the consumer base's contract
+Subject: `core.jobs.consumers.enqueue(tests.jobs.noop, org_id=...)` - the consumer base's contract
 (JSON check, org and correlation id, on-commit publish with the broker-down fallback) on the
 producer side, and ConsumerTask.__call__ (job context, correlation scope, failure wiring,
 acks_late with reject-on-worker-lost) on the worker.
@@ -68,7 +68,7 @@ class Run:
 
     def __init__(self, org_id: str, redis_client: Any, key: str) -> None:
         from bench.job_tasks import bare_noop
-        from sync.consumers import enqueue, job_kwargs
+        from core.jobs.consumers import enqueue, job_kwargs
         from tests import jobs
 
         self.redis = redis_client
@@ -176,7 +176,7 @@ def main() -> None:
 
     import bench.job_tasks  # noqa: F401  (registers the bare task in this process)
     from core import services
-    from sync.models import DeadLetter, JobLog
+    from core.models import DeadLetter, JobLog
     from tests.live import Worker
 
     database = _common.describe_database()
@@ -216,7 +216,7 @@ def main() -> None:
                 run.segment(kind, "failure-burst", fail_burst)
                 time.sleep(0.05)
         done = run.done_times()
-        letters = DeadLetter.objects.filter(exception_class="sync.consumers.PermanentError").count()
+        letters = DeadLetter.objects.filter(exception_class="core.jobs.consumers.PermanentError").count()
         logs_left = JobLog.objects.count()
     except BaseException:
         print(f"bench: worker log kept at {worker.log}", file=sys.stderr)

@@ -20,7 +20,7 @@ from celery.signals import task_prerun
 from django.conf import settings
 
 from core.events import Envelope, SystemEvents, on_event
-from sync.queues import Queue
+from core.jobs.queues import Queue
 
 DATATYPE = "bench-outbox"
 QUEUE = Queue.ONEOFF  # the default queue: where the bare task's .delay() goes too

@@ -19,14 +19,14 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench import _common  # noqa: E402
-from config import processes  # noqa: E402
+from core.runtime import processes  # noqa: E402
 from tests.processes import Process  # noqa: E402
 
 PATH = "/collections/note/"
 BODY = json.dumps({"data": {"title": "benchmark note", "n": 42, "tags": ["a", "b"]}}).encode()
 ROUTES = {"POST": 201, "GET": 200}
 
-# The production process types (config/processes.py, as the Procfile runs them), on one port each.
+# The production process types (core/runtime/processes.py, as the Procfile runs them), on one port each.
 SERVERS: dict[str, Callable[[int], list[str]]] = {
     "realtime: uvicorn, config.asgi": lambda port: [
         *processes.realtime(host="127.0.0.1", port=port),

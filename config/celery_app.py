@@ -9,7 +9,7 @@ from django.db import close_old_connections
 from kombu import Queue as KombuQueue
 
 from core import broker
-from sync.queues import Queue
+from core.jobs.queues import Queue
 
 broker.install()  # kombu's Redis transport, reusing its publish client (core/broker.py)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

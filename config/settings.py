@@ -1,5 +1,5 @@
 """Settings, read from the environment with typed defaults (django-environ); with nothing
-set, SQLite under var/ and the embedded Redis (config/embedded.py)."""
+set, SQLite under var/ and the embedded Redis (core/runtime/embedded.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import django_stubs_ext
 import environ
 
-from config.embedded import socket_path
+from core.runtime.embedded import socket_path
 
 # Lets classes such as ModelSerializer[Record] and ModelAdmin[Org] be subscripted at runtime.
 django_stubs_ext.monkeypatch()
@@ -254,7 +254,7 @@ OUTBOX_SWEEP_BATCH = env.int("OUTBOX_SWEEP_BATCH", default=500)
 # How long an invitation to join an org can be accepted.
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
 
-# --- Jobs (sync/consumers.py) -------------------------------------------------------------
+# --- Jobs (core/jobs/consumers.py) -------------------------------------------------------------
 
 # Multiplies every consumer's retry backoff: operators (and tests) shorten the schedule here.
 JOB_RETRY_SCALE = env.float("JOB_RETRY_SCALE", default=1.0)

@@ -7,12 +7,12 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
+from core.events.outbox import Relay
+
 
 @checks.register()
 def outbox_sweep_grace(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The sweeper must leave the relay time to mark what it published, or it publishes it again."""
-    from core.events.outbox import Relay
-
     grace = float(settings.OUTBOX_SWEEP_AFTER_SECONDS)
     if grace > Relay.MARK_AFTER_SECONDS:
         return []

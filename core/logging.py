@@ -2,7 +2,7 @@
 
 import logging
 
-from core.events import context
+from core import context
 
 
 class CorrelationIdFilter(logging.Filter):

@@ -8,7 +8,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
 
-from core.events import context
+from core import context
 
 HEADER = "X-Request-ID"
 

@@ -1,5 +1,7 @@
 """Celery tasks of the core app (found by the Celery app's autodiscovery)."""
 
 from core.events.outbox import dispatch, run_listener, sweep_outbox
+from core.jobs.oneoff import run_oneoff_job
+from core.jobs.scheduling import release_scheduled_jobs
 
-__all__ = ["dispatch", "run_listener", "sweep_outbox"]
+__all__ = ["dispatch", "release_scheduled_jobs", "run_listener", "run_oneoff_job", "sweep_outbox"]

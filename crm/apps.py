@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class CrmConfig(AppConfig):
     name = "crm"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imported here: the vendor modules load models, which needs the app registry ready.
+        from crm.webhooks import sendgrid, twilio
+        from sync import webhook_registry as registry
+
+        registry.register(twilio.webhooks)
+        registry.register(sendgrid.webhooks)

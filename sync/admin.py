@@ -3,7 +3,7 @@ and for Upstream/Connect: connections, the inbound-webhook inbox, outbound attem
 
 Dead letters are never edited: the detail page shows the arguments, failure, attempts and
 replay history, with Replay and Discard buttons; the list has the same as bulk actions.
-Both need the change permission on dead letters and go through sync.deadletters, with the
+Both need the change permission on dead letters and go through core.jobs.deadletters, with the
 admin user's email recorded as who replayed.
 
 A connection's credentials and signing secrets are never displayed, not even to the admin
@@ -35,21 +35,19 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from core.admin import ReadOnlyAdmin
-from core.models import User
-from sync import connections, inbox, vendors
-from sync.deadletters import discard
-from sync.models import (
-    Connection,
+from core.jobs.deadletters import discard
+from core.jobs.selectors import ReplayOutcome, ReplayTally, already_succeeded, replay_each
+from core.models import (
     DeadLetter,
     DeadLetterStatus,
-    HttpAttempt,
-    InboundWebhook,
     JobLog,
     JobReceipt,
     ScheduledJob,
     ScheduledJobStatus,
+    User,
 )
-from sync.selectors import ReplayOutcome, ReplayTally, already_succeeded, replay_each
+from sync import connections, inbox, vendors
+from sync.models import Connection, HttpAttempt, InboundWebhook
 
 _EMPTY = "—"
 
@@ -147,7 +145,7 @@ class DeadLetterAdmin(NulSafeChangelist, admin.ModelAdmin[DeadLetter]):
         return False  # discard keeps the record; the purge deletes old ones
 
     def has_replay_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("sync.change_deadletter")
+        return request.user.has_perm("core.change_deadletter")
 
     # --- columns and read-only fields --------------------------------------------------------
 
@@ -303,7 +301,7 @@ class ScheduledJobAdmin(NulSafeChangelist, ReadOnlyAdmin):
     exclude = ("args", "kwargs", "options")
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("sync.change_scheduledjob")
+        return request.user.has_perm("core.change_scheduledjob")
 
     @admin.display(description="arguments")
     def arguments(self, obj: ScheduledJob) -> SafeString:

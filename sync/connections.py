@@ -18,6 +18,7 @@ from django.utils import timezone
 from core.locking import lock
 from core.models import Org, User
 from sync import vendors
+from sync import webhook_registry as registry
 from sync.crypto import fingerprint
 from sync.models import Connection, Vendor
 from sync.outbound import UnsafeURL, check_url
@@ -68,9 +69,7 @@ def credential_keys(connection: Connection) -> list[str]:
 
 def inbound_path(connection: Connection) -> str | None:
     """The path of the connection's webhook endpoint, or None for a vendor that sends none."""
-    from sync.inbox import VENDOR_MODULES
-
-    if connection.vendor not in VENDOR_MODULES:
+    if not registry.has_webhooks(connection.vendor):
         return None
     kwargs: dict[str, Any] = {"connection_id": connection.pk}
     if connection.vendor == Vendor.BANKING:

@@ -11,8 +11,8 @@ from typing import TypeVar
 from django.db import transaction
 
 from core.events import Envelope
+from core.jobs.consumers import PermanentError
 from core.models import Record
-from sync.consumers import PermanentError
 
 ALL = "*"
 

@@ -1,12 +1,12 @@
 """Listeners of the sync app: every collection event feeds the datatype consumer."""
 
 from core.events import Envelope, SystemEvents, on_event
+from core.jobs.queues import Queue
 
 # Every process loads this module (core's autodiscovery of handlers.py), so the modules that
 # register processors, oneoffs, periodic tasks and their consumers are imported here too:
 # a worker then knows every name a producer or beat may send it.
-from sync import datatype, oneoff, periodic, purge, search  # noqa: F401
-from sync.queues import Queue
+from sync import datatype, periodic, purge, search  # noqa: F401
 
 
 @on_event(SystemEvents.COLLECTION_CREATE, queue=Queue.DATATYPE)

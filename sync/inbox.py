@@ -7,8 +7,6 @@ import logging
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -20,23 +18,16 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 
+from core import context
 from core.api import nesting
-from core.events import context, emit_envelope
+from core.events import emit_envelope
+from core.jobs.consumers import PermanentError, RetryPolicy, consumer, enqueue
+from core.jobs.queues import Queue
 from sync.connection_cache import webhook_connection
-from sync.consumers import PermanentError, RetryPolicy, consumer, enqueue
-from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from sync.queues import Queue
+from sync.models import Connection, InboundStatus, InboundWebhook
+from sync.webhook_registry import vendor_webhooks
 
 logger = logging.getLogger(__name__)
-
-VENDOR_MODULES: dict[str, str] = {
-    Vendor.STRIPE: "storefront.webhooks.stripe",
-    Vendor.PAYPAL: "storefront.webhooks.paypal",
-    Vendor.TWILIO: "sync.webhooks.twilio",
-    Vendor.SENDGRID: "sync.webhooks.sendgrid",
-    Vendor.WEBHOOK: "sync.webhooks.standard",
-    Vendor.BANKING: "banking.webhooks",
-}
 
 # Request headers never stored: credentials a sender (or a proxy on the way) may add.
 _SECRET_HEADER_WORDS = ("authorization", "cookie", "secret", "password", "api-key", "apikey", "x-api-token")
@@ -128,13 +119,6 @@ def required_text(obj: dict[str, Any], key: str, owner: str) -> str:
 def optional_text(value: Any) -> str | None:
     """A non-empty string, or None for anything else."""
     return value if isinstance(value, str) and value else None
-
-
-@cache
-def vendor_webhooks(vendor: str) -> VendorWebhooks:
-    module = import_module(VENDOR_MODULES[vendor])
-    webhooks: VendorWebhooks = module.webhooks
-    return webhooks
 
 
 def _storable(text: str) -> str:

@@ -22,8 +22,9 @@ from django.db.models import Aggregate, Count, FloatField, Q
 from django.utils import timezone
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
-from sync.models import Connection, DeadLetter, HttpAttempt
-from sync.queues import Queue
+from core.jobs.queues import Queue
+from core.models import DeadLetter
+from sync.models import Connection, HttpAttempt
 
 logger = logging.getLogger(__name__)
 

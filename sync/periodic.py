@@ -19,11 +19,12 @@ from django_celery_beat.models import (
     PeriodicTask,
     PeriodicTasks,
 )
+from django_celery_beat.schedulers import DatabaseScheduler
 
 from core.events.outbox import sweep_outbox
-from sync.consumers import consumers
+from core.jobs.consumers import consumers
+from core.jobs.scheduling import release_scheduled_jobs
 from sync.purge import purge_old_rows
-from sync.tasks import release_scheduled_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -206,8 +207,6 @@ def sync() -> SyncResult:
 
 @beat_init.connect
 def _sync_when_beat_starts(sender: Any, **kwargs: Any) -> None:
-    from django_celery_beat.schedulers import DatabaseScheduler
-
     scheduler = sender.scheduler
     if not isinstance(scheduler, DatabaseScheduler):
         return

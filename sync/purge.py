@@ -15,20 +15,18 @@ from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from core.models import EventRecord
-from sync.consumers import RetryPolicy, consumer
-from sync.models import (
+from core.jobs.consumers import RetryPolicy, consumer
+from core.jobs.queues import Queue
+from core.models import (
     DeadLetter,
     DeadLetterStatus,
-    HttpAttempt,
-    InboundStatus,
-    InboundWebhook,
+    EventRecord,
     JobLog,
     JobReceipt,
     ScheduledJob,
     ScheduledJobStatus,
 )
-from sync.queues import Queue
+from sync.models import HttpAttempt, InboundStatus, InboundWebhook
 
 logger = logging.getLogger(__name__)
 

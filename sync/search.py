@@ -14,11 +14,12 @@ from django.db import connection, connections, transaction
 from django.db.models import Q, QuerySet
 
 from core.events import Envelope
+from core.jobs.consumers import PermanentError
+from core.jobs.oneoff import oneoff, oneoff_time_limit, run_oneoff
 from core.models import Record
-from sync.consumers import PermanentError
+from core.search import InvalidSearch
 from sync.datatype import ALL, processor
 from sync.models import SearchDocument
-from sync.oneoff import oneoff, oneoff_time_limit, run_oneoff
 
 # A record's data is at most a couple of megabytes of JSON; its document keeps the first
 # 32k characters of text, which bounds the row and the tsvector (Postgres caps one at 1 MB).
@@ -32,10 +33,6 @@ REINDEX_BATCH = 500
 # (Postgres cannot even hold a NUL in a query string).
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORD_RE = re.compile(r"\w+")
-
-
-class InvalidSearch(ValueError):
-    """The search text cannot be searched for (the API answers 400)."""
 
 
 def flatten(data: Any, limit: int = MAX_CONTENT_CHARS) -> str:
@@ -168,7 +165,6 @@ def reindex(
 
 
 __all__ = [
-    "InvalidSearch",
     "clean_query",
     "flatten",
     "index_records",

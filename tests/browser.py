@@ -19,7 +19,7 @@ import requests
 from django.conf import settings
 from playwright.sync_api import Browser, Playwright
 
-from config import processes
+from core.runtime import processes
 from tests import live
 from tests.processes import ROOT, Process
 

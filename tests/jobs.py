@@ -11,16 +11,10 @@ from pathlib import Path
 
 import requests
 
+from core.jobs.consumers import PermanentError, RetryPolicy, SoftTimeLimitExceeded, consumer, max_time_limit
+from core.jobs.context import current_job
+from core.jobs.queues import Queue
 from core.models import Record
-from sync.consumers import (
-    PermanentError,
-    RetryPolicy,
-    SoftTimeLimitExceeded,
-    consumer,
-    current_job,
-    max_time_limit,
-)
-from sync.queues import Queue
 
 EFFECT = "job-effect"
 MARKERS = Path("/tmp")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from core import services
 from core.events import Envelope, SystemEvents, on_event
+from core.jobs.queues import Queue
 from core.models import Org, Record
-from sync.queues import Queue
 
 PROBE = "probe"  # creating a record of this datatype wakes the listeners below
 HIT = "probe-hit"

@@ -17,10 +17,10 @@ from typing import Any
 from django.db import connection
 from kombu import pools
 
-from config import processes
 from config.celery_app import app
-from config.embedded import EmbeddedRedis
-from sync.queues import Queue
+from core.jobs.queues import Queue
+from core.runtime import processes
+from core.runtime.embedded import EmbeddedRedis
 from tests.processes import Process
 
 TEST_LISTENERS = "tests.listeners,tests.jobs"

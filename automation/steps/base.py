@@ -24,6 +24,7 @@ class Outcome:
     error: str = ""
     attempt: dict[str, Any] | None = None  # what this attempt did, appended to the StepRun
     dead_letter: bool = False  # failed: also dead-letter the job (a webhook's schedule spent)
+    disable_flow: str = ""  # failed: the engine also turns the flow off, for this reason (410 Gone)
 
     @classmethod
     def done(
@@ -43,9 +44,12 @@ class Outcome:
     @classmethod
     def failed(
         cls, error: str, *, attempt: dict[str, Any] | None = None, dead_letter: bool = False,
-        output: dict[str, Any] | None = None,
+        output: dict[str, Any] | None = None, disable_flow: str = "",
     ) -> Outcome:  # fmt: skip
-        return cls("failed", output or {}, error=error, attempt=attempt, dead_letter=dead_letter)
+        return cls(
+            "failed", output or {}, error=error, attempt=attempt, dead_letter=dead_letter,
+            disable_flow=disable_flow,
+        )  # fmt: skip
 
 
 @dataclass

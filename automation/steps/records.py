@@ -11,8 +11,7 @@ from django.db import transaction
 
 from automation import expressions
 from automation.steps.base import Outcome, StepContext, StepType, register
-from core import services
-from core.events import context
+from core import context, services
 from core.models import Org, Record
 
 DATATYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -114,11 +114,10 @@ class SendWebhook(StepType):
             return Outcome.done(summary, attempt=record)
         what = f"HTTP {attempt.status}" if attempt.status is not None else (attempt.error or "no response")
         if attempt.outcome == "gone":
-            from automation import services
-
             reason = f"disabled: the send-webhook step {ctx.step_id} got 410 Gone from {redact_url(url)}"
-            services.flow_disable(flow=ctx.flow, reason=reason)
-            return Outcome.failed(f"{what}: the receiver is gone; the flow is disabled", attempt=record)
+            return Outcome.failed(
+                f"{what}: the receiver is gone; the flow is disabled", attempt=record, disable_flow=reason
+            )
         if attempt.outcome == "failed":
             detail = attempt.error or what
             return Outcome.failed(f"{detail} (not retried)", attempt=record)

@@ -17,7 +17,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core import services
+from core import search, services
 from core.api import filters as data_filters
 from core.api.pagination import EventCursorPagination
 from core.api.scoping import IsOrgAdmin, IsOrgAdminOrReadOnly, OrgScopedMixin
@@ -46,7 +46,6 @@ from core.models import (
     Site,
     User,
 )
-from sync import search
 
 UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 DATATYPE_RE = r"[a-z0-9][a-z0-9_-]{0,63}"

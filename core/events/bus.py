@@ -24,11 +24,12 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.db.models import Model
 from pydantic import BaseModel as PayloadModel
 
-from core.events import context, registry
+from core import context
+from core.events import registry
 from core.events.registry import EventSpec
 from core.events.registry import declared as _declared
 from core.ids import uuid7
-from sync.queues import Queue
+from core.jobs.queues import Queue
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -34,7 +34,7 @@ from django.db import close_old_connections, connections, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from core.events import context
+from core import context
 from core.events.bus import (
     Envelope,
     QueuedListener,
@@ -42,10 +42,10 @@ from core.events.bus import (
     queued_listener,
     queued_listeners,
 )
-from core.models import EventRecord
-from sync.consumers import PermanentError, RetryPolicy, consumer, job_kwargs, message_reprs
-from sync.models import JobReceipt
-from sync.queues import Queue
+from core.jobs.consumers import PermanentError, RetryPolicy, consumer, job_kwargs
+from core.jobs.publish import message_reprs
+from core.jobs.queues import Queue
+from core.models import EventRecord, JobReceipt
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _dispatch_messages(events: list[Pending]) -> list[tuple[uuid.UUID, str | Non
 def _send(events: list[Pending]) -> bool:
     """Publish `core.events.dispatch` for the events, one message per org (and batch), in one
     pipeline: all or (False) none."""
-    from config.celery_app import app
+    from celery import current_app as app
 
     try:
         with app.producer_or_acquire() as producer, producer.batch():
@@ -325,7 +325,7 @@ def dispatch(*, org_id: str, event_ids: list[str] | None = None, event_id: str |
     `event_id` is one event, as messages published before dispatches were batched carry.
     Events that are not found are dead-lettered (PermanentError) after the others went out.
     """
-    from config.celery_app import app
+    from celery import current_app as app
 
     try:
         wanted = [str(uuid.UUID(value)) for value in (*(event_ids or ()), *((event_id,) if event_id else ()))]

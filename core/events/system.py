@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.events.names import SystemEvents
+from core.event_names import SystemEvents
 from core.events.registry import declare
 
 

@@ -1,22 +1,36 @@
-"""Core models: tenancy, the org-owned BaseModel, collection records, and the event outbox."""
+"""Core models: tenancy, the org-owned BaseModel, collection records, the event outbox and jobs."""
 
 from core.models.events import EventRecord
 from core.models.invitations import InvalidTransition, Invitation, InvitationStatus
+from core.models.jobs import (
+    DeadLetter,
+    DeadLetterStatus,
+    JobLog,
+    JobReceipt,
+    ScheduledJob,
+    ScheduledJobStatus,
+)
 from core.models.records import Record, RecordStatus
 from core.models.tenancy import ApiToken, BaseModel, Membership, Org, Role, Site, User
 
 __all__ = [
     "ApiToken",
     "BaseModel",
+    "DeadLetter",
+    "DeadLetterStatus",
     "EventRecord",
     "InvalidTransition",
     "Invitation",
     "InvitationStatus",
+    "JobLog",
+    "JobReceipt",
     "Membership",
     "Org",
     "Record",
     "RecordStatus",
     "Role",
+    "ScheduledJob",
+    "ScheduledJobStatus",
     "Site",
     "User",
 ]

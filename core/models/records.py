@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from core.events.names import SystemEvents
+from core.event_names import SystemEvents
 from core.models.tenancy import BaseModel, CrudEvents
 
 

@@ -9,9 +9,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.fields import StrictBooleanField
-from sync.models import DeadLetter
-from sync.queues import Queue
-from sync.selectors import STATUS_CHOICES
+from core.jobs.queues import Queue
+from core.jobs.selectors import STATUS_CHOICES
+from core.models import DeadLetter
 
 MAX_BULK_REPLAY = 5000
 

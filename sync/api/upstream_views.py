@@ -19,7 +19,7 @@ from core.api.pagination import EventCursorPagination
 from core.api.scoping import OrgScopedMixin
 from core.api.views import UUID_RE
 from core.models import User
-from sync import connections, inbox
+from sync import connections, health, inbox
 from sync.api.upstream_serializers import (
     CheckResultSerializer,
     ConnectionCreateSerializer,
@@ -157,12 +157,8 @@ class ConnectionViewSet(OrgScopedMixin, viewsets.ModelViewSet[Connection]):
     )
     @action(detail=True, methods=["post"])
     def check(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        from sync.health import (
-            check as check_connection,
-        )  # the check knows each vendor's cheapest authenticated call
-
         connection = self.get_object()
-        result = check_connection(connection)
+        result = health.check(connection)
         connection.refresh_from_db()
         return Response(
             {

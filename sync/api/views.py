@@ -17,8 +17,10 @@ from rest_framework.views import APIView
 from core.api.exceptions import ConflictError
 from core.api.scoping import OrgScopedMixin
 from core.api.views import UUID_RE
-from core.models import Org
-from sync import deadletters, monitoring
+from core.jobs import deadletters
+from core.jobs.selectors import BadFilter, DeadLetterFilter, dead_letters, find_org, replay_all
+from core.models import DeadLetter, DeadLetterStatus, Org
+from sync import monitoring
 from sync.api.serializers import (
     BulkReplayResultSerializer,
     BulkReplaySerializer,
@@ -31,8 +33,7 @@ from sync.api.serializers import (
     ReplaySerializer,
 )
 from sync.api.upstream_serializers import ConnectionsHealthSerializer
-from sync.models import Connection, DeadLetter, DeadLetterStatus
-from sync.selectors import BadFilter, DeadLetterFilter, dead_letters, find_org, replay_all
+from sync.models import Connection
 
 
 def _is_staff(request: Request) -> bool:

@@ -13,9 +13,9 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from django.conf import settings
 
-from core.events import context
+from core import context
+from core.jobs.context import current_job
 from sync import vendors
-from sync.consumers import current_job
 from sync.models import Connection, HttpAttempt
 from sync.outbound import breaker
 from sync.outbound.breaker import CircuitOpen

@@ -18,9 +18,8 @@ from automation.steps import Outcome, StepContext, StepType
 from core import services as core_services
 from core.events import emit_envelope
 from core.events.bus import queued_listeners
-from core.models import EventRecord, Record
-from sync.consumers import RetryIn
-from sync.models import ScheduledJob
+from core.jobs.consumers import RetryIn
+from core.models import EventRecord, Record, ScheduledJob
 
 pytestmark = pytest.mark.django_db
 

@@ -21,11 +21,10 @@ from django.conf import settings
 from automation.models import Flow, FlowRun, RunStatus, StepRun
 from core.events import outbox
 from core.events.outbox import listener_key
-from core.models import EventRecord, Record
-from sync import deadletters
-from sync.consumers import job_kwargs
-from sync.models import DeadLetter, ScheduledJob, ScheduledJobStatus
-from sync.queues import Queue
+from core.jobs import deadletters
+from core.jobs.consumers import job_kwargs
+from core.jobs.queues import Queue
+from core.models import DeadLetter, EventRecord, Record, ScheduledJob, ScheduledJobStatus
 from tests import live
 from tests.automation.receiver import Receiver
 from tests.upstream.signing import new_whsec

@@ -21,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from core.events import Envelope, context, emit, emit_envelope, registry
+from core import context
+from core.events import Envelope, emit, emit_envelope, registry
 from core.events.registry import fields_dict_validator, plain_json
 from core.ids import uuid7
 from core.models import EventRecord

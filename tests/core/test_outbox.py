@@ -20,10 +20,9 @@ from django.db import transaction
 from core import services
 from core.events import outbox
 from core.events.outbox import listener_key
-from core.models import EventRecord, Record
-from sync.consumers import job_kwargs
-from sync.models import JobReceipt
-from sync.queues import Queue
+from core.jobs.consumers import job_kwargs
+from core.jobs.queues import Queue
+from core.models import EventRecord, JobReceipt, Record
 from tests import listeners, live
 from tests.processes import ROOT
 

@@ -18,8 +18,8 @@ from django.test.utils import CaptureQueriesContext
 
 from core import services
 from core.events import outbox
+from core.jobs.queues import Queue
 from core.models import EventRecord
-from sync.queues import Queue
 from tests import listeners, live
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -244,7 +244,7 @@ def test_one_dispatch_job_fans_a_batch_out_to_every_listener_of_every_event(owne
 
 
 def test_a_dispatch_skips_the_listeners_that_already_ran(owner, own_broker) -> None:
-    from sync.models import JobReceipt
+    from core.models import JobReceipt
 
     events = [create(owner, n) for n in range(2)]
     live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
@@ -260,7 +260,7 @@ def test_a_dispatch_skips_the_listeners_that_already_ran(owner, own_broker) -> N
 def test_a_dispatch_sends_the_events_it_finds_and_dead_letters_the_missing_one(owner, own_broker) -> None:
     import uuid
 
-    from sync.consumers import PermanentError
+    from core.jobs.consumers import PermanentError
 
     event = create(owner, 1)
     live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
@@ -281,7 +281,7 @@ def test_a_dispatch_of_one_event_as_published_before_batching_still_fans_out(own
 
 
 def test_a_dispatch_of_a_malformed_event_id_is_a_permanent_failure(owner, own_broker) -> None:
-    from sync.consumers import PermanentError
+    from core.jobs.consumers import PermanentError
 
     with pytest.raises(PermanentError, match="malformed event id"):
         outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=["not-a-uuid"])

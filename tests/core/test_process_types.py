@@ -15,7 +15,7 @@ import requests
 from django.conf import settings
 from websockets.sync.client import connect
 
-from config import processes
+from core.runtime import processes
 from tests import listeners, live
 from tests.browser import free_port
 from tests.processes import ROOT, Process

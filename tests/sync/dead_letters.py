@@ -14,10 +14,9 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from core.models import ApiToken, Org, User
-from sync.consumers import enqueue
-from sync.models import DeadLetter
-from sync.queues import Queue
+from core.jobs.consumers import enqueue
+from core.jobs.queues import Queue
+from core.models import ApiToken, DeadLetter, Org, User
 from tests import jobs, live
 from tests.factories import Caller, client_for
 

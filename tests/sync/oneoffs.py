@@ -3,8 +3,8 @@ by their workers (WORKER_MODULES as EVENT_HANDLER_MODULES). Each run leaves a co
 
 from __future__ import annotations
 
+from core.jobs.oneoff import oneoff
 from core.models import Record
-from sync.oneoff import oneoff
 from tests import live
 
 RUN = "oneoff-run"

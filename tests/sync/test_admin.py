@@ -10,9 +10,16 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
-from core.models import User
-from sync.models import DeadLetter, DeadLetterStatus, JobLog, JobReceipt, ScheduledJob, ScheduledJobStatus
-from sync.queues import Queue
+from core.jobs.queues import Queue
+from core.models import (
+    DeadLetter,
+    DeadLetterStatus,
+    JobLog,
+    JobReceipt,
+    ScheduledJob,
+    ScheduledJobStatus,
+    User,
+)
 from tests import jobs
 from tests.sync.dead_letters import (
     dead_letter_for_real,
@@ -24,7 +31,7 @@ from tests.sync.dead_letters import (
     wait_for_outcomes,
 )
 
-CHANGELIST = "/admin/sync/deadletter/"
+CHANGELIST = "/admin/core/deadletter/"
 
 
 def page(letter: DeadLetter, suffix: str = "change/") -> str:
@@ -75,7 +82,7 @@ class TestDeadLetterPages:
     @pytest.mark.parametrize("params", [{"queue": "\x00"}, {"task": "a\x00"}, {"q": "\x00"}])
     @pytest.mark.parametrize("model", ["deadletter", "joblog", "jobreceipt", "scheduledjob"])
     def test_a_nul_character_in_a_filter_is_a_400_not_a_500(self, staff, model, params):
-        response = staff.get(f"/admin/sync/{model}/", params)
+        response = staff.get(f"/admin/core/{model}/", params)
         assert response.status_code == 400
         assert b"NUL" in response.content
 
@@ -163,11 +170,11 @@ class TestJobRowPages:
             run_at=timezone.now(), task="tests.jobs.noop", queue="oneoff", org=owner.org
         )
         for model in ("joblog", "jobreceipt", "scheduledjob"):
-            assert staff.get(f"/admin/sync/{model}/").status_code == 200
-            assert staff.get(f"/admin/sync/{model}/add/").status_code == 403
-        assert staff.get("/admin/sync/joblog/t-1/change/").status_code == 200
-        assert staff.get(f"/admin/sync/scheduledjob/{job.pk}/change/").status_code == 200
-        filtered = staff.get("/admin/sync/scheduledjob/", {"status": "pending", "queue": "oneoff"})
+            assert staff.get(f"/admin/core/{model}/").status_code == 200
+            assert staff.get(f"/admin/core/{model}/add/").status_code == 403
+        assert staff.get("/admin/core/joblog/t-1/change/").status_code == 200
+        assert staff.get(f"/admin/core/scheduledjob/{job.pk}/change/").status_code == 200
+        filtered = staff.get("/admin/core/scheduledjob/", {"status": "pending", "queue": "oneoff"})
         assert [x.pk for x in filtered.context["cl"].result_list] == [job.pk]
 
     def test_cancel_cancels_only_pending_scheduled_jobs(self, staff):
@@ -176,7 +183,7 @@ class TestJobRowPages:
             run_at=timezone.now(), task="tests.jobs.noop", queue="oneoff", status=ScheduledJobStatus.RELEASED
         )
         response = staff.post(
-            "/admin/sync/scheduledjob/",
+            "/admin/core/scheduledjob/",
             {"action": "cancel_selected", "_selected_action": [str(pending.pk), str(released.pk)]},
             follow=True,
         )

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from core.models import User
-from sync.models import DeadLetter, DeadLetterStatus
+from core.models import DeadLetter, DeadLetterStatus, User
 from tests import browser, jobs
 from tests.sync.dead_letters import dead_letter_for_real, fixed, running_worker, unique_key
 
@@ -50,7 +49,7 @@ def test_an_admin_replays_a_dead_letter_and_sees_it_succeed(owner, web, request)
     key = unique_key(request.node.name)
     with running_worker() as worker:
         letter = dead_letter_for_real(owner.org, key, worker)
-        path = f"/admin/sync/deadletter/{letter.pk}/change/"
+        path = f"/admin/core/deadletter/{letter.pk}/change/"
         with fixed(key), sync_playwright() as playwright:
             chromium = browser.launch(playwright)
             try:

@@ -1,4 +1,4 @@
-"""The consumer base's contract (sync/consumers.py): on a real worker where the behaviour depends
+"""The consumer base's contract (core/jobs/consumers.py): on a real worker where the behaviour depends
 on one (failure handling, retries, publishing), as plain calls where it is arithmetic."""
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from core.events import context
-from core.models import Record
-from sync.consumers import (
+from core import context
+from core.jobs.consumers import (
     PermanentError,
     RetryPolicy,
     consumer,
@@ -26,9 +25,9 @@ from sync.consumers import (
     is_permanent,
     job_kwargs,
 )
-from sync.models import DeadLetter, JobLog, JobReceipt, ScheduledJob, ScheduledJobStatus
-from sync.queues import Queue
-from sync.scheduling import release_due_jobs
+from core.jobs.queues import Queue
+from core.jobs.scheduling import release_due_jobs
+from core.models import DeadLetter, JobLog, JobReceipt, Record, ScheduledJob, ScheduledJobStatus
 from tests import jobs, live
 from tests.sync.workers import logs, start_worker, started_pids
 
@@ -62,7 +61,7 @@ def test_a_permanent_error_skips_the_retries_and_is_dead_lettered_at_once(
         task_id = enqueue(jobs.fail_permanently, org_id=owner.org.pk, key=key)
 
     letter = dead_letter(task_id, worker)
-    assert letter.exception_class == "sync.consumers.PermanentError"
+    assert letter.exception_class == "core.jobs.consumers.PermanentError"
     assert letter.exception_message == f"cannot ever succeed ({key})"
     assert [(a["attempt"], a["kind"]) for a in letter.attempts] == [(1, "failure")]
     assert letter.first_failed_at.isoformat() == letter.attempts[0]["at"]
@@ -102,7 +101,7 @@ def test_a_job_killed_by_its_hard_time_limit_is_counted_and_dead_lettered(
     letter = dead_letter(task_id, worker, timeout=60)
     assert len(started_pids(key)) == jobs.FAST.max_attempts
     assert "Hard time limit (2s) exceeded" in worker.output()
-    assert letter.exception_class == "sync.deadletters.WorkerLostOnEveryDelivery"
+    assert letter.exception_class == "core.jobs.deadletters.WorkerLostOnEveryDelivery"
     assert [(a["attempt"], a["kind"]) for a in letter.attempts] == [
         (1, "redelivered"),
         (2, "redelivered"),

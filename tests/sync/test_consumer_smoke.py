@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync.consumers import enqueue
-from sync.models import DeadLetter
+from core.jobs.consumers import enqueue
+from core.models import DeadLetter
 from tests import jobs, live
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

@@ -10,11 +10,11 @@ from django.db import IntegrityError, connection, transaction
 
 from core import services
 from core.events.outbox import envelope_from, listener_key
-from core.models import EventRecord, Record
+from core.jobs.consumers import PermanentError
+from core.models import EventRecord, JobReceipt, Record
 from sync import datatype, search
-from sync.consumers import PermanentError
 from sync.datatype import processor
-from sync.models import JobReceipt, SearchDocument
+from sync.models import SearchDocument
 from tests import live
 
 PROCESSED = "tests-processed"

@@ -16,10 +16,10 @@ import pytest
 import redis
 from django.test import override_settings
 
-from sync import deadletters
-from sync.consumers import enqueue
-from sync.models import DeadLetter, DeadLetterStatus, JobLog, JobReceipt, ScheduledJob, ScheduledJobStatus
-from sync.scheduling import release_due_jobs
+from core.jobs import deadletters
+from core.jobs.consumers import enqueue
+from core.jobs.scheduling import release_due_jobs
+from core.models import DeadLetter, DeadLetterStatus, JobLog, JobReceipt, ScheduledJob, ScheduledJobStatus
 from tests import jobs, live
 from tests.sync.workers import logs, start_worker, started_pids
 
@@ -125,7 +125,7 @@ def test_a_job_that_kills_its_worker_on_every_delivery_is_dead_lettered_and_the_
     # limit, and buried without running the job again.
     assert len(started_pids(key)) == jobs.FAST.max_attempts
     assert letter.task == "tests.jobs.kill_worker"
-    assert letter.exception_class == "sync.deadletters.WorkerLostOnEveryDelivery"
+    assert letter.exception_class == "core.jobs.deadletters.WorkerLostOnEveryDelivery"
     assert "delivered 3 times without finishing" in letter.exception_message
     assert [(a["attempt"], a["kind"]) for a in letter.attempts] == [
         (1, "redelivered"),

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from sync.models import JobReceipt
+from core.models import JobReceipt
 
 
 def test_the_first_claim_inserts_the_receipt_and_a_second_finds_it(db) -> None:

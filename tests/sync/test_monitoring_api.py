@@ -9,9 +9,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from core.models import Org
-from sync.models import DeadLetter, DeadLetterStatus
-from sync.queues import Queue
+from core.jobs.queues import Queue
+from core.models import DeadLetter, DeadLetterStatus, Org
 from tests import jobs, live
 from tests.sync.dead_letters import (
     dead_letter_for_real,

@@ -9,10 +9,11 @@ import redis
 from django.conf import settings
 
 from core import services
-from sync.consumers import enqueue
-from sync.models import DeadLetter, ScheduledJob, SearchDocument
-from sync.oneoff import oneoff, registered, run_oneoff, run_oneoff_job
-from sync.queues import Queue
+from core.jobs.consumers import enqueue
+from core.jobs.oneoff import oneoff, registered, run_oneoff, run_oneoff_job
+from core.jobs.queues import Queue
+from core.models import DeadLetter, ScheduledJob
+from sync.models import SearchDocument
 from tests import live
 from tests.sync import oneoffs
 
@@ -96,7 +97,7 @@ def test_an_unknown_name_on_the_worker_is_dead_lettered_at_once(owner, worker):
         timeout=30,
         what=f"the dead letter; log:\n{worker.output()}",
     )
-    assert letter.exception_class == "sync.consumers.PermanentError"
+    assert letter.exception_class == "core.jobs.consumers.PermanentError"
     assert "no oneoff named 'crm.retired'" in letter.exception_message
     assert letter.kwargs["oneoff"] == "crm.retired"
     assert letter.queue == Queue.ONEOFF.value

@@ -18,13 +18,12 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from config.celery_app import app
-from core.models import User
+from core.jobs.consumers import consumers, job_kwargs
+from core.jobs.queues import Queue
+from core.jobs.scheduling import release_due_jobs
+from core.models import ScheduledJob, ScheduledJobStatus, User
 from sync import periodic
-from sync.consumers import consumers, job_kwargs
-from sync.models import ScheduledJob, ScheduledJobStatus
 from sync.periodic import PREFIX, Periodic
-from sync.queues import Queue
-from sync.scheduling import release_due_jobs
 from tests import live
 from tests.sync import oneoffs
 

@@ -13,19 +13,17 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from core import services
-from core.models import EventRecord
-from sync.consumers import enqueue
-from sync.models import (
+from core.jobs.consumers import enqueue
+from core.models import (
     DeadLetter,
     DeadLetterStatus,
-    HttpAttempt,
-    InboundStatus,
-    InboundWebhook,
+    EventRecord,
     JobLog,
     JobReceipt,
     ScheduledJob,
     ScheduledJobStatus,
 )
+from sync.models import HttpAttempt, InboundStatus, InboundWebhook
 from sync.purge import purge, purge_old_rows
 from tests import live
 
@@ -201,7 +199,7 @@ def test_the_purge_consumer_runs_on_a_worker(worker):
 
 @pytest.mark.django_db
 def test_an_old_failure_discarded_today_is_kept_for_the_whole_retention(owner):
-    from sync import deadletters
+    from core.jobs import deadletters
 
     old = letter(age=timedelta(days=settings.DEADLETTER_RETENTION_DAYS + 10), status=DeadLetterStatus.DEAD)
     assert deadletters.discard(old, by="test")

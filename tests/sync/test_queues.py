@@ -1,8 +1,8 @@
 """Queues and the worker command line: one queue per consumer type, prefetch suited to each."""
 
-from config import processes
 from config.celery_app import app
-from sync.queues import PREFETCH, Queue, prefetch_for
+from core.jobs.queues import PREFETCH, Queue, prefetch_for
+from core.runtime import processes
 
 
 def test_there_is_a_queue_per_consumer_type_of_the_spec_plus_events():

@@ -18,10 +18,11 @@ from django.db.models import Model
 from automation import engine, services
 from automation.models import Flow, FlowRun, RunStatus
 from core import services as core_services
+from core.jobs import deadletters
 from core.locking import Deleted
-from core.models import Membership, Record
-from sync import connections, deadletters
-from sync.models import Connection, DeadLetter
+from core.models import DeadLetter, Membership, Record
+from sync import connections
+from sync.models import Connection
 from tests.factories import Caller, client_for
 from tests.sync.dead_letters import make_letter
 from tests.upstream.signing import new_whsec

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from sync.models import DeadLetter, DeadLetterStatus
-from sync.queues import Queue
+from core.jobs.queues import Queue
+from core.models import DeadLetter, DeadLetterStatus
 from tests import jobs, live
 from tests.sync.dead_letters import (
     dead_letter_for_real,

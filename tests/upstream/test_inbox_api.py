@@ -15,10 +15,10 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
+from core.jobs.queues import Queue
 from core.models import EventRecord
 from sync import inbox
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from sync.queues import Queue
 from tests import live
 from tests.upstream.signing import as_body, new_whsec, signed_connection, standard_headers
 

@@ -16,8 +16,8 @@ import requests
 from django.conf import settings
 from django.test import Client
 
-from config import processes
 from core.models import EventRecord
+from core.runtime import processes
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from tests import live
 from tests.processes import Process

@@ -17,8 +17,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection as db
 from django.utils import timezone
 
+from core.jobs.queues import Queue
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from sync.queues import Queue
 from tests import live
 from tests.upstream.signing import new_whsec
 

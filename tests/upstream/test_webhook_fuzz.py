@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
+from core.jobs.consumers import PermanentError
 from sync import inbox
-from sync.consumers import PermanentError
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from tests.upstream.paypal_server import PayPalServer
 from tests.upstream.signing import new_whsec, signed_connection

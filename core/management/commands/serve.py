@@ -14,8 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from config import processes
-from config.embedded import EmbeddedRedis, socket_path
+from core.runtime import processes
+from core.runtime.embedded import EmbeddedRedis, socket_path
 
 
 class Command(BaseCommand):

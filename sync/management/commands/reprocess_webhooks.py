@@ -9,9 +9,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 
+from core.jobs.selectors import BadFilter, parse_since
 from sync import inbox
 from sync.models import InboundStatus, InboundWebhook, Vendor
-from sync.selectors import BadFilter, parse_since
 
 STATUSES = (InboundStatus.FAILED.value, InboundStatus.IGNORED.value)
 

@@ -12,10 +12,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.jobs.deadletters import ReplayRefused, replay
 from core.locking import Deleted
-from core.models import Org
-from sync.deadletters import ReplayRefused, replay
-from sync.models import DeadLetter, DeadLetterStatus
+from core.models import DeadLetter, DeadLetterStatus, Org
 
 ANY_STATUS = "any"
 STATUS_CHOICES = (*DeadLetterStatus.values, ANY_STATUS)
@@ -136,7 +135,7 @@ class ReplayTally:
 
 
 def replay_each(letters: Iterable[DeadLetter], *, by: str, force: bool = False) -> Iterator[ReplayOutcome]:
-    """Replay each letter through sync.deadletters.replay, one outcome per letter.
+    """Replay each letter through core.jobs.deadletters.replay, one outcome per letter.
 
     A letter that already succeeded on replay is skipped unless `force`; one whose task is
     no longer registered is refused. A broker failure propagates: the caller says so.

@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.jobs.context import JobContext
+from core.jobs.publish import publish_or_keep
 from core.locking import lock
-from core.models import Org
-from sync.models import DeadLetter, DeadLetterStatus, JobLog
-
-if TYPE_CHECKING:
-    from sync.consumers import ConsumerTask, JobContext
+from core.models import DeadLetter, DeadLetterStatus, JobLog, Org
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +66,8 @@ def log_failure(job: JobContext, exc: BaseException) -> None:
 
 
 def bury(
-    task: ConsumerTask,
     job: JobContext,
+    queue: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     exc: BaseException,
@@ -84,8 +83,8 @@ def bury(
         org_id = job.org_id if job.org_id and Org.objects.filter(pk=job.org_id).exists() else None
         letter = DeadLetter.objects.create(
             task_id=job.task_id,
-            task=task.name,
-            queue=(task.request.delivery_info or {}).get("routing_key") or task.consumer_queue.value,
+            task=job.task,
+            queue=queue,
             args=list(args),
             kwargs=kwargs,
             org_id=org_id,
@@ -105,7 +104,7 @@ def bury(
         if replay_of:
             _set_replay_outcome(replay_of, job.task_id, "failed")
     logger.error("job %s[%s] dead-lettered as %s after %d attempt(s): %s",
-                 task.name, job.task_id, letter.pk, job.attempt, _describe(exc))  # fmt: skip
+                 job.task, job.task_id, letter.pk, job.attempt, _describe(exc))  # fmt: skip
     return letter
 
 
@@ -141,10 +140,6 @@ def replay(letter: DeadLetter, *, by: str, force: bool = False) -> str | None:
     `force`). The job is published after commit; it runs on the consumer base like any
     other, and reports its outcome back onto this row's replay history.
     """
-    from celery import current_app
-
-    from sync.consumers import publish_or_keep
-
     with transaction.atomic():
         letter = lock(DeadLetter.objects, pk=letter.pk)
         if not force and any(entry.get("outcome") == "succeeded" for entry in letter.replays):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sync.queues import Queue, prefetch_for
+from core.jobs.queues import Queue, prefetch_for
 
 BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 

@@ -1,19 +1,17 @@
-"""The consumer base: every queued job declares its contract in `@consumer(...)`.
+"""The consumer base: every queued job declares its contract in `@consumer(...)` (see docs/jobs.md).
 
 Retries, receipts, dead letters and the visibility timeout: docs/jobs.md."""
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import random
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from celery import Task, shared_task
@@ -22,8 +20,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.events import context
-from sync.queues import Queue
+from core import context
+from core.jobs import deadletters
+from core.jobs.context import JobContext, job_context
+from core.jobs.publish import publish_or_keep, schedule
+from core.jobs.queues import Queue
+from core.models import JobReceipt
 
 logger = logging.getLogger(__name__)
 
@@ -76,34 +78,6 @@ def is_permanent(exc: BaseException, policy: RetryPolicy) -> bool:
     return isinstance(status, int) and 400 <= status < 500 and status not in _RETRYABLE_CLIENT_STATUSES
 
 
-@dataclass(frozen=True)
-class JobContext:
-    task_id: str
-    task: str
-    org_id: str | None
-    correlation_id: str
-    idempotency_key: str
-    attempt: int
-
-
-_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("current_job", default=None)
-
-
-def current_job() -> JobContext | None:
-    """The job this code runs in, if any."""
-    return _current.get()
-
-
-@contextmanager
-def _job_context(job: JobContext) -> Iterator[None]:
-    token = _current.set(job)
-    try:
-        with context.caused_by(correlation=job.correlation_id):
-            yield
-    finally:
-        _current.reset(token)
-
-
 class ConsumerTask(Task):  # type: ignore[type-arg]
     """The base of every @consumer task: what it guarantees is in docs/jobs.md."""
 
@@ -122,8 +96,6 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
     idempotent: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from sync import deadletters
-
         request = self.request
         task_id = request.id or uuid.uuid4().hex
         call_kwargs = {k: v for k, v in kwargs.items() if k not in META_KWARGS}
@@ -141,8 +113,8 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
             if job.attempt > self.retry_policy.max_attempts:
                 # Delivered again and again without finishing: the worker dies on this job.
                 deadletters.bury(
-                    self,
                     job,
+                    self._queue(),
                     args,
                     kwargs,
                     deadletters.WorkerLostOnEveryDelivery(job.attempt - 1),
@@ -150,7 +122,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                     replay_of,
                 )
                 raise Ignore()
-        with _job_context(job):
+        with job_context(job):
             try:
                 result = self._run(job, args, call_kwargs)
             except (Retry, Ignore, Reject):
@@ -162,11 +134,13 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
             deadletters.succeeded(job, replay_of)
         return result
 
+    def _queue(self) -> str:
+        """The queue this delivery came from: a listener's or a replay's own, else the consumer's."""
+        return str((self.request.delivery_info or {}).get("routing_key") or self.consumer_queue.value)
+
     def _run(self, job: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not self.idempotent:
             return self.run(*args, **kwargs)
-        from sync.models import JobReceipt
-
         with transaction.atomic():
             if not JobReceipt.claim(job.idempotency_key, self.name):
                 logger.info("job %s[%s]: already done (key %s)", self.name, job.task_id, job.idempotency_key)
@@ -181,13 +155,11 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
         exc: Exception,
         replay_of: str | None,
     ) -> None:
-        from sync import deadletters
-
         trace = traceback.format_exc()
         deadletters.log_failure(job, exc)
         policy = self.retry_policy
         if is_permanent(exc, policy) or job.attempt >= policy.max_attempts:
-            deadletters.bury(self, job, args, kwargs, exc, trace, replay_of)
+            deadletters.bury(job, self._queue(), args, kwargs, exc, trace, replay_of)
             raise Ignore()
         delay = exc.delay if isinstance(exc, RetryIn) else policy.delay(job.attempt)
         logger.warning(
@@ -346,71 +318,9 @@ def enqueue(
     return task_id
 
 
-def message_reprs(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The argsrepr/kwargsrepr options of a publish: what logs and monitors show of a job's
-    arguments. Celery's default (saferepr) guards against arbitrary objects; our arguments are
-    JSON, so repr, cut short, is enough."""
-    return {"argsrepr": repr(tuple(args))[:REPR_LIMIT], "kwargsrepr": repr(kwargs)[:REPR_LIMIT]}
-
-
-REPR_LIMIT = 1024
-
-
-def publish_or_keep(
-    task: Task,  # type: ignore[type-arg]
-    args: tuple[Any, ...] | list[Any],
-    kwargs: dict[str, Any],
-    *,
-    org_id: Any,
-    task_id: str,
-    countdown: float = 0,
-    queue: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> None:
-    """Publish a job now; if the broker refuses, keep it as a ScheduledJob due now, which the
-    releaser publishes once the broker is back: nothing is lost."""
-    options: dict[str, Any] = {"task_id": task_id, **({"headers": headers} if headers else {})}
-    publish: dict[str, Any] = {
-        **options,
-        **message_reprs(args, kwargs),
-        "countdown": countdown,
-        **({"queue": queue} if queue else {}),
-    }
-    try:
-        task.apply_async(tuple(args), kwargs, retry=False, **publish)
-    except Exception as exc:
-        logger.warning("publish %s[%s]: broker refused (%s); kept as a scheduled job",
-                       task.name, task_id, type(exc).__name__)  # fmt: skip
-        schedule(task, args, kwargs, run_at=timezone.now(), org_id=org_id, options=options, queue=queue)
-
-
-def schedule(
-    task: Task,  # type: ignore[type-arg]
-    args: tuple[Any, ...] | list[Any],
-    kwargs: dict[str, Any],
-    *,
-    run_at: datetime,
-    org_id: Any,
-    options: dict[str, Any] | None = None,
-    queue: str | None = None,
-) -> None:
-    from sync.models import ScheduledJob
-
-    ScheduledJob.objects.create(
-        run_at=run_at,
-        task=task.name,
-        queue=queue or getattr(task, "consumer_queue", Queue.ONEOFF).value,
-        args=list(args),
-        kwargs=kwargs,
-        options=options or {},
-        org_id=org_id,
-    )
-
-
 __all__ = [
     "DEFAULT_RETRY",
     "ConsumerTask",
-    "JobContext",
     "PermanentError",
     "RetryIn",
     "RetryPolicy",
@@ -418,12 +328,8 @@ __all__ = [
     "consumer",
     "consumers",
     "countdown_allowed",
-    "current_job",
     "enqueue",
     "is_permanent",
     "max_time_limit",
-    "message_reprs",
-    "publish_or_keep",
-    "schedule",
     "visibility_timeout",
 ]

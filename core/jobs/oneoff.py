@@ -9,8 +9,8 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sync.consumers import PermanentError, RetryPolicy, consumer, enqueue, max_time_limit
-from sync.queues import Queue
+from core.jobs.consumers import PermanentError, RetryPolicy, consumer, enqueue, max_time_limit
+from core.jobs.queues import Queue
 
 F = TypeVar("F", bound=Callable[..., Any])
 

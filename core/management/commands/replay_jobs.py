@@ -8,9 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sync.models import DeadLetter, DeadLetterStatus
-from sync.queues import Queue
-from sync.selectors import (
+from core.jobs.queues import Queue
+from core.jobs.selectors import (
     ANY_STATUS,
     STATUS_CHOICES,
     BadFilter,
@@ -23,6 +22,7 @@ from sync.selectors import (
     parse_since,
     replay_each,
 )
+from core.models import DeadLetter, DeadLetterStatus
 
 ACTOR = "manage.py replay_jobs"
 

@@ -11,7 +11,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sync.models import ScheduledJob, ScheduledJobStatus
+from core.jobs.consumers import RetryPolicy, consumer
+from core.jobs.queues import Queue
+from core.models import ScheduledJob, ScheduledJobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +45,9 @@ def release_due_jobs(limit: int | None = None) -> int:
     if released:
         logger.info("scheduled jobs: released %d", len(released))
     return len(released)
+
+
+@consumer(Queue.SCHEDULE, name="sync.release_scheduled_jobs", retry=RetryPolicy(max_attempts=2, backoff=1.0))
+def release_scheduled_jobs(*, org_id: None = None) -> int:
+    """Beat, every second or so: publish the ScheduledJob rows that are due."""
+    return release_due_jobs()

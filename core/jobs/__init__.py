@@ -1,0 +1,1 @@
+"""The job machinery: queues, the consumer base, retries, receipts, dead letters and delayed jobs."""
