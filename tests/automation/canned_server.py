@@ -23,6 +23,7 @@ class CannedServer:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._handlers: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
@@ -38,6 +39,9 @@ class CannedServer:
         self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
         self._listener.close()
         self._thread.join(timeout=5)
+        # The answering threads too: what they count (a failed handshake) is read right after.
+        for handler in self._handlers:
+            handler.join(timeout=5)
 
     def _serve(self) -> None:
         while True:
@@ -45,7 +49,9 @@ class CannedServer:
                 client, _ = self._listener.accept()
             except OSError:  # closed: the test is over
                 return
-            threading.Thread(target=self._answer, args=(client,), daemon=True).start()
+            handler = threading.Thread(target=self._answer, args=(client,), daemon=True)
+            self._handlers.append(handler)
+            handler.start()
 
     def _answer(self, client: socket.socket) -> None:
         client.settimeout(5)
