@@ -1,0 +1,79 @@
+"""How many queries the hot paths make, pinned: a change that adds one fails here, not in a
+benchmark run. Each path runs once to warm per-process caches, then is counted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from automation import engine, services
+from core.events import emit_envelope
+from sync.models import Vendor
+from tests.automation.receiver import Receiver
+from tests.upstream.signing import as_body, new_whsec, signed_connection, standard_headers
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_collection_create_request(owner, django_assert_num_queries):
+    owner.client.post("/collections/note/", {"data": {"n": 0}}, format="json")
+
+    # The token and the membership; inside the atomic write, the record and its event row.
+    with django_assert_num_queries(6):
+        response = owner.client.post("/collections/note/", {"data": {"n": 1}}, format="json")
+
+    assert response.status_code == 201, response.content
+
+
+def test_an_inbound_webhook(owner, django_assert_num_queries):
+    secret = new_whsec()
+    connection = signed_connection(owner.org, Vendor.WEBHOOK, secret, name="partner")
+
+    def post(msg_id: str) -> Any:
+        body = as_body({"type": "invoice.paid", "timestamp": "2026-11-27T10:00:00Z", "data": {"id": msg_id}})
+        return Client().post(
+            f"/upstream/{connection.pk}/webhook/",
+            data=body,
+            content_type="application/json",
+            **standard_headers(secret, body, msg_id=msg_id),
+        )
+
+    post("msg_0")
+    # The connection comes from the per-process cache: the inbox row's INSERT alone.
+    with django_assert_num_queries(3):
+        response = post("msg_1")
+
+    assert response.status_code == 200, response.content
+
+
+def test_a_send_webhook_step(owner, settings, django_capture_on_commit_callbacks, django_assert_num_queries):
+    """The engine's execute_step of a send-webhook step: the delivery and its StepRun/FlowRun."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    secret = new_whsec()
+    with Receiver(secret) as receiver:
+        with django_capture_on_commit_callbacks(execute=True):
+            flow = services.flow_create(
+                org=owner.org,
+                actor=None,
+                name="notify",
+                trigger={"event": "collection-create", "datatype": "contact"},
+                steps=[{"type": "send-webhook", "config": {"url": receiver.url, "secret": secret}}],
+            ).flow
+
+        def start(n: int) -> str:
+            envelope, _ = emit_envelope(
+                "collection-create", org=owner.org, datatype="contact", data={"id": f"r{n}"}, validate=False
+            )
+            [run] = engine.start_for_event(envelope)
+            return str(run.pk)
+
+        engine.execute_step(run_id=start(0), step_id="step-1", generation=1)
+        run_id = start(1)
+        # Load the run and its step, mark it running; then, locked, record the outcome.
+        with django_assert_num_queries(11):
+            outcome = engine.execute_step(run_id=run_id, step_id="step-1", generation=1)
+
+    assert outcome == "done"
+    assert flow.runs.count() == 2
