@@ -90,7 +90,7 @@ class Command(BaseCommand):
             except ValueError:
                 raise CommandError(f"--id {raw!r} is not a dead letter id (a UUID).") from None
         queue = options["queue"]
-        if queue is not None and queue not in Queue._value2member_map_:
+        if queue is not None and queue not in {q.value for q in Queue}:
             raise CommandError(f"Unknown queue {queue!r}; one of: {', '.join(q.value for q in Queue)}.")
         status = options["status"] or (ANY_STATUS if ids else DeadLetterStatus.DEAD.value)
         if status not in STATUS_CHOICES:
