@@ -44,9 +44,18 @@ class FlowAdmin(admin.ModelAdmin[Flow]):
     actions = ("enable_selected", "disable_selected")
     inlines = (FlowVersionInline,)
     fields = (
-        "id", "org", "name", "enabled", "disabled_reason", "version", "trigger_display", "steps_display",
-        "created_by", "created_at", "updated_at",
-    )  # fmt: skip
+        "id",
+        "org",
+        "name",
+        "enabled",
+        "disabled_reason",
+        "version",
+        "trigger_display",
+        "steps_display",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -86,8 +95,17 @@ class FlowAdmin(admin.ModelAdmin[Flow]):
 class StepRunInline(admin.TabularInline[StepRun, FlowRun]):
     model = StepRun
     extra = 0
-    fields = ("position", "step_id", "step_type", "status", "error", "attempts_display", "output_display",
-              "started_at", "finished_at")  # fmt: skip
+    fields = (
+        "position",
+        "step_id",
+        "step_type",
+        "status",
+        "error",
+        "attempts_display",
+        "output_display",
+        "started_at",
+        "finished_at",
+    )
     readonly_fields = fields
     can_delete = False
     ordering = ("position",)
@@ -114,10 +132,25 @@ class FlowRunAdmin(admin.ModelAdmin[FlowRun]):
     actions = ("retry_selected",)
     inlines = (StepRunInline,)
     fields = (
-        "id", "org", "flow", "version", "trigger_kind", "trigger_event_id", "trigger_event_name",
-        "scheduled_for", "status", "current_step", "generation", "error", "correlation_id", "chain",
-        "context_display", "created_at", "started_at", "finished_at",
-    )  # fmt: skip
+        "id",
+        "org",
+        "flow",
+        "version",
+        "trigger_kind",
+        "trigger_event_id",
+        "trigger_event_name",
+        "scheduled_for",
+        "status",
+        "current_step",
+        "generation",
+        "error",
+        "correlation_id",
+        "chain",
+        "context_display",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

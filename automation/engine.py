@@ -259,9 +259,11 @@ def execute_step(*, run_id: str, step_id: str, generation: int, replay: bool = F
         except Deleted:
             return "gone"
         return "retried"
-    if run.generation != generation or run.current_step != step_id or run.status not in (
-        RunStatus.RUNNING, RunStatus.WAITING,
-    ):  # fmt: skip
+    if (
+        run.generation != generation
+        or run.current_step != step_id
+        or run.status not in (RunStatus.RUNNING, RunStatus.WAITING)
+    ):
         logger.info(
             "automation: stale job for run %s step %s (gen %s); nothing to do", run_id, step_id, generation
         )
@@ -270,9 +272,11 @@ def execute_step(*, run_id: str, step_id: str, generation: int, replay: bool = F
     node = nodes.get(step_id)
     step_type = steps.get(node.step["type"]) if node is not None else None
     if node is None or step_type is None:
-        what = f"step {step_id} is not in version {run.version}" if node is None else (
-            f"step type {node.step['type']!r} is not registered in this worker"
-        )  # fmt: skip
+        what = (
+            f"step {step_id} is not in version {run.version}"
+            if node is None
+            else f"step type {node.step['type']!r} is not registered in this worker"
+        )
         with transaction.atomic():
             _fail_run(run, None, what)
         return "failed"
@@ -358,8 +362,11 @@ def _apply(run: FlowRun, node: definition.Node, step_run: StepRun, outcome: Outc
     step_id = node.step["id"]
     if outcome.kind == "done":
         step_run.status, step_run.output, step_run.error, step_run.finished_at = (
-            StepStatus.SUCCEEDED, outcome.output, "", now,
-        )  # fmt: skip
+            StepStatus.SUCCEEDED,
+            outcome.output,
+            "",
+            now,
+        )
         step_run.save()
         run.context = {**run.context, "steps": {**run.context.get("steps", {}), step_id: outcome.output}}
         following = node.branches.get(outcome.branch) if outcome.branch else node.next
@@ -480,16 +487,26 @@ def dry_run(flow: Flow, data: dict[str, Any]) -> DryRun:
         node = nodes[current]
         step_type = steps.get(node.step["type"])
         if step_type is None:
-            walked.append({"id": current, "type": node.step["type"], "outcome": "failed",
-                           "error": "step type not registered"})  # fmt: skip
+            walked.append(
+                {
+                    "id": current,
+                    "type": node.step["type"],
+                    "outcome": "failed",
+                    "error": "step type not registered",
+                }
+            )
             break
         ctx = StepContext(flow=flow, run=None, step=node.step, step_run=None, data=data, dry_run=True)
         try:
             outcome = step_type.preview(ctx)
         except Exception as exc:  # a preview must not turn a bad sample into a 500
             outcome = Outcome.failed(f"{type(exc).__name__}: {exc}")
-        entry: dict[str, Any] = {"id": current, "type": step_type.name, "outcome": outcome.kind,
-                                 "output": outcome.output}  # fmt: skip
+        entry: dict[str, Any] = {
+            "id": current,
+            "type": step_type.name,
+            "outcome": outcome.kind,
+            "output": outcome.output,
+        }
         if outcome.error:
             entry["error"] = outcome.error
         if outcome.branch:

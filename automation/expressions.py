@@ -19,9 +19,19 @@ MAX_TEMPLATE_DEPTH = 10
 OPERATORS = ("equals", "not-equals", "contains", "in", "greater-than", "less-than", "exists")
 # What a trigger condition may read: the envelope's fields.
 ENVELOPE_ROOTS = frozenset(
-    {"id", "name", "orgid", "datatype", "data", "actor", "correlation_id", "causation_id", "occurred_at",
-     "record"}
-)  # fmt: skip
+    {
+        "id",
+        "name",
+        "orgid",
+        "datatype",
+        "data",
+        "actor",
+        "correlation_id",
+        "causation_id",
+        "occurred_at",
+        "record",
+    }
+)
 # What a condition step or a template may read: the run's context.
 CONTEXT_ROOTS = frozenset({"event", "schedule", "steps", "run"})
 

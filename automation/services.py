@@ -35,9 +35,9 @@ def _trigger_columns(trigger: dict[str, Any]) -> dict[str, str]:
     return {"trigger_kind": TriggerKind.SCHEDULE, "trigger_event": "", "trigger_datatype": ""}
 
 
-def _clean(trigger: Any, step_list: Any, *, org: Org, existing: dict[str, list[str]]) -> tuple[
-    dict[str, Any], definition.CleanSteps
-]:  # fmt: skip
+def _clean(
+    trigger: Any, step_list: Any, *, org: Org, existing: dict[str, list[str]]
+) -> tuple[dict[str, Any], definition.CleanSteps]:
     errors: dict[str, Any] = {}
     cleaned_trigger: dict[str, Any] = {}
     cleaned_steps = definition.CleanSteps(steps=[])
@@ -109,9 +109,12 @@ def flow_update(
                 for column, value in _trigger_columns(cleaned_trigger).items():
                     setattr(flow, column, value)
                 FlowVersion.objects.create(
-                    flow=flow, version=flow.version, trigger=cleaned_trigger, steps=cleaned.steps,
+                    flow=flow,
+                    version=flow.version,
+                    trigger=cleaned_trigger,
+                    steps=cleaned.steps,
                     created_by=actor,
-                )  # fmt: skip
+                )
             flow.secrets = cleaned.secrets
             generated = cleaned.generated
         if name is not None:
@@ -161,8 +164,14 @@ def _signing_step(flow: Flow, step_id: str) -> steps.StepType:
     step_type = steps.get(node.step["type"]) if node is not None else None
     if node is None or step_type is None or not step_type.secret_key:
         signing = definition.signing_step_ids(flow.steps)
-        raise Invalid({"step": [f"{step_id!r} is not a signing step of this flow; its signing steps: "
-                                f"{', '.join(signing) or 'none'}."]})  # fmt: skip
+        raise Invalid(
+            {
+                "step": [
+                    f"{step_id!r} is not a signing step of this flow; its signing steps: "
+                    f"{', '.join(signing) or 'none'}."
+                ]
+            }
+        )
     return step_type
 
 

@@ -226,10 +226,14 @@ def connection_create(
         ) from None
     logger.info(
         "connection %s (%s:%s) created in org %s by %s; credential keys: %s; webhook secrets: %s",
-        connection.pk, vendor, name, org.slug, _who(actor),
+        connection.pk,
+        vendor,
+        name,
+        org.slug,
+        _who(actor),
         ", ".join(credential_keys(connection)) or "none",
         ", ".join(s["id"] for s in secret_summaries(connection)) or "none",
-    )  # fmt: skip
+    )
     return connection
 
 
@@ -272,10 +276,17 @@ def connection_update(
         raise InvalidConnection({"name": ["Another connection of this vendor has this name."]}) from None
     logger.info(
         "connection %s (%s:%s) changed by %s: %s",
-        connection.pk, connection.vendor, connection.name, _who(actor),
-        ", ".join(f"{field} (keys: {', '.join(credential_keys(connection)) or 'none'})"
-                  if field == "credentials" else field for field in changes),
-    )  # fmt: skip
+        connection.pk,
+        connection.vendor,
+        connection.name,
+        _who(actor),
+        ", ".join(
+            f"{field} (keys: {', '.join(credential_keys(connection)) or 'none'})"
+            if field == "credentials"
+            else field
+            for field in changes
+        ),
+    )
     return connection
 
 

@@ -29,9 +29,17 @@ class FlowSerializer(serializers.ModelSerializer[Flow]):
     class Meta:
         model = Flow
         fields = (
-            "id", "name", "enabled", "version", "trigger", "steps", "disabled_reason",
-            "created_by", "created_at", "updated_at",
-        )  # fmt: skip
+            "id",
+            "name",
+            "enabled",
+            "version",
+            "trigger",
+            "steps",
+            "disabled_reason",
+            "created_by",
+            "created_at",
+            "updated_at",
+        )
         read_only_fields = ("id", "version", "disabled_reason", "created_by", "created_at", "updated_at")
 
     def to_representation(self, instance: Flow) -> dict[str, Any]:
@@ -106,9 +114,17 @@ class StepRunSerializer(serializers.ModelSerializer[StepRun]):
     class Meta:
         model = StepRun
         fields = (
-            "id", "step_id", "step_type", "position", "status", "attempts", "output", "error",
-            "started_at", "finished_at",
-        )  # fmt: skip
+            "id",
+            "step_id",
+            "step_type",
+            "position",
+            "status",
+            "attempts",
+            "output",
+            "error",
+            "started_at",
+            "finished_at",
+        )
         read_only_fields = fields
 
 
@@ -119,10 +135,23 @@ class FlowRunSerializer(serializers.ModelSerializer[FlowRun]):
     class Meta:
         model = FlowRun
         fields: tuple[str, ...] = (
-            "id", "flow", "flow_name", "version", "trigger_kind", "trigger_event_id", "trigger_event_name",
-            "scheduled_for", "status", "current_step", "error", "correlation_id", "created_at",
-            "started_at", "finished_at", "duration_ms",
-        )  # fmt: skip
+            "id",
+            "flow",
+            "flow_name",
+            "version",
+            "trigger_kind",
+            "trigger_event_id",
+            "trigger_event_name",
+            "scheduled_for",
+            "status",
+            "current_step",
+            "error",
+            "correlation_id",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+        )
         read_only_fields: tuple[str, ...] = fields
 
 

@@ -223,10 +223,14 @@ class FlowRunViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet[FlowRun]):
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
         for param, lookup in (
-            ("flow", "flow_id"), ("status", "status"), ("trigger", "trigger_kind"),
-            ("event", "trigger_event_id"), ("correlation_id", "correlation_id"),
-            ("created_after", "created_at__gte"), ("created_before", "created_at__lt"),
-        ):  # fmt: skip
+            ("flow", "flow_id"),
+            ("status", "status"),
+            ("trigger", "trigger_kind"),
+            ("event", "trigger_event_id"),
+            ("correlation_id", "correlation_id"),
+            ("created_after", "created_at__gte"),
+            ("created_before", "created_at__lt"),
+        ):
             if data.get(param) is not None:
                 queryset = queryset.filter(**{lookup: data[param]})
         return queryset.order_by("-created_at", "-id")

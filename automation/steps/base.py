@@ -28,9 +28,12 @@ class Outcome:
 
     @classmethod
     def done(
-        cls, output: dict[str, Any] | None = None, *, branch: str | None = None,
+        cls,
+        output: dict[str, Any] | None = None,
+        *,
+        branch: str | None = None,
         attempt: dict[str, Any] | None = None,
-    ) -> Outcome:  # fmt: skip
+    ) -> Outcome:
         return cls("done", output or {}, branch=branch, attempt=attempt)
 
     @classmethod
@@ -43,13 +46,22 @@ class Outcome:
 
     @classmethod
     def failed(
-        cls, error: str, *, attempt: dict[str, Any] | None = None, dead_letter: bool = False,
-        output: dict[str, Any] | None = None, disable_flow: str = "",
-    ) -> Outcome:  # fmt: skip
+        cls,
+        error: str,
+        *,
+        attempt: dict[str, Any] | None = None,
+        dead_letter: bool = False,
+        output: dict[str, Any] | None = None,
+        disable_flow: str = "",
+    ) -> Outcome:
         return cls(
-            "failed", output or {}, error=error, attempt=attempt, dead_letter=dead_letter,
+            "failed",
+            output or {},
+            error=error,
+            attempt=attempt,
+            dead_letter=dead_letter,
             disable_flow=disable_flow,
-        )  # fmt: skip
+        )
 
 
 @dataclass

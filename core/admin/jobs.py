@@ -54,8 +54,14 @@ def _tally_message(tally: ReplayTally) -> tuple[int, str]:
 @admin.register(DeadLetter)
 class DeadLetterAdmin(NulSafeChangelist, admin.ModelAdmin[DeadLetter]):
     list_display = (
-        "last_failed_at", "task", "queue", "org", "status", "attempts_count", "exception_name",
-    )  # fmt: skip
+        "last_failed_at",
+        "task",
+        "queue",
+        "org",
+        "status",
+        "attempts_count",
+        "exception_name",
+    )
     list_filter = (
         "queue",
         "task",
@@ -69,20 +75,47 @@ class DeadLetterAdmin(NulSafeChangelist, admin.ModelAdmin[DeadLetter]):
     list_select_related = ("org",)
     actions = ("replay_selected", "discard_selected")
     fieldsets = (
-        (None, {"fields": (
-            "task", "queue", "org", "status", "task_id", "correlation_id", "idempotency_key",
-            "first_failed_at", "last_failed_at", "created_at",
-        )}),
+        (
+            None,
+            {
+                "fields": (
+                    "task",
+                    "queue",
+                    "org",
+                    "status",
+                    "task_id",
+                    "correlation_id",
+                    "idempotency_key",
+                    "first_failed_at",
+                    "last_failed_at",
+                    "created_at",
+                )
+            },
+        ),
         ("Arguments", {"fields": ("args_display", "kwargs_display")}),
         ("Failure", {"fields": ("exception_class", "exception_message", "traceback_display")}),
         ("Attempts", {"fields": ("attempts_table",)}),
         ("Replays", {"fields": ("replays_table",)}),
-    )  # fmt: skip
+    )
     readonly_fields = (
-        "task", "queue", "org", "status", "task_id", "correlation_id", "idempotency_key",
-        "first_failed_at", "last_failed_at", "created_at", "args_display", "kwargs_display",
-        "exception_class", "exception_message", "traceback_display", "attempts_table", "replays_table",
-    )  # fmt: skip
+        "task",
+        "queue",
+        "org",
+        "status",
+        "task_id",
+        "correlation_id",
+        "idempotency_key",
+        "first_failed_at",
+        "last_failed_at",
+        "created_at",
+        "args_display",
+        "kwargs_display",
+        "exception_class",
+        "exception_message",
+        "traceback_display",
+        "attempts_table",
+        "replays_table",
+    )
 
     # --- permissions: read-only rows; replay and discard ride the change permission --------
 

@@ -164,8 +164,12 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
         delay = exc.delay if isinstance(exc, RetryIn) else policy.delay(job.attempt)
         logger.warning(
             "job %s[%s] attempt %d failed (%s); retry in %.1fs",
-            self.name, job.task_id, job.attempt, type(exc).__name__, delay,
-        )  # fmt: skip
+            self.name,
+            job.task_id,
+            job.attempt,
+            type(exc).__name__,
+            delay,
+        )
         headers = {"replay_of": replay_of} if replay_of else {}
         if countdown_allowed(self, delay):
             try:
@@ -308,8 +312,14 @@ def enqueue(
     _require_json(args)
     task_id = uuid.uuid4().hex
     if delay > 0 and not countdown_allowed(task, delay):
-        schedule(task, args, full, run_at=timezone.now() + timedelta(seconds=delay), org_id=org_id,
-                 options={"task_id": task_id})  # fmt: skip
+        schedule(
+            task,
+            args,
+            full,
+            run_at=timezone.now() + timedelta(seconds=delay),
+            org_id=org_id,
+            options={"task_id": task_id},
+        )
         return task_id
     transaction.on_commit(
         lambda: publish_or_keep(task, args, full, org_id=org_id, task_id=task_id, countdown=delay),

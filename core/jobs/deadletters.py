@@ -44,8 +44,15 @@ def count_redelivery(job: JobContext) -> JobContext:
         log.save(update_fields=["deliveries", "updated_at"])
         log.refresh_from_db(fields=["deliveries", "attempts"])
         attempt = job.attempt + log.deliveries
-        log.attempts = [*log.attempts, {"at": now, "attempt": attempt - 1, "kind": "redelivered",
-                                        "error": "the previous delivery did not finish"}]  # fmt: skip
+        log.attempts = [
+            *log.attempts,
+            {
+                "at": now,
+                "attempt": attempt - 1,
+                "kind": "redelivered",
+                "error": "the previous delivery did not finish",
+            },
+        ]
         log.save(update_fields=["attempts", "updated_at"])
     return replace(job, attempt=attempt)
 
@@ -103,8 +110,14 @@ def bury(
             log.delete()
         if replay_of:
             _set_replay_outcome(replay_of, job.task_id, "failed")
-    logger.error("job %s[%s] dead-lettered as %s after %d attempt(s): %s",
-                 job.task, job.task_id, letter.pk, job.attempt, _describe(exc))  # fmt: skip
+    logger.error(
+        "job %s[%s] dead-lettered as %s after %d attempt(s): %s",
+        job.task,
+        job.task_id,
+        letter.pk,
+        job.attempt,
+        _describe(exc),
+    )
     return letter
 
 

@@ -48,8 +48,12 @@ def publish_or_keep(
     try:
         task.apply_async(tuple(args), kwargs, retry=False, **publish)
     except Exception as exc:
-        logger.warning("publish %s[%s]: broker refused (%s); kept as a scheduled job",
-                       task.name, task_id, type(exc).__name__)  # fmt: skip
+        logger.warning(
+            "publish %s[%s]: broker refused (%s); kept as a scheduled job",
+            task.name,
+            task_id,
+            type(exc).__name__,
+        )
         schedule(task, args, kwargs, run_at=timezone.now(), org_id=org_id, options=options, queue=queue)
 
 

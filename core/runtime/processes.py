@@ -37,10 +37,20 @@ def worker(
 ) -> list[str]:
     chosen = tuple(queues)
     return [
-        "celery", "-A", "config", "worker", "-l", "info",
-        "-Q", ",".join(q.value for q in chosen), "--concurrency", str(concurrency),
-        "--prefetch-multiplier", str(prefetch_for(chosen)), *extra,
-    ]  # fmt: skip
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-l",
+        "info",
+        "-Q",
+        ",".join(q.value for q in chosen),
+        "--concurrency",
+        str(concurrency),
+        "--prefetch-multiplier",
+        str(prefetch_for(chosen)),
+        *extra,
+    ]
 
 
 def beat(*, schedule_file: str) -> list[str]:

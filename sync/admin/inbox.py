@@ -19,9 +19,17 @@ class InboundWebhookAdmin(NulSafeChangelist, ReadOnlyAdmin):
     """The inbox: every vendor webhook as it arrived, verified or not. Reprocess re-queues it."""
 
     list_display = (
-        "received_at", "vendor", "connection", "org", "status", "verified", "vendor_event_type",
-        "vendor_event_id", "event_name", "attempts",
-    )  # fmt: skip
+        "received_at",
+        "vendor",
+        "connection",
+        "org",
+        "status",
+        "verified",
+        "vendor_event_type",
+        "vendor_event_id",
+        "event_name",
+        "attempts",
+    )
     list_filter = ("vendor", "status", "verified", ("received_at", admin.DateFieldListFilter))
     search_fields = ("=id", "=vendor_event_id", "=correlation_id")
     search_help_text = "A row id, a vendor event id or a correlation id (exact)."
@@ -29,10 +37,25 @@ class InboundWebhookAdmin(NulSafeChangelist, ReadOnlyAdmin):
     list_select_related = ("connection", "org")
     actions = ("reprocess_selected",)
     fields = readonly_fields = (
-        "id", "vendor", "connection", "org", "received_at", "status", "verified", "verification_error",
-        "vendor_event_id", "vendor_event_type", "event_name", "event_ids", "error", "attempts",
-        "correlation_id", "processed_at", "headers_display", "body_display",
-    )  # fmt: skip
+        "id",
+        "vendor",
+        "connection",
+        "org",
+        "received_at",
+        "status",
+        "verified",
+        "verification_error",
+        "vendor_event_id",
+        "vendor_event_type",
+        "event_name",
+        "event_ids",
+        "error",
+        "attempts",
+        "correlation_id",
+        "processed_at",
+        "headers_display",
+        "body_display",
+    )
 
     def has_reprocess_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("sync.change_inboundwebhook")

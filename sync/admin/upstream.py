@@ -137,15 +137,31 @@ class ConnectionAdmin(NulSafeChangelist, admin.ModelAdmin[Connection]):
     search_fields = ("name", "org__slug", "=id")
     list_select_related = ("org",)
     readonly_fields = (
-        "id", "credential_keys", "webhook_secrets_table", "inbound_path", "health", "circuit_state",
-        "consecutive_failures", "last_success_at", "last_failure_at", "last_error", "circuit_opened_at",
-        "created_by", "created_at", "updated_at",
-    )  # fmt: skip
+        "id",
+        "credential_keys",
+        "webhook_secrets_table",
+        "inbound_path",
+        "health",
+        "circuit_state",
+        "consecutive_failures",
+        "last_success_at",
+        "last_failure_at",
+        "last_error",
+        "circuit_opened_at",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
 
     _HEALTH_FIELDS = (
-        "health", "circuit_state", "consecutive_failures", "last_success_at", "last_failure_at",
-        "last_error", "circuit_opened_at",
-    )  # fmt: skip
+        "health",
+        "circuit_state",
+        "consecutive_failures",
+        "last_success_at",
+        "last_failure_at",
+        "last_error",
+        "circuit_opened_at",
+    )
 
     def get_fieldsets(self, request: HttpRequest, obj: Connection | None = None) -> Any:
         if obj is None:
@@ -188,9 +204,15 @@ class ConnectionAdmin(NulSafeChangelist, admin.ModelAdmin[Connection]):
         secret = data.get("new_webhook_secret") or None
         if not change:
             created = connections.connection_create(
-                org=obj.org, vendor=obj.vendor, name=obj.name, credentials=form.parsed_credentials or {},
-                webhook_secret=secret, base_url=obj.base_url, enabled=obj.enabled, actor=actor,
-            )  # fmt: skip
+                org=obj.org,
+                vendor=obj.vendor,
+                name=obj.name,
+                credentials=form.parsed_credentials or {},
+                webhook_secret=secret,
+                base_url=obj.base_url,
+                enabled=obj.enabled,
+                actor=actor,
+            )
             # The admin goes on with the instance its form built (to log and redirect): make it the row.
             obj.pk, obj._state = created.pk, created._state
             obj.created_at, obj.updated_at, obj.created_by = created.created_at, created.updated_at, actor
@@ -198,9 +220,13 @@ class ConnectionAdmin(NulSafeChangelist, admin.ModelAdmin[Connection]):
         # `obj` already carries the form's values: compare against the stored row instead.
         stored = Connection.objects.get(pk=obj.pk)
         connections.connection_update(
-            connection=stored, name=obj.name, base_url=obj.base_url, enabled=obj.enabled, actor=actor,
+            connection=stored,
+            name=obj.name,
+            base_url=obj.base_url,
+            enabled=obj.enabled,
+            actor=actor,
             credentials=form.parsed_credentials if form.parsed_credentials is not None else connections.UNSET,
-        )  # fmt: skip
+        )
         if secret:
             connections.webhook_secret_add(connection=stored, secret=secret, actor=actor)
         for secret_id in data.get("remove_secrets") or ():

@@ -26,10 +26,21 @@ class DeadLetterSerializer(serializers.ModelSerializer[DeadLetter]):
     class Meta:
         model = DeadLetter
         fields: tuple[str, ...] = (
-            "id", "task", "queue", "status", "org", "org_slug", "task_id", "correlation_id",
-            "exception_class", "exception_message", "attempts_count", "first_failed_at",
-            "last_failed_at", "last_replay",
-        )  # fmt: skip
+            "id",
+            "task",
+            "queue",
+            "status",
+            "org",
+            "org_slug",
+            "task_id",
+            "correlation_id",
+            "exception_class",
+            "exception_message",
+            "attempts_count",
+            "first_failed_at",
+            "last_failed_at",
+            "last_replay",
+        )
         read_only_fields: tuple[str, ...] = fields
 
     def get_org_slug(self, letter: DeadLetter) -> str | None:
@@ -46,8 +57,14 @@ class DeadLetterDetailSerializer(DeadLetterSerializer):
     class Meta(DeadLetterSerializer.Meta):
         fields = (
             *DeadLetterSerializer.Meta.fields,
-            "args", "kwargs", "idempotency_key", "traceback", "attempts", "replays", "created_at",
-        )  # fmt: skip
+            "args",
+            "kwargs",
+            "idempotency_key",
+            "traceback",
+            "attempts",
+            "replays",
+            "created_at",
+        )
         read_only_fields = fields
 
 

@@ -37,10 +37,23 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
     class Meta:
         model = Connection
         fields: tuple[str, ...] = (
-            "id", "vendor", "name", "enabled", "base_url", "credential_keys", "webhook_secrets",
-            "inbound_url", "health", "circuit_state", "consecutive_failures", "last_success_at",
-            "last_failure_at", "last_error", "created_at", "updated_at",
-        )  # fmt: skip
+            "id",
+            "vendor",
+            "name",
+            "enabled",
+            "base_url",
+            "credential_keys",
+            "webhook_secrets",
+            "inbound_url",
+            "health",
+            "circuit_state",
+            "consecutive_failures",
+            "last_success_at",
+            "last_failure_at",
+            "last_error",
+            "created_at",
+            "updated_at",
+        )
         read_only_fields: tuple[str, ...] = fields
 
     def get_credential_keys(self, connection: Connection) -> list[str]:
@@ -125,10 +138,21 @@ class InboundWebhookSerializer(serializers.ModelSerializer[InboundWebhook]):
     class Meta:
         model = InboundWebhook
         fields: tuple[str, ...] = (
-            "id", "vendor", "connection", "received_at", "verified", "verification_error",
-            "vendor_event_id", "vendor_event_type", "event_name", "status", "error", "attempts",
-            "correlation_id", "processed_at",
-        )  # fmt: skip
+            "id",
+            "vendor",
+            "connection",
+            "received_at",
+            "verified",
+            "verification_error",
+            "vendor_event_id",
+            "vendor_event_type",
+            "event_name",
+            "status",
+            "error",
+            "attempts",
+            "correlation_id",
+            "processed_at",
+        )
         read_only_fields: tuple[str, ...] = fields
 
 
