@@ -46,6 +46,7 @@ class ServiceAdmin(admin.ModelAdmin[Any]):
     """Deletes, one or in bulk, go through `delete_one` (the service), one row at a time."""
 
     def delete_one(self, request: HttpRequest, obj: Any) -> None:
+        """Each subclass deletes `obj` through its model's service (an abstract hook)."""
         raise NotImplementedError
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import (
@@ -97,25 +97,7 @@ class DeadLetterAdmin(NulSafeChangelist, admin.ModelAdmin[DeadLetter]):
         ("Attempts", {"fields": ("attempts_table",)}),
         ("Replays", {"fields": ("replays_table",)}),
     )
-    readonly_fields = (
-        "task",
-        "queue",
-        "org",
-        "status",
-        "task_id",
-        "correlation_id",
-        "idempotency_key",
-        "first_failed_at",
-        "last_failed_at",
-        "created_at",
-        "args_display",
-        "kwargs_display",
-        "exception_class",
-        "exception_message",
-        "traceback_display",
-        "attempts_table",
-        "replays_table",
-    )
+    readonly_fields = flatten_fieldsets(fieldsets)  # the detail page shows; nothing is edited
 
     # --- permissions: read-only rows; replay and discard ride the change permission --------
 

@@ -2,13 +2,13 @@
 
 from rest_framework.routers import DefaultRouter
 
-from core.api import views
+from core.api import invitations, views
 
 router = DefaultRouter()
 router.register(rf"collections/(?P<datatype>{views.DATATYPE_RE})", views.RecordViewSet, basename="record")
 router.register("users", views.UserViewSet, basename="user")
 router.register("orgs", views.OrgViewSet, basename="org")
-router.register("invitations", views.InvitationViewSet, basename="invitation")
+router.register("invitations", invitations.InvitationViewSet, basename="invitation")
 router.register("sites", views.SiteViewSet, basename="site")
 router.register("events", views.EventViewSet, basename="event")
 

@@ -6,14 +6,14 @@ import re
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -25,9 +25,6 @@ from core.api.serializers import (
     EventCatalogEntrySerializer,
     EventSerializer,
     InvitationSentSerializer,
-    InvitationSerializer,
-    InvitationTokenSerializer,
-    MyInvitationSerializer,
     OrgSerializer,
     RecordSerializer,
     SiteSerializer,
@@ -36,8 +33,6 @@ from core.api.serializers import (
 from core.events import registry
 from core.models import (
     EventRecord,
-    Invitation,
-    InvitationStatus,
     Membership,
     Org,
     Record,
@@ -71,7 +66,7 @@ def _datetime_param(request: Request, name: str) -> datetime | None:
         raise ValidationError({name: [f"Out of range in UTC: {raw!r}."]}) from None
 
 
-def _actor(request: Request) -> User:
+def acting_user(request: Request) -> User:
     return request.user  # type: ignore[return-value]
 
 
@@ -150,7 +145,7 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
     def perform_create(self, serializer: serializers.BaseSerializer[Record]) -> None:
         serializer.instance = services.record_create(
             org=self.org,
-            actor=_actor(self.request),
+            actor=acting_user(self.request),
             datatype=self.kwargs["datatype"],
             data=serializer.validated_data["data"],
         )
@@ -161,10 +156,12 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
         data = serializer.validated_data.get("data", record.data)
         if serializer.partial:
             data = {**record.data, **data}
-        serializer.instance = services.record_update(record=record, actor=_actor(self.request), data=data)
+        serializer.instance = services.record_update(
+            record=record, actor=acting_user(self.request), data=data
+        )
 
     def perform_destroy(self, instance: Record) -> None:
-        services.record_delete(record=instance, actor=_actor(self.request))
+        services.record_delete(record=instance, actor=acting_user(self.request))
 
     @extend_schema(
         request=None,
@@ -173,7 +170,7 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
     )
     @action(detail=True, methods=["post"])
     def publish(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        record = services.record_publish(record=self.get_object(), actor=_actor(request))
+        record = services.record_publish(record=self.get_object(), actor=acting_user(request))
         return Response(self.get_serializer(record).data)
 
     @extend_schema(
@@ -184,7 +181,7 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
     )
     @action(detail=True, methods=["post"], permission_classes=(permissions.IsAuthenticated, IsOrgAdmin))
     def approve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        record = services.record_approve(record=self.get_object(), actor=_actor(request))
+        record = services.record_approve(record=self.get_object(), actor=acting_user(request))
         return Response(self.get_serializer(record).data)
 
 
@@ -226,7 +223,7 @@ class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
         if User.objects.filter(email=data["email"]).exists():
             # Someone's existing account: theirs to accept, so the org only learns "invited".
             invitation = services.invitation_create(
-                org=self.org, actor=_actor(request), email=data["email"], role=data["role"]
+                org=self.org, actor=acting_user(request), email=data["email"], role=data["role"]
             )
             return Response(InvitationSentSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
         self.perform_create(serializer)
@@ -236,7 +233,7 @@ class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
         data = serializer.validated_data
         user = services.user_create(
             org=self.org,
-            actor=_actor(self.request),
+            actor=acting_user(self.request),
             email=data["email"],
             role=data.get("role", Role.MEMBER),
             first_name=data.get("first_name", ""),
@@ -268,14 +265,16 @@ class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
             raise PermissionDenied(
                 "This account also belongs to other organizations; only its user can rename it."
             )
-        user = services.user_update(org=self.org, actor=_actor(self.request), user=user, role=role, **data)
+        user = services.user_update(
+            org=self.org, actor=acting_user(self.request), user=user, role=role, **data
+        )
         user.role = Membership.objects.get(user=user, org=self.org).role  # type: ignore[attr-defined]
         serializer.instance = user
 
     def perform_destroy(self, instance: User) -> None:
         if self._membership(instance).role == Role.OWNER and self.membership.role != Role.OWNER:
             raise PermissionDenied("Only an owner can remove another owner.")
-        services.user_delete(org=self.org, actor=_actor(self.request), user=instance)
+        services.user_delete(org=self.org, actor=acting_user(self.request), user=instance)
 
     def _membership(self, user: User) -> Membership:
         return Membership.objects.get(user=user, org=self.org)
@@ -294,7 +293,7 @@ class OrgViewSet(viewsets.ModelViewSet[Org]):
     def get_queryset(self) -> QuerySet[Org]:
         if getattr(self, "swagger_fake_view", False):
             return Org.objects.none()
-        user = _actor(self.request)
+        user = acting_user(self.request)
         mine = Membership.objects.filter(org=OuterRef("pk"), user=user).values("role")[:1]
         return (
             Org.objects.filter(memberships__user=user).annotate(caller_role=Subquery(mine)).order_by("slug")
@@ -306,7 +305,9 @@ class OrgViewSet(viewsets.ModelViewSet[Org]):
 
     def perform_create(self, serializer: serializers.BaseSerializer[Org]) -> None:
         data = serializer.validated_data
-        org = services.org_create(actor=_actor(self.request), slug=data["slug"], name=data.get("name", ""))
+        org = services.org_create(
+            actor=acting_user(self.request), slug=data["slug"], name=data.get("name", "")
+        )
         org.caller_role = Role.OWNER  # type: ignore[attr-defined]
         serializer.instance = org
 
@@ -318,13 +319,13 @@ class OrgViewSet(viewsets.ModelViewSet[Org]):
         )
         role = getattr(org, "caller_role", None)
         serializer.instance = services.org_update(
-            org=org, actor=_actor(self.request), **serializer.validated_data
+            org=org, actor=acting_user(self.request), **serializer.validated_data
         )
         serializer.instance.caller_role = role  # type: ignore[attr-defined]
 
     def perform_destroy(self, instance: Org) -> None:
         self._require(instance, (Role.OWNER,), "Only an owner can delete the organization.")
-        services.org_delete(org=instance, actor=_actor(self.request))
+        services.org_delete(org=instance, actor=acting_user(self.request))
 
     @extend_schema(
         request=None,
@@ -335,112 +336,8 @@ class OrgViewSet(viewsets.ModelViewSet[Org]):
     @action(detail=True, methods=["post"], url_path="make-default")
     def make_default(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         org = self.get_object()
-        services.user_set_default_org(user=_actor(request), org=org)
+        services.user_set_default_org(user=acting_user(request), org=org)
         return Response(self.get_serializer(org).data)
-
-
-# --- invitations -------------------------------------------------------------------------------
-
-_TOKEN_ERRORS = {
-    404: OpenApiResponse(description="No invitation of the caller's has this token."),
-    410: OpenApiResponse(description="The invitation expired, was revoked or was declined."),
-}
-
-
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=list(InvitationStatus.values))],
-        description="The org's invitations, newest first (owners and admins).",
-    ),
-    destroy=extend_schema(description="Revoke a pending invitation (409 once it is no longer pending)."),
-)
-class InvitationViewSet(
-    OrgScopedMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet[Invitation],
-):
-    """Invitations of the caller's org (owners and admins), and the invitee's side: their own
-    pending invitations, accept and decline. `POST /users/` with an existing account's email
-    sends one."""
-
-    serializer_class = InvitationSerializer
-    queryset = Invitation.objects.all()
-    permission_classes = (permissions.IsAuthenticated, IsOrgAdmin)
-    org_free_actions = frozenset({"accept", "decline", "mine"})
-    lookup_value_regex = UUID_RE
-
-    def get_queryset(self) -> QuerySet[Invitation]:
-        queryset = super().get_queryset()
-        wanted = self.request.query_params.get("status") if self.action == "list" else None
-        if not wanted:
-            return queryset
-        if wanted not in InvitationStatus.values:
-            raise ValidationError({"status": [f"Must be one of {', '.join(InvitationStatus.values)}."]})
-        # A pending row past its expiry reads as expired.
-        now = timezone.now()
-        if wanted == InvitationStatus.EXPIRED:
-            return queryset.filter(Q(status=wanted) | Q(status=InvitationStatus.PENDING, expires_at__lte=now))
-        if wanted == InvitationStatus.PENDING:
-            return queryset.filter(status=wanted, expires_at__gt=now)
-        return queryset.filter(status=wanted)
-
-    def perform_destroy(self, instance: Invitation) -> None:
-        services.invitation_revoke(invitation=instance)
-
-    @extend_schema(responses=MyInvitationSerializer(many=True))
-    @action(detail=False, pagination_class=None)
-    def mine(self, request: Request) -> Response:
-        """The caller's own pending invitations, from any org."""
-        invitations = Invitation.objects.select_related("org").filter(
-            email=_actor(request).email.lower(),
-            status=InvitationStatus.PENDING,
-            expires_at__gt=timezone.now(),
-        )
-        return Response(MyInvitationSerializer(invitations, many=True).data)
-
-    @extend_schema(
-        request=InvitationTokenSerializer,
-        responses={200: OrgSerializer, **_TOKEN_ERRORS},
-        description="Join the org that invited the caller's email address, with the invited role. "
-        "404 for an unknown token or another account's invitation; 409 if already accepted; 410 if "
-        "it expired, was revoked or declined. The org joined does not become the default.",
-    )
-    @action(detail=False, methods=["post"])
-    def accept(self, request: Request) -> Response:
-        invitation = self._invitation_from_token(request)
-        try:
-            membership = services.invitation_accept(invitation=invitation, user=_actor(request))
-        except Invitation.DoesNotExist:
-            raise self._not_found() from None
-        org = membership.org
-        org.caller_role = membership.role  # type: ignore[attr-defined]
-        return Response(OrgSerializer(org, context=self.get_serializer_context()).data)
-
-    @extend_schema(request=InvitationTokenSerializer, responses={204: None, **_TOKEN_ERRORS})
-    @action(detail=False, methods=["post"])
-    def decline(self, request: Request) -> Response:
-        """Turn the invitation down; its org sees it as declined."""
-        invitation = self._invitation_from_token(request)
-        try:
-            services.invitation_decline(invitation=invitation, user=_actor(request))
-        except Invitation.DoesNotExist:
-            raise self._not_found() from None
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    def _invitation_from_token(self, request: Request) -> Invitation:
-        body = InvitationTokenSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        invitation = Invitation.from_token(body.validated_data["token"])
-        if invitation is None:
-            raise self._not_found()
-        return invitation
-
-    @staticmethod
-    def _not_found() -> NotFound:
-        # The same answer for a forged token and another account's: nothing to learn from it.
-        return NotFound("No invitation of yours has this token.")
 
 
 # --- sites -------------------------------------------------------------------------------------
@@ -457,18 +354,18 @@ class SiteViewSet(OrgScopedMixin, viewsets.ModelViewSet[Site]):
     def perform_create(self, serializer: serializers.BaseSerializer[Site]) -> None:
         data = serializer.validated_data
         serializer.instance = services.site_create(
-            org=self.org, actor=_actor(self.request), domain=data["domain"], name=data.get("name", "")
+            org=self.org, actor=acting_user(self.request), domain=data["domain"], name=data.get("name", "")
         )
 
     def perform_update(self, serializer: serializers.BaseSerializer[Site]) -> None:
         site = serializer.instance
         assert site is not None
         serializer.instance = services.site_update(
-            site=site, actor=_actor(self.request), **serializer.validated_data
+            site=site, actor=acting_user(self.request), **serializer.validated_data
         )
 
     def perform_destroy(self, instance: Site) -> None:
-        services.site_delete(site=instance, actor=_actor(self.request))
+        services.site_delete(site=instance, actor=acting_user(self.request))
 
 
 # --- the event log and catalog -----------------------------------------------------------------
