@@ -89,6 +89,10 @@ class EmbeddedRedis:
         self.stop()
         raise RuntimeError(f"embedded redis did not answer on {self.sock} within {timeout}s")
 
+    def died(self) -> bool:
+        """Whether the server this object started has exited since."""
+        return self.process is not None and self.process.poll() is not None
+
     def stop(self) -> None:
         if self.process is None:
             return

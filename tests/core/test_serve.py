@@ -176,3 +176,63 @@ def test_serve_under_make_leaves_nothing_behind_when_its_group_is_signalled_twic
     output = log.read_text()
     errors = [block for block in output.split("Traceback")[1:] if "SystemExit" not in block]
     assert not errors, output
+
+
+def test_serve_restarts_a_child_that_dies_and_the_system_keeps_working(owner, tmp_path):
+    live.purge(settings.REDIS_URL)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = live.process_env(settings.REDIS_URL)
+    serve = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def child(kind: str) -> int:
+        for pid in _descendants(serve.pid):
+            stat = _stat(pid)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if stat else []
+            if stat and int(stat[1]) == serve.pid and kind.encode() in cmdline:
+                return pid
+        raise AssertionError(f"no {kind} child of serve")
+
+    try:
+        live.wait_for(
+            lambda: log.read_text().count("ready.") == 1, timeout=60, what=f"the worker; {log.read_text()}"
+        )
+        worker = child("worker")
+        os.kill(worker, signal.SIGKILL)
+        live.wait_for(
+            lambda: "worker exited with -9; restarting it in 1s" in log.read_text(),
+            timeout=10,
+            what=f"serve to notice; {log.read_text()}",
+        )
+        live.wait_for(
+            lambda: log.read_text().count("ready.") == 2,
+            timeout=60,
+            what=f"the new worker; {log.read_text()}",
+        )
+        assert child("worker") != worker
+        response = requests.post(
+            f"{base}/collections/{listeners.PROBE}/",
+            json={"data": {"via": "serve"}},
+            headers={"Authorization": f"Token {owner.key}", "X-Request-ID": "serve-restarted"},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        live.wait_for(
+            lambda: EventRecord.objects.filter(
+                datatype=listeners.HIT, correlation_id="serve-restarted"
+            ).exists(),
+            timeout=30,
+            what=f"the restarted worker to run the listener; log:\n{log.read_text()}",
+        )
+        assert serve.poll() is None  # web and beat went on all along
+    finally:
+        serve.send_signal(signal.SIGINT)
+        code = serve.wait(timeout=60)
+    assert code == 0, log.read_text()
