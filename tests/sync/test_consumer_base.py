@@ -137,7 +137,9 @@ def test_retry_waits_past_the_countdown_limit_become_scheduled_jobs_of_the_same_
         assert row.run_at <= timezone.now() + timedelta(seconds=1)
         # Nothing waits on the broker: the failed delivery's ack follows the row's commit.
         live.wait_for(
-            lambda: live.broker_messages(private_broker.url) == (0, 0), timeout=10, what="the failed try's ack"
+            lambda: live.broker_messages(private_broker.url) == (0, 0),
+            timeout=10,
+            what="the failed try's ack",
         )
         assert release_due_jobs() == 1  # what beat's releaser tick does
 
