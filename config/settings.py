@@ -262,6 +262,14 @@ JOB_RETRY_SCALE = env.float("JOB_RETRY_SCALE", default=1.0)
 JOB_MAX_COUNTDOWN_SECONDS = env.float("JOB_MAX_COUNTDOWN_SECONDS", default=5.0)
 SCHEDULED_JOBS_INTERVAL_SECONDS = env.float("SCHEDULED_JOBS_INTERVAL_SECONDS", default=1.0)
 SCHEDULED_JOBS_BATCH = env.int("SCHEDULED_JOBS_BATCH", default=500)
+# A job queued inside a transaction is a row published after commit; if that publish never
+# happens (the process died), the releaser publishes the row this long after the commit.
+JOB_PUBLISH_GRACE_SECONDS = env.float("JOB_PUBLISH_GRACE_SECONDS", default=30.0)
+# A kept job published and not done after its hard time limit plus this margin is checked by
+# the reconciler (core/jobs/reconcile.py), and published again if the broker lost it.
+JOB_RECONCILE_MARGIN_SECONDS = env.float("JOB_RECONCILE_MARGIN_SECONDS", default=60.0)
+JOB_RECONCILE_INTERVAL_SECONDS = env.float("JOB_RECONCILE_INTERVAL_SECONDS", default=30.0)
+JOB_RECONCILE_BATCH = env.int("JOB_RECONCILE_BATCH", default=200)
 # Extra modules holding @on_event listeners, besides every app's handlers.py.
 EVENT_HANDLER_MODULES = env.list("EVENT_HANDLER_MODULES", default=[])
 

@@ -2,6 +2,14 @@
 
 from core.events.outbox import dispatch, run_listener, sweep_outbox
 from core.jobs.oneoff import run_oneoff_job
+from core.jobs.reconcile import reconcile_kept_jobs
 from core.jobs.scheduling import release_scheduled_jobs
 
-__all__ = ["dispatch", "release_scheduled_jobs", "run_listener", "run_oneoff_job", "sweep_outbox"]
+__all__ = [
+    "dispatch",
+    "reconcile_kept_jobs",
+    "release_scheduled_jobs",
+    "run_listener",
+    "run_oneoff_job",
+    "sweep_outbox",
+]

@@ -23,6 +23,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 
 from core.events.outbox import sweep_outbox
 from core.jobs.consumers import consumers
+from core.jobs.reconcile import reconcile_kept_jobs
 from core.jobs.scheduling import release_scheduled_jobs
 from sync.purge import purge_old_rows
 
@@ -95,7 +96,17 @@ def declared() -> list[Periodic]:
             every=settings.SCHEDULED_JOBS_INTERVAL_SECONDS,
             kwargs=platform,
             expires=30,
-            description="Publishes the ScheduledJob rows that are due (delays, long retry backoffs).",
+            description="Publishes the ScheduledJob rows that are due (delays, long retry backoffs, "
+            "jobs whose publish after commit never happened).",
+        ),
+        Periodic(
+            "job-reconciler",
+            reconcile_kept_jobs.name,
+            every=settings.JOB_RECONCILE_INTERVAL_SECONDS,
+            kwargs=platform,
+            expires=60,
+            description="Publishes again the kept jobs published but never finished past their time "
+            "limit plus a margin (a broker that lost them).",
         ),
         Periodic(
             "purge",

@@ -77,7 +77,10 @@ def targets(now: datetime) -> list[tuple[str, QuerySet[Any], Keep | None]]:
         (
             "scheduled_jobs",
             ScheduledJob.objects.filter(
-                Q(status=ScheduledJobStatus.RELEASED, released_at__lt=receipts_cutoff)
+                Q(
+                    status__in=[ScheduledJobStatus.RELEASED, ScheduledJobStatus.DONE],
+                    released_at__lt=receipts_cutoff,
+                )
                 | Q(status=ScheduledJobStatus.CANCELLED, run_at__lt=receipts_cutoff)
             ),
             None,

@@ -23,7 +23,15 @@ from django.utils import timezone
 from core import context
 from core.jobs import deadletters
 from core.jobs.context import JobContext, job_context
-from core.jobs.publish import publish_or_keep, schedule
+from core.jobs.publish import (
+    DEFAULT_TIME_LIMIT,
+    KEPT,
+    keep_until_done,
+    kept_job_done,
+    kept_job_retries,
+    publish_or_keep,
+    schedule,
+)
 from core.jobs.queues import Queue
 from core.models import JobReceipt
 
@@ -32,7 +40,7 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Keys the base adds to every job's kwargs and takes off before calling the consumer.
-META_KWARGS = ("correlation_id", "idempotency_key")
+META_KWARGS = ("correlation_id", "idempotency_key", KEPT)
 
 
 class PermanentError(Exception):
@@ -121,6 +129,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                     "",
                     replay_of,
                 )
+                self._done(job, kwargs)
                 raise Ignore()
         with job_context(job):
             try:
@@ -132,7 +141,13 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                 raise AssertionError("unreachable: _failed always raises") from exc
         if job.attempt > 1 or replay_of:
             deadletters.succeeded(job, replay_of)
+        self._done(job, kwargs)
         return result
+
+    def _done(self, job: JobContext, kwargs: dict[str, Any]) -> None:
+        """A job kept as a row is done: the reconciler has nothing to ask about it."""
+        if kwargs.get(KEPT):
+            kept_job_done(job.task_id)
 
     def _queue(self) -> str:
         """The queue this delivery came from: a listener's or a replay's own, else the consumer's."""
@@ -160,6 +175,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
         policy = self.retry_policy
         if is_permanent(exc, policy) or job.attempt >= policy.max_attempts:
             deadletters.bury(job, self._queue(), args, kwargs, exc, trace, replay_of)
+            self._done(job, kwargs)
             raise Ignore()
         delay = exc.delay if isinstance(exc, RetryIn) else policy.delay(job.attempt)
         logger.warning(
@@ -181,6 +197,8 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                     "job %s[%s]: broker refused the retry; kept as a scheduled job", self.name, job.task_id
                 )
             else:
+                if kwargs.get(KEPT):
+                    kept_job_retries(self, job.task_id, delay)
                 raise retry
         schedule(
             self,
@@ -195,6 +213,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
             },
             # The queue it came from: a listener's or a replay's own queue, not only the default.
             queue=(self.request.delivery_info or {}).get("routing_key"),
+            supersedes=True,
         )
         raise Ignore()
 
@@ -207,8 +226,6 @@ def _header(request: Any, name: str) -> str | None:
 
 
 _consumers: dict[str, ConsumerTask] = {}
-
-DEFAULT_TIME_LIMIT = 300
 
 
 def visibility_timeout() -> float:
@@ -303,9 +320,10 @@ def enqueue(
 ) -> str:
     """Queue a job after the current transaction commits; returns its task id.
 
-    A delay past JOB_MAX_COUNTDOWN_SECONDS becomes a ScheduledJob row, written in the
-    caller's transaction. If the broker refuses the publish, the job is kept the same way
-    (due now) and the releaser publishes it once the broker is back: nothing is lost.
+    Inside a transaction the job is a ScheduledJob row of it, published after commit, so a
+    process dying between the commit and the publish loses nothing; a delay past
+    JOB_MAX_COUNTDOWN_SECONDS is a row released when due. Outside one it is published at once,
+    and kept as a row due now only if the broker refuses.
     """
     full = job_kwargs(kwargs, org_id=org_id, correlation_id=correlation_id, idempotency_key=idempotency_key)
     # Positional arguments too: found only at publish, after commit, they would be logged and lost.
@@ -321,10 +339,10 @@ def enqueue(
             options={"task_id": task_id},
         )
         return task_id
-    transaction.on_commit(
-        lambda: publish_or_keep(task, args, full, org_id=org_id, task_id=task_id, countdown=delay),
-        robust=True,
-    )
+    if transaction.get_connection().in_atomic_block:
+        keep_until_done(task, args, full, org_id=org_id, task_id=task_id, countdown=delay)
+    else:
+        publish_or_keep(task, args, full, org_id=org_id, task_id=task_id, countdown=delay)
     return task_id
 
 

@@ -5,6 +5,7 @@ See docs/jobs.md#scheduled-jobs."""
 from __future__ import annotations
 
 import logging
+import uuid
 
 from celery import current_app
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.jobs.consumers import RetryPolicy, consumer
+from core.jobs.publish import reconcile_after
 from core.jobs.queues import Queue
 from core.models import ScheduledJob, ScheduledJobStatus
 
@@ -27,9 +29,9 @@ def release_due_jobs(limit: int | None = None) -> int:
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         for job in due.order_by("run_at")[:limit]:
-            options = {
-                key: value for key, value in job.options.items() if key in ("task_id", "retries", "headers")
-            }
+            options = {key: value for key, value in job.options.items() if key in ("retries", "headers")}
+            # The consumer marks the row done by this id.
+            job.task_id = options["task_id"] = job.task_id or job.options.get("task_id") or uuid.uuid4().hex
             try:
                 current_app.send_task(job.task, args=job.args, kwargs=job.kwargs, queue=job.queue, **options)
             except Exception as exc:
@@ -38,9 +40,14 @@ def release_due_jobs(limit: int | None = None) -> int:
                 )
                 break
             released.append(job)
-        if released:
-            ScheduledJob.objects.filter(pk__in=[job.pk for job in released]).update(
-                status=ScheduledJobStatus.RELEASED, released_at=timezone.now()
+        now = timezone.now()
+        for job in released:
+            # One UPDATE per row: each job's check time follows its own deadline.
+            ScheduledJob.objects.filter(pk=job.pk).update(
+                status=ScheduledJobStatus.RELEASED,
+                released_at=now,
+                task_id=job.task_id,
+                check_at=now + reconcile_after(current_app.tasks.get(job.task)),
             )
     if released:
         logger.info("scheduled jobs: released %d", len(released))

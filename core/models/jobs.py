@@ -112,12 +112,13 @@ class DeadLetter(models.Model):
 class ScheduledJobStatus(models.TextChoices):
     PENDING = "pending"
     RELEASED = "released"
+    DONE = "done"  # its job finished: succeeded, already done, or dead-lettered
     CANCELLED = "cancelled"
 
 
 class ScheduledJob(models.Model):
-    """A job to publish at `run_at`: delays past a few seconds never ride Celery's ETA on Redis
-    (which re-delivers an ETA message once the visibility timeout passes)."""
+    """A job kept in the database until it is done: one queued inside a transaction (published
+    after commit, by the releaser if the publisher dies first) or delayed past a few seconds."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     run_at = models.DateTimeField()
@@ -133,12 +134,17 @@ class ScheduledJob(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     released_at = models.DateTimeField(null=True, blank=True)
+    # The Celery task id its publishes carry: the consumer marks the row done by it.
+    task_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # Released and not done by then: the reconciler checks it (see docs/jobs.md#reconciliation).
+    check_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "sync_scheduledjob"
         ordering = ("run_at",)
         indexes = [
             models.Index(fields=["run_at"], name="scheduledjob_due", condition=Q(status="pending")),
+            models.Index(fields=["check_at"], name="scheduledjob_check", condition=Q(status="released")),
         ]
 
     def __str__(self) -> str:

@@ -219,7 +219,10 @@ def test_a_wait_parks_the_run_on_a_scheduled_job(owner, make_flow):
     assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "wait"
     run.refresh_from_db()
     assert run.status == RunStatus.WAITING
-    job = ScheduledJob.objects.get(task="automation.execute_step")
+    # The start's step job is kept in the start's transaction (published after commit); the
+    # wait's is a row due in two hours.
+    started, job = ScheduledJob.objects.filter(task="automation.execute_step").order_by("run_at")
+    assert started.kwargs["step_id"] == "step-1" and started.kwargs["kept"] is True
     assert job.kwargs["run_id"] == str(run.pk) and job.kwargs["step_id"] == "step-1"
     assert job.queue == "automation"
     assert timedelta(hours=2) - timedelta(seconds=5) < job.run_at - before <= timedelta(hours=2, seconds=5)
