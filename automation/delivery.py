@@ -21,7 +21,7 @@ import requests
 from django.conf import settings
 from standardwebhooks.webhooks import Webhook
 
-from sync import outbound
+from sync.upstream import outbound
 
 logger = logging.getLogger(__name__)
 

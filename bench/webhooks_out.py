@@ -150,7 +150,7 @@ def _outbound_worker(url: str, headers: dict[str, str], org_id: Any, record: boo
     from django.conf import settings
     from django.db import connection
 
-    from sync import outbound
+    from sync.upstream import outbound
 
     connection.ensure_connection()
     timeout = (settings.OUTBOUND_CONNECT_TIMEOUT, settings.WEBHOOK_TIMEOUT_SECONDS)

@@ -15,9 +15,9 @@ import requests
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from sync import outbound
 from sync.models import CircuitState, Connection, HttpAttempt, Vendor
-from sync.outbound import CircuitOpen, UnsafeURL
+from sync.upstream import outbound
+from sync.upstream.outbound import CircuitOpen, UnsafeURL
 from tests.upstream.vendor_servers import Reply, ScriptedServer
 
 THRESHOLD = 3

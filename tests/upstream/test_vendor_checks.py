@@ -17,8 +17,8 @@ import stripe
 from django.utils import timezone
 from twilio.rest import Client as TwilioClient
 
-from sync.health import CheckResult, check
 from sync.models import CircuitState, Connection, HttpAttempt, Vendor
+from sync.upstream.health import CheckResult, check
 from tests.upstream.vendor_servers import (
     BankingServer,
     HTTPTestServer,

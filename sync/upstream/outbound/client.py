@@ -15,13 +15,13 @@ from django.conf import settings
 
 from core import context
 from core.jobs.context import current_job
-from sync import vendors
 from sync.models import Connection, HttpAttempt
-from sync.outbound import breaker
-from sync.outbound.breaker import CircuitOpen
-from sync.outbound.failure import describe
-from sync.outbound.guard import GuardedAdapter, RefusingAdapter, UnsafeURL, check_shape
-from sync.outbound.redact import redact_url
+from sync.upstream import vendors
+from sync.upstream.outbound import breaker
+from sync.upstream.outbound.breaker import CircuitOpen
+from sync.upstream.outbound.failure import describe
+from sync.upstream.outbound.guard import GuardedAdapter, RefusingAdapter, UnsafeURL, check_shape
+from sync.upstream.outbound.redact import redact_url
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Serializers of the monitoring API: dead letters, their filters, replay requests, queue stats."""
+"""Serializers of the monitoring API: dead letters, their filters, replay requests, queue stats,
+connections' health."""
 
 from __future__ import annotations
 
@@ -150,3 +151,32 @@ class MonitoringSerializer(serializers.Serializer[Any]):
     broker = serializers.DictField()
     workers = serializers.DictField()
     queues = QueueStatsSerializer(many=True)
+
+
+# --- vendor connections --------------------------------------------------------------------------
+
+
+class ConnectionHealthSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    org = serializers.CharField(help_text="The org's slug.")
+    vendor = serializers.CharField()
+    name = serializers.CharField()
+    enabled = StrictBooleanField()
+    health = serializers.CharField()
+    circuit_state = serializers.CharField()
+    consecutive_failures = serializers.IntegerField()
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_failure_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+    attempts_24h = serializers.IntegerField(help_text="Outbound requests in the last 24 hours.")
+    failures_24h = serializers.IntegerField(
+        help_text="Of those: no answer, a 5xx or a 429 (what counts against the circuit)."
+    )
+    client_errors_24h = serializers.IntegerField(help_text="Of those: a 4xx other than 429.")
+    p50_latency_ms = serializers.FloatField(allow_null=True, help_text="Median latency (null: no requests).")
+
+
+class ConnectionsHealthSerializer(serializers.Serializer[Any]):
+    generated_at = serializers.DateTimeField()
+    window_hours = serializers.IntegerField()
+    connections = ConnectionHealthSerializer(many=True)

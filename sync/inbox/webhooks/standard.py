@@ -10,7 +10,14 @@ from django.conf import settings
 from django.http import HttpRequest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from sync.inbox import Normalized, VendorWebhooks, VerificationFailed, Verified, json_body, json_object
+from sync.inbox.contract import (
+    Normalized,
+    VendorWebhooks,
+    VerificationFailed,
+    Verified,
+    json_body,
+    json_object,
+)
 from sync.models import Connection, InboundWebhook, Vendor
 
 WEBHOOK_RECEIVED = "webhook.received"

@@ -79,5 +79,5 @@ def _written(sender: type[Connection], instance: Connection, **kwargs: Any) -> N
 
 
 def connect() -> None:
-    post_save.connect(_written, sender=Connection, dispatch_uid="sync.connection_cache.saved")
-    post_delete.connect(_written, sender=Connection, dispatch_uid="sync.connection_cache.deleted")
+    post_save.connect(_written, sender=Connection, dispatch_uid="sync.inbox.connection_cache.saved")
+    post_delete.connect(_written, sender=Connection, dispatch_uid="sync.inbox.connection_cache.deleted")

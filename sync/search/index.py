@@ -1,38 +1,28 @@
-"""Full-text search over collection records: a SearchDocument per record, kept by a datatype
-processor, and the query behind `GET /collections/<datatype>/?search=`."""
+"""The search index: a SearchDocument per collection record, kept by a datatype processor,
+and the `search.reindex` oneoff that rebuilds an org's."""
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connection, connections, transaction
-from django.db.models import Q, QuerySet
+from django.contrib.postgres.search import SearchVector
+from django.db import connection, transaction
 
 from core.events import Envelope
 from core.jobs.consumers import PermanentError
 from core.jobs.oneoff import oneoff, oneoff_time_limit, run_oneoff
 from core.models import Record
-from core.search import InvalidSearch
 from sync.datatype import ALL, processor
 from sync.models import SearchDocument
 
 # A record's data is at most a couple of megabytes of JSON; its document keeps the first
 # 32k characters of text, which bounds the row and the tsvector (Postgres caps one at 1 MB).
 MAX_CONTENT_CHARS = 32_768
-MAX_QUERY_CHARS = 200
-MAX_QUERY_WORDS = 16
 SEARCH_CONFIG = "simple"  # the platform's records are in any language: no stemming
 REINDEX_BATCH = 500
-
-# Tabs and line breaks are whitespace to a search; other control characters are refused
-# (Postgres cannot even hold a NUL in a query string).
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_WORD_RE = re.compile(r"\w+")
 
 
 def flatten(data: Any, limit: int = MAX_CONTENT_CHARS) -> str:
@@ -109,30 +99,6 @@ def keep_search_document(event: Envelope, record: Record | None) -> None:
     index_records([event.record_pk])
 
 
-def clean_query(text: str) -> str:
-    text = text.strip()
-    if len(text) > MAX_QUERY_CHARS:
-        raise InvalidSearch(f"At most {MAX_QUERY_CHARS} characters.")
-    if _CONTROL_RE.search(text):
-        raise InvalidSearch("Control characters cannot be searched for.")
-    return text
-
-
-def matching(queryset: QuerySet[Record], text: str) -> QuerySet[Record]:
-    """The records of `queryset` whose search document matches `text` (raises InvalidSearch)."""
-    text = clean_query(text)
-    if connections[queryset.db].vendor == "postgresql":
-        query = SearchQuery(text, search_type="websearch", config=SEARCH_CONFIG)
-        return queryset.filter(searchdocument__search=query)
-    words = _WORD_RE.findall(text)[:MAX_QUERY_WORDS]
-    if not words:
-        return queryset.none()  # as on Postgres, a query without words matches nothing
-    condition = Q()
-    for word in words:
-        condition &= Q(searchdocument__content__icontains=word)
-    return queryset.filter(condition)
-
-
 @oneoff("search.reindex")
 def reindex(
     *, org_id: str, datatype: str | None = None, after: str | None = None, batch: int = REINDEX_BATCH
@@ -165,10 +131,8 @@ def reindex(
 
 
 __all__ = [
-    "clean_query",
     "flatten",
     "index_records",
     "keep_search_document",
-    "matching",
     "reindex",
 ]

@@ -15,9 +15,9 @@ from django.conf import settings
 from django.core.mail.utils import DNS_NAME
 from django.utils import timezone
 
-from sync import outbound, vendors
 from sync.models import Connection, Vendor
-from sync.outbound import CircuitOpen, UnsafeURL
+from sync.upstream import outbound, vendors
+from sync.upstream.outbound import CircuitOpen, UnsafeURL
 
 PURPOSE = "health-check"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sync.inbox import VendorWebhooks
+    from sync.inbox.contract import VendorWebhooks
 
 _by_vendor: dict[str, VendorWebhooks] = {}
 

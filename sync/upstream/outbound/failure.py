@@ -7,9 +7,9 @@ from typing import Any
 
 import requests
 
-from sync.outbound.breaker import CircuitOpen
-from sync.outbound.guard import UnsafeURL
-from sync.outbound.redact import scrub
+from sync.upstream.outbound.breaker import CircuitOpen
+from sync.upstream.outbound.guard import UnsafeURL
+from sync.upstream.outbound.redact import scrub
 
 _OBJECT_AT = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>(: )?")
 _SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)")

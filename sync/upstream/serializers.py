@@ -1,5 +1,5 @@
 """Serializers of the Upstream/Connect API: connections (secrets write-only, shown by
-fingerprint), the inbox, and the connections' health."""
+fingerprint), their secrets and health checks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from rest_framework import serializers
 
 from core.api.fields import StrictBooleanField
 from core.api.serializers import SafeJSONField
-from sync import connections
-from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
+from sync.models import Connection, Vendor
+from sync.upstream import connections
 
 
 class SecretSummarySerializer(serializers.Serializer[Any]):
@@ -74,7 +74,7 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
 
 @extend_schema_field(OpenApiTypes.OBJECT)
 class CredentialsField(SafeJSONField):
-    """The vendor's credential mapping (checked against the vendor's spec by sync.connections)."""
+    """The vendor's credential mapping (checked against the vendor's spec by sync.upstream.connections)."""
 
 
 class ConnectionCreateSerializer(serializers.Serializer[Any]):
@@ -129,85 +129,3 @@ class CheckResultSerializer(serializers.Serializer[Any]):
     status = serializers.IntegerField(allow_null=True, help_text="The vendor's HTTP status, if it answered.")
     detail = serializers.CharField()
     connection = ConnectionSerializer()
-
-
-# --- the inbox ----------------------------------------------------------------------------------
-
-
-class InboundWebhookSerializer(serializers.ModelSerializer[InboundWebhook]):
-    class Meta:
-        model = InboundWebhook
-        fields: tuple[str, ...] = (
-            "id",
-            "vendor",
-            "connection",
-            "received_at",
-            "verified",
-            "verification_error",
-            "vendor_event_id",
-            "vendor_event_type",
-            "event_name",
-            "status",
-            "error",
-            "attempts",
-            "correlation_id",
-            "processed_at",
-        )
-        read_only_fields: tuple[str, ...] = fields
-
-
-class InboundWebhookDetailSerializer(InboundWebhookSerializer):
-    body = serializers.CharField(
-        source="body_text", read_only=True, help_text="The raw body as UTF-8 (undecodable bytes replaced)."
-    )
-
-    class Meta(InboundWebhookSerializer.Meta):
-        fields = (*InboundWebhookSerializer.Meta.fields, "headers", "body", "event_ids")
-        read_only_fields = fields
-
-
-class InboxFilterSerializer(serializers.Serializer[Any]):
-    """The inbox list's query parameters."""
-
-    vendor = serializers.ChoiceField(choices=Vendor.choices, required=False)
-    connection = serializers.UUIDField(required=False)
-    status = serializers.ChoiceField(choices=InboundStatus.choices, required=False)
-    verified = StrictBooleanField(required=False, allow_null=True)
-    vendor_event_id = serializers.CharField(max_length=255, required=False)
-    received_after = serializers.DateTimeField(required=False)
-    received_before = serializers.DateTimeField(required=False)
-
-
-class ReprocessResultSerializer(serializers.Serializer[Any]):
-    queued = StrictBooleanField()
-    id = serializers.UUIDField()
-    status = serializers.CharField(help_text="The row's status when it was queued.")
-
-
-# --- monitoring ----------------------------------------------------------------------------------
-
-
-class ConnectionHealthSerializer(serializers.Serializer[Any]):
-    id = serializers.UUIDField()
-    org = serializers.CharField(help_text="The org's slug.")
-    vendor = serializers.CharField()
-    name = serializers.CharField()
-    enabled = StrictBooleanField()
-    health = serializers.CharField()
-    circuit_state = serializers.CharField()
-    consecutive_failures = serializers.IntegerField()
-    last_success_at = serializers.DateTimeField(allow_null=True)
-    last_failure_at = serializers.DateTimeField(allow_null=True)
-    last_error = serializers.CharField(allow_blank=True)
-    attempts_24h = serializers.IntegerField(help_text="Outbound requests in the last 24 hours.")
-    failures_24h = serializers.IntegerField(
-        help_text="Of those: no answer, a 5xx or a 429 (what counts against the circuit)."
-    )
-    client_errors_24h = serializers.IntegerField(help_text="Of those: a 4xx other than 429.")
-    p50_latency_ms = serializers.FloatField(allow_null=True, help_text="Median latency (null: no requests).")
-
-
-class ConnectionsHealthSerializer(serializers.Serializer[Any]):
-    generated_at = serializers.DateTimeField()
-    window_hours = serializers.IntegerField()
-    connections = ConnectionHealthSerializer(many=True)

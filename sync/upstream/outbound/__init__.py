@@ -1,11 +1,11 @@
 """Outbound HTTP: the guarded client every vendor call and user-configured webhook goes
 through. See docs/outbound.md for the guard, the breaker and the attempt log."""
 
-from sync.outbound.breaker import CircuitOpen
-from sync.outbound.client import request, session
-from sync.outbound.failure import failure
-from sync.outbound.guard import UnsafeURL, check_url, refusal, resolve
-from sync.outbound.redact import redact_url
+from sync.upstream.outbound.breaker import CircuitOpen
+from sync.upstream.outbound.client import request, session
+from sync.upstream.outbound.failure import failure
+from sync.upstream.outbound.guard import UnsafeURL, check_url, refusal, resolve
+from sync.upstream.outbound.redact import redact_url
 
 __all__ = [
     "CircuitOpen",

@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from core.locking import lock
 from core.models import Org, User
-from sync import vendors
-from sync import webhook_registry as registry
 from sync.crypto import fingerprint
+from sync.inbox import registry
 from sync.models import Connection, Vendor
-from sync.outbound import UnsafeURL, check_url
+from sync.upstream import vendors
+from sync.upstream.outbound import UnsafeURL, check_url
 
 logger = logging.getLogger(__name__)
 

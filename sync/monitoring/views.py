@@ -20,10 +20,12 @@ from core.api.views import UUID_RE
 from core.jobs import deadletters
 from core.jobs.selectors import BadFilter, DeadLetterFilter, dead_letters, find_org, replay_all
 from core.models import DeadLetter, DeadLetterStatus, Org
-from sync import monitoring
-from sync.api.serializers import (
+from sync.models import Connection
+from sync.monitoring import connection_stats, queues
+from sync.monitoring.serializers import (
     BulkReplayResultSerializer,
     BulkReplaySerializer,
+    ConnectionsHealthSerializer,
     DeadLetterDetailSerializer,
     DeadLetterFilterSerializer,
     DeadLetterSerializer,
@@ -32,8 +34,6 @@ from sync.api.serializers import (
     ReplayResultSerializer,
     ReplaySerializer,
 )
-from sync.api.upstream_serializers import ConnectionsHealthSerializer
-from sync.models import Connection
 
 
 def _is_staff(request: Request) -> bool:
@@ -196,7 +196,7 @@ class QueueStatsView(APIView):
 
     @extend_schema(responses=MonitoringSerializer, summary="Queue statistics (staff)")
     def get(self, request: Request) -> Response:
-        return Response(MonitoringSerializer(monitoring.queue_stats()).data)
+        return Response(MonitoringSerializer(queues.queue_stats()).data)
 
 
 class CanSeeConnections(permissions.BasePermission):
@@ -219,4 +219,4 @@ class ConnectionHealthView(StaffOrOrgScopedMixin, generics.GenericAPIView[Connec
     @extend_schema(responses=ConnectionsHealthSerializer, summary="Vendor connections' health and traffic")
     def get(self, request: Request) -> Response:
         connections = self.get_queryset().order_by("org__slug", "vendor", "name", "id")
-        return Response(ConnectionsHealthSerializer(monitoring.connection_health(connections)).data)
+        return Response(ConnectionsHealthSerializer(connection_stats.connection_health(connections)).data)
