@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from core.api import scoping
 from core.api.exceptions import error_response
 from core.api.pagination import EventCursorPagination
+from core.api.params import UUID_RE
 from core.api.scoping import OrgScopedMixin
-from core.api.views import UUID_RE
 from sync.inbox import process
 from sync.inbox.serializers import (
     InboundWebhookDetailSerializer,

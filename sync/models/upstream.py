@@ -78,7 +78,8 @@ class Connection(models.Model):
 
 
 class HttpAttempt(models.Model):
-    """One outbound HTTP request made through sync.outbound: what, where (no secrets), how it went."""
+    """One outbound HTTP request made through sync.upstream.outbound: what, where (no secrets), how
+    it went."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     org = models.ForeignKey("core.Org", null=True, blank=True, on_delete=models.CASCADE, related_name="+")

@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.exceptions import ConflictError
+from core.api.params import UUID_RE
 from core.api.scoping import OrgScopedMixin
-from core.api.views import UUID_RE
 from core.jobs import deadletters
 from core.jobs.selectors import BadFilter, DeadLetterFilter, dead_letters, find_org, replay_all
 from core.models import DeadLetter, DeadLetterStatus, Org

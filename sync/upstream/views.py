@@ -15,8 +15,8 @@ from rest_framework.response import Response
 
 from core.api import scoping
 from core.api.exceptions import ConflictError
+from core.api.params import UUID_RE
 from core.api.scoping import OrgScopedMixin
-from core.api.views import UUID_RE
 from core.models import User
 from sync.models import Connection
 from sync.upstream import connections, health

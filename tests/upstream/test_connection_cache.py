@@ -1,4 +1,4 @@
-"""The inbox's per-process connection cache (sync/connection_cache.py): a copy is used only
+"""The inbox's per-process connection cache (sync/inbox/connection_cache.py): a copy is used only
 while the connection's generation token in Redis is unchanged, and every save or delete
 replaces the token once it commits."""
 

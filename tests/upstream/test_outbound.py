@@ -1,4 +1,4 @@
-"""The outbound client (sync.outbound.request): timeouts, one HttpAttempt per call with no secret
+"""The outbound client (sync.upstream.outbound.request): timeouts, one HttpAttempt per call with no secret
 in it, per-vendor credentials, relative URLs on the connection's base URL, and a session
 per process and thread. The SSRF guard has tests/upstream/test_ssrf.py, the circuit
 breaker tests/upstream/test_circuit_breaker.py."""

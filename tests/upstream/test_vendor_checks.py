@@ -1,4 +1,4 @@
-"""Vendor health checks (sync.health.check) against local servers speaking each vendor's
+"""Vendor health checks (sync.upstream.health.check) against local servers speaking each vendor's
 protocol: the call each vendor gets, how its answers map to a CheckResult, what lands in the
 connection's health, that no credential shows in a detail, and that the checks go through
 the SSRF guard (SMTP included). The last tests hold the local servers to the vendors'
