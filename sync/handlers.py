@@ -7,6 +7,7 @@ from core.jobs.queues import Queue
 # register processors, oneoffs, periodic tasks and their consumers are imported here too:
 # a worker then knows every name a producer or beat may send it.
 from sync import datatype, periodic, purge  # noqa: F401
+from sync.inbox import process  # noqa: F401
 from sync.search import index  # noqa: F401
 
 
