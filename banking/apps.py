@@ -8,6 +8,6 @@ class BankingConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the vendor module loads models, which needs the app registry ready.
         from banking import webhooks
-        from sync import webhook_registry as registry
+        from sync.inbox import registry
 
         registry.register(webhooks.webhooks)

@@ -2,13 +2,13 @@
 
 from django.urls import path
 
-from sync import inbox
+from sync.inbox.receive import receive
 from sync.models import Vendor
 
 urlpatterns = [
     path(
         "<slug:provider>/<uuid:connection_id>/webhook/",
-        inbox.receive,
+        receive,
         {"vendor": Vendor.BANKING},
         name="webhook-banking",
     ),

@@ -9,7 +9,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from banking.events import TRANSFER_FAILED, TRANSFER_INITIATED, TRANSFER_RETURNED, TRANSFER_SETTLED
-from sync.inbox import (
+from sync.inbox.contract import (
     NormalizationError,
     Normalized,
     VendorWebhooks,
@@ -17,8 +17,8 @@ from sync.inbox import (
     Verified,
     json_object,
 )
+from sync.inbox.webhooks.standard import verify_standard
 from sync.models import Connection, InboundWebhook, Vendor
-from sync.webhooks.standard import verify_standard
 
 DEFAULT_PROVIDER = "default"
 RAILS = ("ach", "rtp")

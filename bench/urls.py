@@ -4,7 +4,7 @@ from rest_framework.routers import SimpleRouter
 
 from bench.bare import BareRecordViewSet
 from config.urls import urlpatterns as product_urlpatterns
-from core.api.views import DATATYPE_RE
+from core.api.params import DATATYPE_RE
 
 router = SimpleRouter()
 router.register(rf"bench/bare/(?P<datatype>{DATATYPE_RE})", BareRecordViewSet, basename="bench-bare")

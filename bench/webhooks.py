@@ -152,8 +152,8 @@ def seed() -> tuple[str, str]:
     from django.db import connection
 
     from core import services
-    from sync.connections import connection_create
     from sync.models import Vendor
+    from sync.upstream.connections import connection_create
     from tests.upstream.signing import new_whsec
 
     org, owner = services.org_create_with_owner(

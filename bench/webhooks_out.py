@@ -10,7 +10,7 @@ request's Standard Webhooks signature and answers 200):
   request, the SSRF guard, the pooled outbound session, the first 4 KB of the answer, the
   Attempt; no HttpAttempt row: the engine keeps the Attempt on the StepRun, its record);
 - two breakdown rows, to tell what deliver() adds from what the outbound client costs:
-  `sync.outbound.request` with the baseline's pre-signed headers, with `record=False` (guard
+  `sync.upstream.outbound.request` with the baseline's pre-signed headers, with `record=False` (guard
   and session only) and with its HttpAttempt row.
 
 Each segment sends the same number of requests with the same number of client threads (1
@@ -150,7 +150,7 @@ def _outbound_worker(url: str, headers: dict[str, str], org_id: Any, record: boo
     from django.conf import settings
     from django.db import connection
 
-    from sync import outbound
+    from sync.upstream import outbound
 
     connection.ensure_connection()
     timeout = (settings.OUTBOUND_CONNECT_TIMEOUT, settings.WEBHOOK_TIMEOUT_SECONDS)

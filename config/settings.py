@@ -366,7 +366,7 @@ SPECTACULAR_SETTINGS = {
     # Several models have a `status`: name each choice set after its own enum.
     "ENUM_NAME_OVERRIDES": {
         "RecordStatusEnum": "core.models.records.RecordStatus",
-        "DeadLetterStatusEnum": "sync.models.DeadLetterStatus",
+        "DeadLetterStatusEnum": "core.models.DeadLetterStatus",
         "InboundStatusEnum": "sync.models.InboundStatus",
         "RunStatusEnum": "automation.models.RunStatus",
         "StepStatusEnum": "automation.models.StepStatus",

@@ -8,7 +8,7 @@ class CrmConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the vendor modules load models, which needs the app registry ready.
         from crm.webhooks import sendgrid, twilio
-        from sync import webhook_registry as registry
+        from sync.inbox import registry
 
         registry.register(twilio.webhooks)
         registry.register(sendgrid.webhooks)

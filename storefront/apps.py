@@ -8,7 +8,7 @@ class StorefrontConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the vendor modules load models, which needs the app registry ready.
         from storefront.webhooks import paypal, stripe
-        from sync import webhook_registry as registry
+        from sync.inbox import registry
 
         registry.register(stripe.webhooks)
         registry.register(paypal.webhooks)

@@ -2,19 +2,19 @@
 
 from django.urls import path
 
-from sync import inbox
+from sync.inbox.receive import receive
 from sync.models import Vendor
 
 urlpatterns = [
     path(
         "stripe/<uuid:connection_id>/webhook/",
-        inbox.receive,
+        receive,
         {"vendor": Vendor.STRIPE},
         name="webhook-stripe",
     ),
     path(
         "paypal/<uuid:connection_id>/webhook/",
-        inbox.receive,
+        receive,
         {"vendor": Vendor.PAYPAL},
         name="webhook-paypal",
     ),

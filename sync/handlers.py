@@ -6,7 +6,9 @@ from core.jobs.queues import Queue
 # Every process loads this module (core's autodiscovery of handlers.py), so the modules that
 # register processors, oneoffs, periodic tasks and their consumers are imported here too:
 # a worker then knows every name a producer or beat may send it.
-from sync import datatype, periodic, purge, search  # noqa: F401
+from sync import datatype, periodic, purge  # noqa: F401
+from sync.inbox import process  # noqa: F401
+from sync.search import index  # noqa: F401
 
 
 @on_event(SystemEvents.COLLECTION_CREATE, queue=Queue.DATATYPE)

@@ -33,8 +33,8 @@ from automation.api.serializers import (
 from automation.expressions import Invalid
 from automation.models import Flow, FlowRun
 from core.api.exceptions import ConflictError
+from core.api.params import UUID_RE
 from core.api.scoping import IsOrgAdminOrReadOnly, OrgScopedMixin
-from core.api.views import UUID_RE
 from core.models import EventRecord, User
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from automation import delivery, expressions
 from automation.steps.base import Outcome, StepContext, StepType, register
-from sync.outbound import UnsafeURL, check_url, redact_url
+from sync.upstream.outbound import UnsafeURL, check_url, redact_url
 
 
 def message_id(step_run_id: Any) -> str:

@@ -17,7 +17,7 @@ from core.admin.base import ReadOnlyAdmin, ServiceAdmin, acting_user, adopt
 from core.api.nesting import json_problem
 from core.models import EventRecord, Record
 
-# The collection route's datatype (core.api.views.DATATYPE_RE): what the API can create, the admin can.
+# The collection route's datatype (core.api.params.DATATYPE_RE): what the API can create, the admin can.
 DATATYPE_VALIDATOR = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]{0,63}$", "Use 1-64 lowercase letters, digits, - and _."
 )

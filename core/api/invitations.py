@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core import services
+from core.api.params import UUID_RE
 from core.api.scoping import IsOrgAdmin, OrgScopedMixin
 from core.api.serializers import (
     InvitationSerializer,
@@ -21,7 +22,7 @@ from core.api.serializers import (
     MyInvitationSerializer,
     OrgSerializer,
 )
-from core.api.views import UUID_RE, acting_user
+from core.api.views import acting_user
 from core.models import (
     Invitation,
     InvitationStatus,

@@ -1,14 +1,10 @@
-"""Views of the core API: collections, users, orgs, sites, and the event log and catalog."""
+"""Views of the core API: collections, users, orgs and sites (the event log: event_log.py)."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, status, viewsets
@@ -19,20 +15,16 @@ from rest_framework.response import Response
 
 from core import search, services
 from core.api import filters as data_filters
-from core.api.pagination import EventCursorPagination
+from core.api.params import UUID_RE, datetime_param
 from core.api.scoping import IsOrgAdmin, IsOrgAdminOrReadOnly, OrgScopedMixin
 from core.api.serializers import (
-    EventCatalogEntrySerializer,
-    EventSerializer,
     InvitationSentSerializer,
     OrgSerializer,
     RecordSerializer,
     SiteSerializer,
     UserSerializer,
 )
-from core.events import registry
 from core.models import (
-    EventRecord,
     Membership,
     Org,
     Record,
@@ -41,29 +33,6 @@ from core.models import (
     Site,
     User,
 )
-
-UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
-DATATYPE_RE = r"[a-z0-9][a-z0-9_-]{0,63}"
-
-
-def _datetime_param(request: Request, name: str) -> datetime | None:
-    """An ISO 8601 date-time query parameter, as aware UTC (a value without an offset is UTC)."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = parse_datetime(raw)
-    except ValueError:
-        value = None
-    if value is None:
-        raise ValidationError({name: [f"Not an ISO 8601 date-time: {raw!r}."]})
-    if timezone.is_naive(value):
-        return value.replace(tzinfo=UTC)
-    try:
-        # 9999-12-31T23:00-05:00 parses but has no UTC: an error here, not a 500 in the database layer.
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError({name: [f"Out of range in UTC: {raw!r}."]}) from None
 
 
 def acting_user(request: Request) -> User:
@@ -127,9 +96,9 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
             if status_ not in RecordStatus.values:
                 raise ValidationError({"status": [f"Must be one of {', '.join(RecordStatus.values)}."]})
             queryset = queryset.filter(status=status_)
-        if after := _datetime_param(self.request, "created_after"):
+        if after := datetime_param(self.request, "created_after"):
             queryset = queryset.filter(created_at__gte=after)
-        if before := _datetime_param(self.request, "created_before"):
+        if before := datetime_param(self.request, "created_before"):
             queryset = queryset.filter(created_at__lt=before)
         queryset = data_filters.apply(queryset, params)
         if text := params.get("search", "").strip():
@@ -366,62 +335,3 @@ class SiteViewSet(OrgScopedMixin, viewsets.ModelViewSet[Site]):
 
     def perform_destroy(self, instance: Site) -> None:
         services.site_delete(site=instance, actor=acting_user(self.request))
-
-
-# --- the event log and catalog -----------------------------------------------------------------
-
-
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            OpenApiParameter("name", OpenApiTypes.STR),
-            OpenApiParameter("datatype", OpenApiTypes.STR),
-            OpenApiParameter("correlation_id", OpenApiTypes.STR),
-            OpenApiParameter("causation_id", OpenApiTypes.UUID),
-            OpenApiParameter("occurred_after", OpenApiTypes.DATETIME),
-            OpenApiParameter("occurred_before", OpenApiTypes.DATETIME),
-        ]
-    )
-)
-class EventViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet[EventRecord]):
-    """The org's event log, newest first."""
-
-    serializer_class = EventSerializer
-    queryset = EventRecord.objects.all()
-    org_field = "orgid"
-    org_free_actions = frozenset({"catalog"})
-    pagination_class = EventCursorPagination
-    lookup_value_regex = UUID_RE
-
-    def get_queryset(self) -> QuerySet[EventRecord]:
-        queryset = super().get_queryset()
-        if self.action != "list":
-            return queryset
-        params = self.request.query_params
-        for field in ("name", "datatype", "correlation_id"):
-            if value := params.get(field):
-                queryset = queryset.filter(**{field: value})
-        if causation := params.get("causation_id"):
-            if not re.fullmatch(UUID_RE, causation):
-                raise ValidationError({"causation_id": ["Must be a UUID."]})
-            queryset = queryset.filter(causation_id=causation)
-        if after := _datetime_param(self.request, "occurred_after"):
-            queryset = queryset.filter(occurred_at__gte=after)
-        if before := _datetime_param(self.request, "occurred_before"):
-            queryset = queryset.filter(occurred_at__lt=before)
-        return queryset
-
-    @extend_schema(responses=EventCatalogEntrySerializer(many=True))
-    @action(detail=False, pagination_class=None)
-    def catalog(self, request: Request) -> Response:
-        """Every declared event: name, owning app, description and payload JSON schema."""
-        entries = [
-            {
-                "name": spec.name,
-                "app": spec.app,
-                "description": spec.description,
-                "payload_schema": spec.payload_schema(),
-            }
-            for spec in registry.all_events()
-        ]
-        return Response(EventCatalogEntrySerializer(entries, many=True).data)

@@ -16,7 +16,14 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
 from crm.events import EMAIL_BOUNCED, EMAIL_CLICKED, EMAIL_DELIVERED, EMAIL_DROPPED, EMAIL_OPENED
-from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified, json_body
+from sync.inbox.contract import (
+    NormalizationError,
+    Normalized,
+    VendorWebhooks,
+    VerificationFailed,
+    Verified,
+    json_body,
+)
 from sync.models import Connection, InboundWebhook, Vendor
 
 BATCH = "batch"

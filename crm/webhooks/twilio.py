@@ -19,7 +19,14 @@ from twilio.request_validator import (
 )
 
 from crm.events import SMS_RECEIVED, SMS_STATUS_CHANGED
-from sync.inbox import NormalizationError, Normalized, VendorWebhooks, VerificationFailed, Verified, json_body
+from sync.inbox.contract import (
+    NormalizationError,
+    Normalized,
+    VendorWebhooks,
+    VerificationFailed,
+    Verified,
+    json_body,
+)
 from sync.models import Connection, InboundWebhook, Vendor
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"

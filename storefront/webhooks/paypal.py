@@ -19,8 +19,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from storefront.events import PAYMENT_FAILED, PAYMENT_REFUNDED, PAYMENT_SUCCEEDED
-from sync import outbound
-from sync.inbox import (
+from sync.inbox.contract import (
     NormalizationError,
     Normalized,
     VendorWebhooks,
@@ -32,6 +31,7 @@ from sync.inbox import (
     required_text,
 )
 from sync.models import Connection, InboundWebhook, Vendor
+from sync.upstream import outbound
 
 logger = logging.getLogger(__name__)
 

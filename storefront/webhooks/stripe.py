@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from storefront.events import CHECKOUT_COMPLETED, PAYMENT_FAILED, PAYMENT_REFUNDED, PAYMENT_SUCCEEDED
-from sync.inbox import (
+from sync.inbox.contract import (
     NormalizationError,
     Normalized,
     VendorWebhooks,

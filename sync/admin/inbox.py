@@ -10,7 +10,7 @@ from django.http import (
 from django.utils.safestring import SafeString
 
 from core.admin.base import NulSafeChangelist, ReadOnlyAdmin, pre_block
-from sync import inbox
+from sync.inbox import process as inbox
 from sync.models import InboundWebhook
 
 

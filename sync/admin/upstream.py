@@ -16,8 +16,8 @@ from django.utils.safestring import SafeString
 
 from core.admin.base import EMPTY, NulSafeChangelist, ReadOnlyAdmin, html_table
 from core.models import User
-from sync import connections, vendors
 from sync.models import Connection, HttpAttempt
+from sync.upstream import connections, vendors
 
 # --- Upstream/Connect -----------------------------------------------------------------------------
 

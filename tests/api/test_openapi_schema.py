@@ -13,10 +13,11 @@ from rest_framework import serializers
 from automation.api import serializers as automation_serializers
 from core.api import serializers as core_serializers
 from core.api.fields import StrictBooleanField
-from sync import connections
-from sync.api import serializers as sync_serializers
-from sync.api import upstream_serializers
+from sync.inbox import serializers as inbox_serializers
 from sync.models import Vendor
+from sync.monitoring import serializers as monitoring_serializers
+from sync.upstream import connections
+from sync.upstream import serializers as upstream_serializers
 
 UNSAFE = {"post", "put", "patch", "delete"}
 
@@ -139,7 +140,13 @@ def test_a_flows_enabled_flag_is_a_boolean_too(owner):
 
 
 def _api_serializers() -> list[type[serializers.BaseSerializer[Any]]]:
-    modules = (core_serializers, sync_serializers, upstream_serializers, automation_serializers)
+    modules = (
+        core_serializers,
+        monitoring_serializers,
+        upstream_serializers,
+        inbox_serializers,
+        automation_serializers,
+    )
     return [
         cls
         for module in modules

@@ -23,8 +23,8 @@ from automation.models import FlowRun, RunStatus, TriggerKind
 from config.wsgi import application
 from core import services
 from core.models import EventRecord, Role
-from sync import connections
 from sync.models import InboundStatus, InboundWebhook, Vendor
+from sync.upstream import connections
 from tests.factories import Caller, make_user
 from tests.sync.dead_letters import make_letter
 

@@ -18,8 +18,8 @@ from urllib3.util import connection as urllib3_connection
 
 from automation import delivery
 from automation.delivery import Attempt, check_headers, check_secret, deliver, generate_secret, next_delay
-from sync import outbound
 from sync.models import HttpAttempt
+from sync.upstream import outbound
 from tests.automation.receiver import Receiver, verify
 
 pytestmark = pytest.mark.django_db

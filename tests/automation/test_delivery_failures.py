@@ -15,7 +15,7 @@ import requests
 from requests.adapters import BaseAdapter
 
 from automation.delivery import Attempt, deliver, generate_secret, next_delay
-from sync import outbound
+from sync.upstream import outbound
 from tests.automation.canned_server import CannedServer
 from tests.upstream.vendor_servers import make_tls
 

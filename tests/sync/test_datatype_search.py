@@ -12,9 +12,10 @@ from core import services
 from core.events.outbox import envelope_from, listener_key
 from core.jobs.consumers import PermanentError
 from core.models import EventRecord, JobReceipt, Record
-from sync import datatype, search
+from sync import datatype
 from sync.datatype import processor
 from sync.models import SearchDocument
+from sync.search import index
 from tests import live
 
 PROCESSED = "tests-processed"
@@ -99,14 +100,14 @@ def test_events_handled_out_of_order_leave_the_latest_content(owner):
 def test_a_delete_racing_the_indexing_of_its_record_succeeds_and_leaves_no_document(owner, indexed_before):
     record = services.record_create(org=owner.org, actor=None, datatype="contact", data={"name": "Ada"})
     if indexed_before:
-        search.index_records([record.pk])
+        index.index_records([record.pk])
     holding, finish = threading.Event(), threading.Event()
     outcome: dict[str, object] = {}
 
     def index_and_hold() -> None:
         try:
             with transaction.atomic():
-                search.index_records([record.pk])
+                index.index_records([record.pk])
                 holding.set()
                 finish.wait(timeout=30)
             outcome["indexer"] = "committed"
@@ -139,7 +140,7 @@ def test_a_delete_racing_the_indexing_of_its_record_succeeds_and_leaves_no_docum
         assert not waited and outcome["indexer"] == "foreign key"
     else:
         assert waited and outcome["indexer"] == "committed"
-    assert search.index_records([record.pk]) == 0  # what the job's retry does
+    assert index.index_records([record.pk]) == 0  # what the job's retry does
     assert not Record.objects.filter(pk=record.pk).exists()
     assert not SearchDocument.objects.exists()
 
@@ -151,7 +152,7 @@ def test_flatten_keeps_strings_and_numbers_in_document_order():
     data = {"name": "Ada", "tags": ["math", {"deep": "engine"}], "born": 1815, "ratio": 0.5, "vip": True}
     data["none"] = None
 
-    assert search.flatten(data) == "Ada math engine 1815 0.5"
+    assert index.flatten(data) == "Ada math engine 1815 0.5"
 
 
 def test_flatten_is_bounded_and_survives_deep_nesting():
@@ -159,9 +160,9 @@ def test_flatten_is_bounded_and_survives_deep_nesting():
     for _ in range(50_000):
         deep = [deep]
 
-    assert search.flatten(deep) == "bottom"
-    assert len(search.flatten({"text": "word " * 100_000})) == search.MAX_CONTENT_CHARS
-    assert search.flatten({"nul": "a\x00b"}) == "a b"
+    assert index.flatten(deep) == "bottom"
+    assert len(index.flatten({"text": "word " * 100_000})) == index.MAX_CONTENT_CHARS
+    assert index.flatten({"nul": "a\x00b"}) == "a b"
 
 
 @pytest.mark.django_db
@@ -176,7 +177,7 @@ def test_search_finds_indexed_records_by_their_words_in_the_callers_org_only(own
     theirs = services.record_create(
         org=outsider.org, actor=None, datatype="contact", data={"name": "Ada Outsider", "city": "London"}
     )
-    search.index_records([ada.pk, grace.pk, theirs.pk])
+    index.index_records([ada.pk, grace.pk, theirs.pk])
 
     assert found(owner, "contact", "london") == ["Ada Lovelace"]
     assert found(owner, "contact", "1815") == ["Ada Lovelace"]
@@ -197,7 +198,7 @@ def test_search_finds_indexed_records_by_their_words_in_the_callers_org_only(own
 )
 def test_odd_search_text_is_answered_not_a_server_error(owner, text):
     record = services.record_create(org=owner.org, actor=None, datatype="contact", data={"name": "Ada"})
-    search.index_records([record.pk])
+    index.index_records([record.pk])
 
     response = owner.client.get("/collections/contact/", {"search": text})
 
@@ -234,17 +235,17 @@ def test_reindex_rebuilds_an_orgs_documents_in_batches(owner, outsider):
     theirs = services.record_create(org=outsider.org, actor=None, datatype="contact", data={"name": "t"})
     Record.objects.filter(pk=mine[0].pk).update(data={"name": "changed behind the index"})
 
-    assert search.reindex(org_id=str(owner.org.pk), datatype="contact", batch=2) == 5
+    assert index.reindex(org_id=str(owner.org.pk), datatype="contact", batch=2) == 5
     assert set(SearchDocument.objects.values_list("record_id", flat=True)) == {r.pk for r in mine}
     assert SearchDocument.objects.get(record=mine[0]).content == "changed behind the index"
 
-    assert search.reindex(org_id=str(owner.org.pk), batch=4) == 6
+    assert index.reindex(org_id=str(owner.org.pk), batch=4) == 6
     assert SearchDocument.objects.filter(record=note).exists()
     assert not SearchDocument.objects.filter(record=theirs).exists()
     if connection.vendor == "postgresql":
         assert SearchDocument.objects.get(record=note).search is not None
     with pytest.raises(PermanentError, match="must be UUIDs"):
-        search.reindex(org_id="not-an-org")
+        index.reindex(org_id="not-an-org")
 
 
 @pytest.mark.django_db

@@ -24,7 +24,7 @@ def oneoff_queue_length() -> int:
 
 def test_the_registry_holds_the_shipped_and_the_test_oneoffs():
     names = registered()
-    assert names["search.reindex"].__module__ == "sync.search"
+    assert names["search.reindex"].__module__ == "sync.search.index"
     assert names["tests.count_run"] is oneoffs.count_run
 
 

@@ -21,8 +21,8 @@ from core import services as core_services
 from core.jobs import deadletters
 from core.locking import Deleted
 from core.models import DeadLetter, Membership, Record
-from sync import connections
 from sync.models import Connection
+from sync.upstream import connections
 from tests.factories import Caller, client_for
 from tests.sync.dead_letters import make_letter
 from tests.upstream.signing import new_whsec

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sync import outbound
+from sync.upstream import outbound
 from tests.upstream.signing import new_whsec
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from core.jobs.consumers import PermanentError
 from core.models import EventRecord
-from sync import inbox
+from sync.inbox.process import process
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from tests.upstream.signing import (
     STANDARD_FORGERIES,
@@ -82,7 +83,7 @@ def test_a_valid_webhook_is_stored_and_emits_its_lifecycle_event(connection, sec
         True, InboundStatus.RECEIVED, "msg_1", "transfer.settled",
     )  # fmt: skip
 
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     event = EventRecord.objects.get(name="transfer.settled")
     assert event.causation_id == row.pk
     assert event.correlation_id == row.correlation_id
@@ -129,7 +130,7 @@ FAILURE = {"failure_code": "limit_exceeded", "failure_reason": "Daily limit"}
 def test_each_lifecycle_type_maps_to_its_event(connection, secret, kind, data, name, expected):
     body = transfer_event(kind, **data)
     assert post(connection, body, standard_headers(secret, body, msg_id=f"msg_{kind}")).status_code == 200
-    assert inbox.process(_only_row(connection).pk) == InboundStatus.PROCESSED
+    assert process(_only_row(connection).pk) == InboundStatus.PROCESSED
     event = EventRecord.objects.get(name__in=TRANSFER_EVENTS)
     assert event.name == name
     assert (event.data["transfer_id"], event.data["amount"], event.data["currency"]) == ("tr_1", 12500, "USD")
@@ -152,8 +153,8 @@ def test_the_signature_matrix_refuses_every_forgery_and_emits_nothing(connection
     assert (row.verified, row.status) == (False, InboundStatus.REJECTED)
     assert row.verification_error
     assert not EventRecord.objects.filter(name__in=TRANSFER_EVENTS).exists()
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
 
 
 def test_several_signatures_with_one_valid_are_accepted(connection, secret):
@@ -215,7 +216,7 @@ def test_a_duplicate_delivery_is_answered_2xx_and_stored_once(connection, secret
 )
 def test_what_we_do_not_model_is_stored_and_ignored(connection, secret, body):
     assert post(connection, body, standard_headers(secret, body, msg_id="msg_6")).status_code == 200
-    assert inbox.process(_only_row(connection).pk) == InboundStatus.IGNORED
+    assert process(_only_row(connection).pk) == InboundStatus.IGNORED
     assert not EventRecord.objects.filter(name__in=TRANSFER_EVENTS).exists()
 
 
@@ -223,8 +224,8 @@ def test_a_return_without_a_nacha_code_fails_the_row_with_the_reason(connection,
     body = transfer_event("transfer.returned", return_code="insufficient funds")
     assert post(connection, body, standard_headers(secret, body, msg_id="msg_7")).status_code == 200
     row = _only_row(connection)
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
     row.refresh_from_db()
     assert row.status == InboundStatus.FAILED
     assert "return_code" in row.error
@@ -239,7 +240,7 @@ def test_a_settlement_delivered_before_its_initiation_leaves_the_transfer_settle
     initiated = transfer_event("transfer.initiated", created_at="2026-11-27T10:00:00Z")
     for msg_id, body in (("msg_settled", settled), ("msg_initiated", initiated)):
         assert post(connection, body, standard_headers(secret, body, msg_id=msg_id)).status_code == 200
-        inbox.process(InboundWebhook.objects.get(vendor_event_id=msg_id).pk)
+        process(InboundWebhook.objects.get(vendor_event_id=msg_id).pk)
 
     events = list(EventRecord.objects.filter(name__in=TRANSFER_EVENTS).order_by("id"))
     assert [event.name for event in events] == ["transfer.settled", "transfer.initiated"]  # as they arrived
@@ -260,7 +261,7 @@ def test_no_secret_reaches_a_log_or_a_response(connection, secret, caplog):
         post(connection, _flip_one_byte(BODY), standard_headers(secret, BODY, msg_id="msg_9")),
         post(connection, BODY, standard_headers(secret, BODY, msg_id="msg_10"), provider="other"),
     ]
-    inbox.process(InboundWebhook.objects.get(verified=True).pk)
+    process(InboundWebhook.objects.get(verified=True).pk)
     assert [response.status_code for response in responses] == [200, 400, 404]
     for value in (secret, secret.removeprefix("whsec_"), "live_not_a_real_key"):
         assert value not in caplog.text

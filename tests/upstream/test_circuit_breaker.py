@@ -1,4 +1,4 @@
-"""A connection's circuit breaker (sync.outbound): CIRCUIT_BREAKER_THRESHOLD consecutive vendor
+"""A connection's circuit breaker (sync.upstream.outbound): CIRCUIT_BREAKER_THRESHOLD consecutive vendor
 failures (5xx, 429, no answer; not a 4xx, not a refused URL) open it and calls fail fast
 without a socket; after the cool-down exactly one trial goes through, however many callers
 race for it, and its outcome closes or re-opens the circuit."""
@@ -15,9 +15,9 @@ import requests
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from sync import outbound
 from sync.models import CircuitState, Connection, HttpAttempt, Vendor
-from sync.outbound import CircuitOpen, UnsafeURL
+from sync.upstream import outbound
+from sync.upstream.outbound import CircuitOpen, UnsafeURL
 from tests.upstream.vendor_servers import Reply, ScriptedServer
 
 THRESHOLD = 3

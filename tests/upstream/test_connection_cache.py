@@ -1,4 +1,4 @@
-"""The inbox's per-process connection cache (sync/connection_cache.py): a copy is used only
+"""The inbox's per-process connection cache (sync/inbox/connection_cache.py): a copy is used only
 while the connection's generation token in Redis is unchanged, and every save or delete
 replaces the token once it commits."""
 
@@ -13,15 +13,15 @@ from django.test.utils import CaptureQueriesContext
 
 from config.settings import redis_cache
 from core import generation
-from sync import connection_cache
-from sync.connections import (
+from sync.crypto import fingerprint
+from sync.inbox import connection_cache
+from sync.models import Connection, Vendor
+from sync.upstream.connections import (
     connection_delete,
     connection_update,
     webhook_secret_add,
     webhook_secret_remove,
 )
-from sync.crypto import fingerprint
-from sync.models import Connection, Vendor
 from tests.upstream.signing import new_whsec, signed_connection
 
 pytestmark = pytest.mark.django_db

@@ -31,7 +31,7 @@ def test_the_fingerprint_is_sha256_and_12_hex_digits_of_the_secret():
 
 def test_the_connections_api_and_its_logs_name_secrets_by_that_fingerprint(owner, caplog):
     first, second = new_whsec(), new_whsec()
-    caplog.set_level(logging.INFO, logger="sync.connections")
+    caplog.set_level(logging.INFO, logger="sync.upstream.connections")
     created = owner.client.post(
         "/upstream/connections/",
         {"vendor": "webhook", "name": "main", "credentials": {}, "webhook_secret": first},

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from core.jobs.queues import Queue
 from core.models import EventRecord
-from sync import inbox
+from sync.inbox.process import process
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from tests import live
 from tests.upstream.signing import as_body, new_whsec, signed_connection, standard_headers
@@ -59,9 +59,9 @@ def deliver(
 def rows(connection, secret) -> dict[str, InboundWebhook]:
     """One processed, one ignored (no type), one rejected (forged), one still received."""
     processed = deliver(connection, secret, {"type": "invoice.paid", "data": {"n": 1}}, "msg_p")
-    inbox.process(processed.pk)
+    process(processed.pk)
     ignored = deliver(connection, secret, {"data": {}}, "msg_i")
-    inbox.process(ignored.pk)
+    process(ignored.pk)
     rejected = deliver(connection, None, {"type": "invoice.paid", "data": {}}, "msg_r")
     received = deliver(connection, secret, {"type": "invoice.voided", "data": {"n": 2}}, "msg_q")
     return {

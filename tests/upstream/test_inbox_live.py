@@ -139,8 +139,8 @@ def test_the_same_event_delivered_twice_at_once_is_stored_and_emitted_once(
 def test_web_servers_that_cached_a_connection_see_its_changes_on_the_next_request(
     owner, connection, secret, two_webs
 ):
-    from sync.connections import connection_update, webhook_secret_add, webhook_secret_remove
     from sync.crypto import fingerprint
+    from sync.upstream.connections import connection_update, webhook_secret_add, webhook_secret_remove
     from tests.upstream.signing import new_whsec
 
     successor = new_whsec()

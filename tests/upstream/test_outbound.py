@@ -1,4 +1,4 @@
-"""The outbound client (sync.outbound.request): timeouts, one HttpAttempt per call with no secret
+"""The outbound client (sync.upstream.outbound.request): timeouts, one HttpAttempt per call with no secret
 in it, per-vendor credentials, relative URLs on the connection's base URL, and a session
 per process and thread. The SSRF guard has tests/upstream/test_ssrf.py, the circuit
 breaker tests/upstream/test_circuit_breaker.py."""
@@ -18,9 +18,9 @@ from core import context
 from core.jobs.consumers import RetryPolicy, consumer
 from core.jobs.context import current_job
 from core.jobs.queues import Queue
-from sync import outbound
 from sync.models import Connection, HttpAttempt, Vendor
-from sync.outbound import UnsafeURL, redact_url
+from sync.upstream import outbound
+from sync.upstream.outbound import UnsafeURL, redact_url
 from tests.upstream.vendor_servers import Reply, ScriptedServer, make_backlog_full
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_loopback")]

@@ -17,10 +17,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from core.jobs.consumers import PermanentError
 from core.models import EventRecord
 from storefront.webhooks.paypal import TRANSMISSION_HEADERS, minor_units
-from sync import inbox
-from sync.inbox import NormalizationError
+from sync.inbox.contract import NormalizationError
+from sync.inbox.process import process
 from sync.models import CircuitState, Connection, HttpAttempt, InboundStatus, InboundWebhook, Vendor
 from tests.upstream.paypal_server import PayPalServer, rsa_key
 
@@ -145,7 +146,7 @@ def test_a_genuine_webhook_is_verified_by_paypal_stored_and_emits_payment_succee
         ("paypal.verify", 200),
     ]
 
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     event = EventRecord.objects.get(name="payment.succeeded")
     assert event.causation_id == row.pk
     assert event.correlation_id == row.correlation_id
@@ -183,8 +184,8 @@ def test_paypal_refuses_every_forgery_and_nothing_is_emitted(connection, paypal,
     row = InboundWebhook.objects.get(connection=connection)
     assert (row.verified, row.status) == (False, InboundStatus.REJECTED)
     assert not EventRecord.objects.filter(name__in=PAYMENT_EVENTS).exists()
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
 
 
 @pytest.mark.parametrize(
@@ -278,7 +279,7 @@ def test_a_paypal_that_cannot_answer_gets_a_503_so_it_retries(connection, paypal
     # PayPal delivers it again once it is back: verified, stored and emitted once.
     paypal.outage = None
     row = _deliver(connection, paypal, COMPLETED)
-    inbox.process(row.pk)
+    process(row.pk)
     assert EventRecord.objects.filter(name="payment.succeeded").count() == 1
 
 
@@ -380,14 +381,14 @@ def test_a_duplicate_event_is_answered_2xx_and_stored_once(connection, paypal):
 def test_an_unhandled_type_is_stored_and_ignored(connection, paypal):
     body = paypal_event("CHECKOUT.ORDER.APPROVED", {"id": "5O190127TN364715T", "status": "APPROVED"})
     row = _deliver(connection, paypal, body)
-    assert inbox.process(row.pk) == InboundStatus.IGNORED
+    assert process(row.pk) == InboundStatus.IGNORED
     assert not EventRecord.objects.filter(causation_id=row.pk).exists()
 
 
 def test_a_denied_capture_emits_payment_failed(connection, paypal):
     resource = capture(status="DENIED", status_details={"reason": "PENDING_REVIEW"})
     row = _deliver(connection, paypal, paypal_event("PAYMENT.CAPTURE.DENIED", resource))
-    inbox.process(row.pk)
+    process(row.pk)
     event = EventRecord.objects.get(name="payment.failed", causation_id=row.pk)
     assert (event.data["payment_id"], event.data["amount"], event.data["currency"]) == (
         "42311647XV020574X",
@@ -414,7 +415,7 @@ def test_a_refund_emits_payment_refunded_against_its_capture(connection, paypal)
     }
     body = paypal_event("PAYMENT.CAPTURE.REFUNDED", refund, created="2024-11-27T10:00:00Z")
     row = _deliver(connection, paypal, body)
-    inbox.process(row.pk)
+    process(row.pk)
     event = EventRecord.objects.get(name="payment.refunded", causation_id=row.pk)
     assert event.data == {
         "payment_id": "0JF852973C016714D",
@@ -434,8 +435,8 @@ def test_an_amount_finer_than_its_currency_fails_the_row_with_the_reason(connect
         "PAYMENT.CAPTURE.COMPLETED", capture(amount={"currency_code": "JPY", "value": "1500.5"})
     )
     row = _deliver(connection, paypal, body)
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
     row.refresh_from_db()
     assert row.status == InboundStatus.FAILED
     assert "more decimals than JPY allows" in row.error
@@ -467,7 +468,7 @@ def test_events_out_of_order_are_all_emitted_with_the_vendor_time_to_order_them(
     completed = paypal_event("PAYMENT.CAPTURE.COMPLETED", capture(), created="2024-11-27T10:00:00Z")
 
     for body in (refunded, completed):  # the later event first
-        inbox.process(_deliver(connection, paypal, body).pk)
+        process(_deliver(connection, paypal, body).pk)
 
     events = list(EventRecord.objects.filter(name__in=PAYMENT_EVENTS).order_by("occurred_at", "id"))
     assert [event.name for event in events] == ["payment.refunded", "payment.succeeded"]

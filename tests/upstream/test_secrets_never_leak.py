@@ -18,7 +18,7 @@ from django.db import connection as db
 from django.test import Client
 
 from core.models import User
-from sync import inbox
+from sync.inbox.process import process
 from sync.models import Connection, InboundWebhook
 from tests.upstream.signing import as_body, new_whsec, standard_headers
 
@@ -116,7 +116,7 @@ def test_no_secret_leaks_anywhere_in_a_whole_flow(owner, secrets, caplog, capfd,
                 Client().post(endpoint, data=raw, content_type="application/json", **headers), status
             )
         for row in InboundWebhook.objects.filter(verified=True):
-            inbox.process(row.pk)
+            process(row.pk)
 
         # Reading it all back.
         seen.response(api.get("/upstream/connections/"), 200)

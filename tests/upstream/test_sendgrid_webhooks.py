@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client
 from django.utils import timezone
 
+from core.jobs.consumers import PermanentError
 from core.models import EventRecord
-from sync import inbox
+from sync.inbox.process import process
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 
 pytestmark = pytest.mark.django_db
@@ -128,7 +129,7 @@ def test_a_valid_batch_is_stored_once_and_each_mapped_event_is_emitted(connectio
     assert row.vendor_event_id == hashlib.sha256(BODY).hexdigest()
     assert bytes(row.body) == BODY
 
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     events = {event.name: event for event in EventRecord.objects.filter(name__in=EMAIL_EVENTS)}
     assert sorted(events) == sorted(EMAIL_EVENTS)  # processed and deferred skipped
     assert {event.causation_id for event in events.values()} == {row.pk}
@@ -198,8 +199,8 @@ def test_the_signature_matrix_refuses_every_forgery_and_emits_nothing(connection
     assert (row.verified, row.status) == (False, InboundStatus.REJECTED)
     assert row.verification_error
     assert not EventRecord.objects.filter(name__in=EMAIL_EVENTS).exists()
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
 
 
 def test_a_timestamp_within_the_window_is_accepted(connection, key):
@@ -251,14 +252,14 @@ def test_a_signed_empty_batch_is_stored_and_ignored(connection, key):
     body = b"[]"
     assert post(connection, body, signed_headers(key, body)).status_code == 200
     row = InboundWebhook.objects.get(connection=connection)
-    assert inbox.process(row.pk) == InboundStatus.IGNORED
+    assert process(row.pk) == InboundStatus.IGNORED
     assert not EventRecord.objects.filter(name__in=EMAIL_EVENTS).exists()
 
 
 def test_a_batch_of_only_unmapped_types_is_ignored(connection, key):
     body = batch(sg_event("processed"), sg_event("spamreport"), sg_event("group_unsubscribe", asm_group_id=3))
     assert post(connection, body, signed_headers(key, body)).status_code == 200
-    assert inbox.process(InboundWebhook.objects.get(connection=connection).pk) == InboundStatus.IGNORED
+    assert process(InboundWebhook.objects.get(connection=connection).pk) == InboundStatus.IGNORED
 
 
 def test_a_signed_body_that_is_not_an_array_is_a_clear_400(connection, key):
@@ -274,8 +275,8 @@ def test_a_mapped_event_missing_its_message_id_fails_the_row_with_the_reason(con
     body = batch(sg_event("delivered"), broken)
     assert post(connection, body, signed_headers(key, body)).status_code == 200
     row = InboundWebhook.objects.get(connection=connection)
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
     row.refresh_from_db()
     assert row.status == InboundStatus.FAILED
     assert "sg_message_id" in row.error
@@ -289,7 +290,7 @@ def test_no_secret_reaches_a_log_or_a_response(connection, key, caplog):
         post(connection, BODY, signed_headers(key, BODY)),
         post(connection, _flip_one_byte(BODY), signed_headers(key, BODY)),
     ]
-    inbox.process(InboundWebhook.objects.get(verified=True).pk)
+    process(InboundWebhook.objects.get(verified=True).pk)
     assert [response.status_code for response in responses] == [200, 400]
     for secret in ("SG.not-a-real-key", public_key_b64(key)):
         assert secret not in caplog.text
@@ -300,8 +301,8 @@ def test_an_out_of_range_timestamp_fails_the_row_instead_of_retrying(connection,
     body = batch(sg_event("open", timestamp=10**20))
     assert post(connection, body, signed_headers(key, body)).status_code == 200
     row = InboundWebhook.objects.get(connection=connection)
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
     row.refresh_from_db()
     assert row.status == InboundStatus.FAILED
     assert "out of range" in row.error

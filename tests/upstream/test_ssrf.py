@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from sync import outbound
 from sync.models import HttpAttempt
-from sync.outbound import UnsafeURL
+from sync.upstream import outbound
+from sync.upstream.outbound import UnsafeURL
 from tests.upstream.vendor_servers import HTTPTestServer, Listener, Reply, ScriptedServer, make_tls
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from core.jobs.consumers import PermanentError
 from core.models import EventRecord
-from sync import inbox
+from sync.inbox.process import process
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from tests.upstream.signing import (
     STANDARD_FORGERIES,
@@ -46,7 +47,7 @@ def test_a_valid_webhook_is_stored_answered_and_emitted_once_normalized(connecti
     assert bytes(row.body) == BODY
     assert row.correlation_id == response["X-Request-ID"]
 
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     event = EventRecord.objects.get(name="webhook.received")
     row.refresh_from_db()
     assert row.event_ids == [str(event.pk)]
@@ -56,7 +57,7 @@ def test_a_valid_webhook_is_stored_answered_and_emitted_once_normalized(connecti
     assert event.data["type"] == "invoice.paid"
     assert event.data["data"] == {"invoice": "in_1"}
     # A redelivered job finds the row processed and emits nothing more.
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     assert EventRecord.objects.filter(name="webhook.received").count() == 1
 
 
@@ -76,8 +77,8 @@ def test_the_signature_matrix_refuses_every_forgery_and_emits_nothing(connection
     assert (row.verified, row.status) == (False, InboundStatus.REJECTED)
     assert row.verification_error
     assert not EventRecord.objects.filter(name="webhook.received").exists()
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
 
 
 def test_several_signatures_with_one_valid_are_accepted(connection, secret):
@@ -133,5 +134,5 @@ def test_a_message_without_a_type_is_stored_and_ignored(connection, secret):
     body = as_body({"data": {}})
     assert _post(connection, body, standard_headers(secret, body, msg_id="msg_untyped")).status_code == 200
     row = InboundWebhook.objects.get(connection=connection)
-    assert inbox.process(row.pk) == InboundStatus.IGNORED
+    assert process(row.pk) == InboundStatus.IGNORED
     assert not EventRecord.objects.filter(name="webhook.received").exists()

@@ -16,8 +16,9 @@ import stripe
 from django.db import connection as db_connection
 from django.test import Client
 
+from core.jobs.consumers import PermanentError
 from core.models import EventRecord
-from sync import inbox
+from sync.inbox.process import process
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 from tests.upstream.signing import as_body, new_whsec, signed_connection
 
@@ -107,7 +108,7 @@ def test_a_valid_webhook_is_stored_answered_and_emits_payment_succeeded(connecti
     assert bytes(row.body) == SUCCEEDED
     assert response.json() == {"received": True, "id": str(row.pk)}
 
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     event = EventRecord.objects.get(name="payment.succeeded")
     row.refresh_from_db()
     assert (row.event_name, row.event_ids) == ("payment.succeeded", [str(event.pk)])
@@ -124,7 +125,7 @@ def test_a_valid_webhook_is_stored_answered_and_emits_payment_succeeded(connecti
         "vendor_created_at": "2024-11-27T09:33:20Z",
     }
     # A redelivered job finds the row processed and emits nothing more.
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     assert EventRecord.objects.filter(name="payment.succeeded").count() == 1
 
 
@@ -169,8 +170,8 @@ def test_the_signature_matrix_refuses_every_forgery_and_emits_nothing(connection
     row = InboundWebhook.objects.get(connection=connection)
     assert (row.verified, row.status, row.verification_error) == (False, InboundStatus.REJECTED, reason)
     assert not EventRecord.objects.filter(name__in=PAYMENT_EVENTS).exists()
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
 
 
 @pytest.mark.parametrize(
@@ -251,8 +252,8 @@ def test_the_same_event_delivered_twice_at_once_is_stored_and_emitted_once(conne
 
     assert statuses == [200, 200]
     row = InboundWebhook.objects.get(connection=connection, verified=True)
-    inbox.process(row.pk)
-    inbox.process(row.pk)
+    process(row.pk)
+    process(row.pk)
     assert EventRecord.objects.filter(name="payment.succeeded").count() == 1
 
 
@@ -261,7 +262,7 @@ def test_an_unhandled_type_is_stored_and_ignored(connection, secret):
         connection, secret, stripe_event("customer.created", {"id": "cus_R4x", "object": "customer"})
     )
     assert row.vendor_event_type == "customer.created"
-    assert inbox.process(row.pk) == InboundStatus.IGNORED
+    assert process(row.pk) == InboundStatus.IGNORED
     row.refresh_from_db()
     assert row.error == "unhandled stripe event type 'customer.created'"
     assert not EventRecord.objects.filter(causation_id=row.pk).exists()
@@ -281,7 +282,7 @@ def test_a_failed_payment_carries_the_failure_code_and_message(connection, secre
         },
     )
     row = _deliver(connection, secret, stripe_event("payment_intent.payment_failed", intent))
-    inbox.process(row.pk)
+    process(row.pk)
     event = EventRecord.objects.get(name="payment.failed", causation_id=row.pk)
     assert event.data["payment_id"] == "pi_3PqA9k2eZvKYlo2C1"
     assert (event.data["amount"], event.data["currency"], event.data["order_id"]) == (2599, "EUR", "ord_42")
@@ -308,7 +309,7 @@ def test_a_completed_checkout_session_emits_checkout_completed(connection, secre
     row = _deliver(
         connection, secret, stripe_event("checkout.session.completed", session, created=1732700100)
     )
-    inbox.process(row.pk)
+    process(row.pk)
     event = EventRecord.objects.get(name="checkout.completed", causation_id=row.pk)
     assert event.data == {
         "session_id": "cs_test_a1B2c3",
@@ -328,7 +329,7 @@ def test_a_checkout_without_an_order_in_metadata_falls_back_to_the_client_refere
     session = {"id": "cs_2", "object": "checkout.session", "amount_total": 100, "currency": "jpy",
                "client_reference_id": "ord_from_ref", "metadata": {}, "payment_intent": None}  # fmt: skip
     row = _deliver(connection, secret, stripe_event("checkout.session.completed", session))
-    inbox.process(row.pk)
+    process(row.pk)
     event = EventRecord.objects.get(name="checkout.completed", causation_id=row.pk)
     assert (event.data["order_id"], event.data["payment_id"], event.data["currency"]) == (
         "ord_from_ref",
@@ -351,7 +352,7 @@ def test_a_refunded_charge_emits_payment_refunded(connection, secret):
         "refunds": {"object": "list", "data": [{"id": "re_3PqB", "object": "refund", "amount": 1000}]},
     }
     row = _deliver(connection, secret, stripe_event("charge.refunded", charge, created=1732700200))
-    inbox.process(row.pk)
+    process(row.pk)
     event = EventRecord.objects.get(name="payment.refunded", causation_id=row.pk)
     assert event.data == {
         "payment_id": "pi_3PqA9k2eZvKYlo2C1",
@@ -372,8 +373,8 @@ def test_a_verified_event_that_does_not_read_as_its_type_fails_with_the_reason(c
         secret,
         stripe_event("payment_intent.succeeded", {"id": "pi_x", "object": "payment_intent"}),
     )
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
     row.refresh_from_db()
     assert row.status == InboundStatus.FAILED
     assert "amount" in row.error
@@ -392,7 +393,7 @@ def test_events_out_of_order_are_all_emitted_with_the_vendor_time_to_order_them(
     succeeded = stripe_event("payment_intent.succeeded", payment_intent(), created=earlier)
 
     for body in (failed, succeeded):
-        inbox.process(_deliver(connection, secret, body).pk)
+        process(_deliver(connection, secret, body).pk)
 
     events = list(
         EventRecord.objects.filter(name__in=("payment.succeeded", "payment.failed")).order_by(

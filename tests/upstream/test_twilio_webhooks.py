@@ -22,8 +22,9 @@ from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import HMAC_SHA256, RequestValidator
 
+from core.jobs.consumers import PermanentError
 from core.models import EventRecord
-from sync import inbox
+from sync.inbox.process import process
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +123,7 @@ def test_an_inbound_sms_is_answered_with_empty_twiml_and_emits_sms_received(conn
         True, InboundStatus.RECEIVED, params["MessageSid"], "message.received",
     )  # fmt: skip
 
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     event = EventRecord.objects.get(name="sms.received")
     assert event.causation_id == row.pk
     assert event.correlation_id == row.correlation_id
@@ -149,7 +150,7 @@ def test_a_status_callback_emits_sms_status_changed(connection, token, status, f
     row = _only_row(connection)
     assert row.vendor_event_id == f"{params['MessageSid']}:{status}"
     assert row.vendor_event_type == f"message.{status}"
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     event = EventRecord.objects.get(name="sms.status-changed")
     assert event.causation_id == row.pk
     assert (event.data["status"], event.data["final"], event.data["error_code"]) == (
@@ -164,7 +165,7 @@ def test_a_status_callback_emits_sms_status_changed(connection, token, status, f
 def test_a_whatsapp_status_is_on_the_whatsapp_channel(connection, token):
     params = status_callback("read", From="whatsapp:+14155550199", To="whatsapp:+14155550100")
     assert post_form(connection, params, sign(token, url_of(connection), params)).status_code == 200
-    inbox.process(_only_row(connection).pk)
+    process(_only_row(connection).pk)
     event = EventRecord.objects.get(name="sms.status-changed")
     assert (event.data["channel"], event.data["status"], event.data["final"]) == ("whatsapp", "read", True)
 
@@ -217,8 +218,8 @@ def test_the_signature_matrix_refuses_every_forgery_and_emits_nothing(connection
     assert (row.verified, row.status) == (False, InboundStatus.REJECTED)
     assert row.verification_error
     assert not EventRecord.objects.filter(name__in=SMS_EVENTS).exists()
-    with pytest.raises(inbox.PermanentError):
-        inbox.process(row.pk)
+    with pytest.raises(PermanentError):
+        process(row.pk)
 
 
 def test_a_json_body_is_verified_through_body_sha256(connection, token):
@@ -230,7 +231,7 @@ def test_a_json_body_is_verified_through_body_sha256(connection, token):
     ok = Client().post(path, data=body, content_type="application/json", HTTP_X_TWILIO_SIGNATURE=signature)
     assert ok.status_code == 200, ok.content
     row = InboundWebhook.objects.get(connection=connection, verified=True)
-    assert inbox.process(row.pk) == InboundStatus.PROCESSED
+    assert process(row.pk) == InboundStatus.PROCESSED
     assert EventRecord.objects.get(name="sms.status-changed").data["status"] == "delivered"
 
     # The URL's signature is intact, but the body is not the one its hash names.
@@ -267,7 +268,7 @@ def test_the_idempotency_token_dedups_retries_in_place_of_a_timestamp(connection
     assert first.content == replay.content == TWIML
     row = InboundWebhook.objects.get(connection=connection, verified=True)
     assert row.vendor_event_id == idempotency["HTTP_I_TWILIO_IDEMPOTENCY_TOKEN"]
-    inbox.process(row.pk)
+    process(row.pk)
     assert EventRecord.objects.filter(name="sms.status-changed").count() == 1
 
 
@@ -331,7 +332,7 @@ def test_a_request_about_no_message_is_stored_and_ignored(connection, token):
     params = {"CallSid": "CA" + "c" * 32, "CallStatus": "completed", "AccountSid": "AC" + "1" * 32}
     assert post_form(connection, params, sign(token, url_of(connection), params)).status_code == 200
     row = _only_row(connection)
-    assert inbox.process(row.pk) == InboundStatus.IGNORED
+    assert process(row.pk) == InboundStatus.IGNORED
     assert not EventRecord.objects.filter(name__in=SMS_EVENTS).exists()
 
 
@@ -354,7 +355,7 @@ def test_the_auth_token_never_reaches_a_log_or_a_response(connection, token, cap
         post_form(connection, params, sign(new_token(), url_of(connection), params)),
         post_form(connection, params, None),
     ]
-    inbox.process(InboundWebhook.objects.get(verified=True).pk)
+    process(InboundWebhook.objects.get(verified=True).pk)
 
     assert [response.status_code for response in responses] == [200, 403, 403]
     for secret in (token, shared_key):

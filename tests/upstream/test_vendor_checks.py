@@ -1,4 +1,4 @@
-"""Vendor health checks (sync.health.check) against local servers speaking each vendor's
+"""Vendor health checks (sync.upstream.health.check) against local servers speaking each vendor's
 protocol: the call each vendor gets, how its answers map to a CheckResult, what lands in the
 connection's health, that no credential shows in a detail, and that the checks go through
 the SSRF guard (SMTP included). The last tests hold the local servers to the vendors'
@@ -17,8 +17,8 @@ import stripe
 from django.utils import timezone
 from twilio.rest import Client as TwilioClient
 
-from sync.health import CheckResult, check
 from sync.models import CircuitState, Connection, HttpAttempt, Vendor
+from sync.upstream.health import CheckResult, check
 from tests.upstream.vendor_servers import (
     BankingServer,
     HTTPTestServer,

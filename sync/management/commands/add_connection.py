@@ -8,8 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.models import Org
-from sync import connections
 from sync.models import Vendor
+from sync.upstream import connections
 
 
 def _describe(errors: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 
 from core.jobs.selectors import BadFilter, parse_since
-from sync import inbox
+from sync.inbox import process
 from sync.models import InboundStatus, InboundWebhook, Vendor
 
 STATUSES = (InboundStatus.FAILED.value, InboundStatus.IGNORED.value)
@@ -40,7 +40,7 @@ class Command(BaseCommand):
                 queued += 1
                 self.stdout.write(f"would reprocess {described}")
             else:
-                inbox.reprocess(row)
+                process.reprocess(row)
                 queued += 1
                 self.stdout.write(f"queued {described}")
         verb = "would be queued (dry run: nothing was)" if options["dry_run"] else "queued for reprocessing"

@@ -1,0 +1,20 @@
+"""Outbound HTTP: the guarded client every vendor call and user-configured webhook goes
+through. See docs/outbound.md for the guard, the breaker and the attempt log."""
+
+from sync.upstream.outbound.breaker import CircuitOpen
+from sync.upstream.outbound.client import request, session
+from sync.upstream.outbound.failure import failure
+from sync.upstream.outbound.guard import UnsafeURL, check_url, refusal, resolve
+from sync.upstream.outbound.redact import redact_url
+
+__all__ = [
+    "CircuitOpen",
+    "UnsafeURL",
+    "check_url",
+    "failure",
+    "redact_url",
+    "refusal",
+    "request",
+    "resolve",
+    "session",
+]

@@ -1,0 +1,158 @@
+"""The outbound client: one pooled, guarded session per thread, and `request`, which every
+vendor call and user-configured webhook goes through (guard, breaker, attempt log)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from django.conf import settings
+
+from core import context
+from core.jobs.context import current_job
+from sync.models import Connection, HttpAttempt
+from sync.upstream import vendors
+from sync.upstream.outbound import breaker
+from sync.upstream.outbound.breaker import CircuitOpen
+from sync.upstream.outbound.failure import describe
+from sync.upstream.outbound.guard import GuardedAdapter, RefusingAdapter, UnsafeURL, check_shape
+from sync.upstream.outbound.redact import redact_url
+
+logger = logging.getLogger(__name__)
+
+_local = threading.local()
+
+
+def session() -> requests.Session:
+    """This process's (and thread's) pooled, guarded session; a forked child makes its own."""
+    pid = os.getpid()
+    current: requests.Session | None = getattr(_local, "session", None)
+    if current is None or getattr(_local, "pid", None) != pid:
+        current = requests.Session()
+        current.trust_env = False  # no proxy (nor netrc) from the environment
+        current.max_redirects = settings.OUTBOUND_MAX_REDIRECTS
+        adapter = GuardedAdapter(pool_connections=20, pool_maxsize=50, max_retries=0)
+        current.mount("http://", adapter)
+        current.mount("https://", adapter)
+        current.mount("", RefusingAdapter())  # the shortest prefix: what no other adapter takes
+        _local.session, _local.pid = current, pid
+    return current
+
+
+def _url_for(url: str, connection: Connection | None) -> str:
+    if connection is None or urlsplit(url).scheme:
+        return url
+    base = connection.base_url or vendors.default_base_url(connection.vendor)
+    if not base:
+        raise UnsafeURL(f"a relative URL needs a base URL on the {connection.vendor} connection")
+    return urljoin(base.rstrip("/") + "/", url.lstrip("/"))
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    connection: Connection | None = None,
+    org_id: Any = None,
+    purpose: str = "",
+    timeout: float | tuple[float, float] | None = None,
+    allow_redirects: bool = True,
+    record: bool = True,
+    authenticate: bool = True,
+    **kwargs: Any,
+) -> requests.Response:
+    """Send one request through the guard, the breaker and the attempt log.
+
+    Raises UnsafeURL (no socket was opened), CircuitOpen (none either), or requests' exceptions;
+    HTTP error statuses are returned, not raised. `kwargs` go to requests (json, data,
+    headers, params). Every call leaves an HttpAttempt unless `record` is False.
+    """
+    if connection is not None:
+        org_id = org_id or connection.org_id
+    if timeout is None:
+        timeout = (settings.OUTBOUND_CONNECT_TIMEOUT, settings.OUTBOUND_READ_TIMEOUT)
+    full_url = url
+    response: requests.Response | None = None
+    error = ""
+    trial = False
+    answered = False  # the vendor answered, or failed to: the outcome counts for its circuit
+    started = time.perf_counter()
+    try:
+        full_url = _url_for(url, connection)
+        check_shape(full_url)
+        if connection is not None:
+            trial = breaker.admit(connection)
+            if authenticate:
+                kwargs = vendors.authenticate(connection, kwargs)
+        started = time.perf_counter()
+        try:
+            response = session().request(
+                method, full_url, timeout=timeout, allow_redirects=allow_redirects, **kwargs
+            )
+        except requests.RequestException:
+            answered = True
+            raise
+        answered = True
+        return response
+    except UnsafeURL as exc:
+        error = f"refused: {exc}"
+        raise
+    except CircuitOpen:
+        error = "circuit open"
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {describe(exc, full_url)}"
+        raise
+    finally:
+        latency_ms = (time.perf_counter() - started) * 1000
+        if connection is not None:
+            _settle(connection, response, error, answered=answered, trial=trial)
+        if record:
+            _record_attempt(method, full_url, response, error, latency_ms, connection, org_id, purpose)
+
+
+def _settle(
+    connection: Connection, response: requests.Response | None, error: str, *, answered: bool, trial: bool
+) -> None:
+    """The call's outcome for the connection's circuit: an answer (or a failure to answer)
+    counts; a call that never reached the vendor only gives back a trial it held."""
+    if answered:
+        status = f"HTTP {response.status_code}" if response is not None else ""
+        breaker.record_outcome(
+            connection, ok=not breaker.is_failure(response), error=error or status, trial=trial
+        )
+    elif trial:
+        breaker.release_trial(connection)
+
+
+def _record_attempt(
+    method: str,
+    url: str,
+    response: requests.Response | None,
+    error: str,
+    latency_ms: float,
+    connection: Connection | None,
+    org_id: Any,
+    purpose: str,
+) -> None:
+    job = current_job()
+    try:
+        HttpAttempt.objects.create(
+            org_id=org_id,
+            connection=connection,
+            purpose=purpose[:100],
+            method=method.upper(),
+            url=redact_url(url),
+            status=getattr(response, "status_code", None),
+            latency_ms=round(latency_ms, 3),
+            error=error[:500],
+            task_id=job.task_id if job else "",
+            correlation_id=context.correlation_id.get() or (job.correlation_id if job else ""),
+        )
+    except Exception:  # the attempt log must never turn a sent request into a failure
+        logger.exception("could not record an outbound attempt to %s", redact_url(url))
