@@ -1,18 +1,22 @@
-"""What a process shares between its threads (one Redis pool for the cache, django-redis), and
-which processes keep a database connection, pool them (psycopg's, on Postgres) or open one per request."""
+"""What a process shares between its threads (one Redis pool for the cache, django-redis; an open
+SQLite file), and which processes keep a database connection, pool them or open one per request."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.cache import caches
+from django.db import connection as default_connection
+from django.db.backends.sqlite3.base import DatabaseWrapper
 from django_redis import get_redis_connection
 
 
@@ -37,6 +41,39 @@ def test_every_thread_s_cache_uses_one_redis_pool() -> None:
 
     assert in_thread(pool) is first
     assert in_thread(lambda: caches["default"].get("process-sharing")) == "yes"
+
+
+# --- SQLite's WAL where each request connects ----------------------------------------------------
+
+
+def test_a_request_s_close_is_not_the_last_one_of_a_database_that_connects_per_request(
+    tmp_path: Path, django_db_blocker: Any
+) -> None:
+    """The last close of a WAL database checkpoints it and deletes the WAL (fsyncs, ~10 ms
+    under load); core/db/wal.py keeps the file open where CONN_MAX_AGE is 0 (ASGI)."""
+    name = tmp_path / "per-request.sqlite3"
+    settings_dict = {
+        **default_connection.settings_dict,
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(name),
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"timeout": 5, "init_command": "PRAGMA journal_mode=WAL;"},
+    }
+
+    def request() -> None:
+        wrapper = DatabaseWrapper(settings_dict, alias=f"wal-{tmp_path.name}")
+        with wrapper.cursor() as cursor:
+            cursor.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+            cursor.execute("INSERT INTO t VALUES (1)")
+        wrapper.close()
+
+    with django_db_blocker.unblock():
+        in_thread(request)
+        in_thread(request)
+
+    assert Path(f"{name}-wal").exists()  # no checkpoint-and-delete at each request's close
+    with sqlite3.connect(name) as check:
+        assert check.execute("SELECT count(*) FROM t").fetchone() == (2,)
 
 
 # --- which processes keep a connection ------------------------------------------------------------
