@@ -99,16 +99,15 @@ def main() -> None:
     args = parser.parse_args()
 
     db_url = _common.setup_django()
-    from django.conf import settings
-    from django.core.cache import cache, caches
+    from django.core.cache import cache
+    from django.test.utils import override_settings
 
     from automation import engine, index
     from automation.models import Flow
     from config.settings import redis_cache
 
     redis_url, server = _common.bench_broker()
-    settings.CACHES = redis_cache(redis_url)
-    caches._settings = caches.settings = caches.configure_settings(None)  # as override_settings does
+    override_settings(CACHES=redis_cache(redis_url)).enable()  # resets the cache handlers too
     try:
         started = time.perf_counter()
         org, pairs = build(args.flows)

@@ -5,17 +5,18 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Each ASGI request runs its sync code in a new thread: a pool of open connections (psycopg's on
-# Postgres, core/db/sqlite3 on SQLite) instead of one per request. DB_POOL=0 turns it off.
-# Set for the settings only, so processes this one starts (tests start workers) don't inherit it.
-_pool_default = "DB_POOL" not in os.environ
-if _pool_default:
-    os.environ["DB_POOL"] = "1"
+# The web process's settings (DB_POOL: psycopg's pool on Postgres, the statement timeout; DB_POOL=0
+# turns them off). Each ASGI request runs its sync code in a new thread, which would never reuse a
+# persistent connection: on SQLite each request connects (CONN_MAX_AGE 0). Set for the settings
+# only, so processes this one starts (tests start workers) don't inherit them.
+_defaults = {"DB_POOL": "1", "DB_CONN_MAX_AGE": "0"}
+_defaults = {name: value for name, value in _defaults.items() if name not in os.environ}
+os.environ.update(_defaults)
 
 # Django must be set up before anything imports models (the routing below does).
 django_asgi_app = get_asgi_application()
-if _pool_default:
-    del os.environ["DB_POOL"]
+for _name in _defaults:
+    del os.environ[_name]
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

@@ -8,10 +8,8 @@ from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 from django.db import close_old_connections
 from kombu import Queue as KombuQueue
 
-from core import broker
 from core.jobs.queues import Queue
 
-broker.install()  # kombu's Redis transport, reusing its publish client (core/broker.py)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("platform")

@@ -91,7 +91,8 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
-# The ASGI web process (config/asgi.py) pools its connections; every other process keeps its own.
+# The web process (config/wsgi.py, config/asgi.py set DB_POOL): on Postgres, Django's psycopg
+# pool, shared by the request threads. Everything else keeps a connection per thread.
 DB_POOL = env.bool("DB_POOL", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # web, worker and beat share one file: WAL lets readers run beside the writer, and
@@ -104,35 +105,29 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so worker subprocesses in tests see the same database; one per
     # test process, so two test runs in one checkout don't recreate each other's file.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
-    if DB_POOL:
-        # The ASGI web process (config/asgi.py): a pool of open connections shared by the
-        # per-request threads, as on Postgres below (core/db/sqlite3).
-        DATABASES["default"]["ENGINE"] = "core.db.sqlite3"
-        DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"]["OPTIONS"]["pool"] = {"max_size": env.int("DB_POOL_MAX_SIZE", default=20)}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
     if DB_POOL:
         # Under ASGI every request runs its sync code in a thread of its own, so a persistent
-        # connection (CONN_MAX_AGE) is never reused and each request would pay a new
-        # connection. config/asgi.py turns this on: psycopg's pool, shared by those threads.
+        # connection (CONN_MAX_AGE) would never be reused; the pool serves gunicorn's threads too.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
             "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         }
-if not DB_POOL:
-    # Workers, beat, management commands: long-lived threads keep their connection rather
-    # than connect (and, on SQLite, set its PRAGMAs) again for every task.
+if "pool" not in DATABASES["default"].get("OPTIONS", {}):
+    # Workers, beat, commands, gunicorn's threads: a long-lived thread keeps its connection
+    # rather than connect (and, on SQLite, set its PRAGMAs) again for every task or request.
+    # config/asgi.py sets 0: its per-request threads would never reuse one.
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
-# The web process (DB_POOL, set by config/asgi.py) cancels any statement running longer than
-# this, so a slow query costs its own request a 503 (core/api/exceptions.py), never the process.
-# Workers, beat, migrations and commands have no limit. On Postgres it is a connection option,
-# set once per pooled connection (no round trip per request); on SQLite a progress handler
-# does the same (core/db/timeout.py). 0: no limit.
+# The web process (DB_POOL, set by config/wsgi.py and config/asgi.py) cancels any statement
+# running longer than this, so a slow query costs its own request a 503 (core/api/exceptions.py),
+# never the process. Workers, beat, migrations and commands have no limit. On Postgres it is a
+# connection option, set once per connection (no round trip per request); on SQLite a progress
+# handler does the same (core/db/timeout.py). 0: no limit.
 API_STATEMENT_TIMEOUT_MS = env.int("API_STATEMENT_TIMEOUT_MS", default=5000)
 STATEMENT_TIMEOUT_MS = API_STATEMENT_TIMEOUT_MS if DB_POOL else 0
 if STATEMENT_TIMEOUT_MS and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
@@ -195,13 +190,14 @@ def redis_cache(url: str) -> dict[str, Any]:
     error as a miss, so a Redis outage slows nothing down."""
     return {
         "default": {
-            # Django's, with one connection pool and client per process (core/cache.py).
-            "BACKEND": "core.cache.RedisCache",
+            # django-redis: one connection pool per process for every thread's cache instance
+            # (Django's own backend opens a pool per instance, that is per request under ASGI).
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": url,
             "KEY_PREFIX": "cache",
             "OPTIONS": {
-                "socket_timeout": 0.5,
-                "socket_connect_timeout": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
             },
         }
     }

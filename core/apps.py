@@ -15,6 +15,7 @@ class CoreConfig(AppConfig):
 
         import_module("core.checks")
         import_module("core.db.timeout")  # the web process's statement timeout on SQLite
+        import_module("core.db.wal")  # SQLite's WAL kept open where each request connects
         import_module("core.events.system")
         autodiscover_modules("events")
         autodiscover_modules("handlers")

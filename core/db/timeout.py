@@ -49,9 +49,8 @@ def limit_statements(connection: BaseDatabaseWrapper, milliseconds: int) -> None
 
 @receiver(connection_created)
 def _limit_new_connection(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    # Sent on every connect, pooled connections included (core/db/sqlite3 hands one to each
-    # request's thread), so the budget is always this wrapper's. STATEMENT_TIMEOUT_MS is 0
-    # outside the web process.
+    # Django's public hook, sent by its own SQLite backend on every connect: the budget lives
+    # on this connection's wrapper. STATEMENT_TIMEOUT_MS is 0 outside the web process.
     if connection.vendor == "sqlite" and settings.STATEMENT_TIMEOUT_MS:
         limit_statements(connection, settings.STATEMENT_TIMEOUT_MS)
 

@@ -39,7 +39,7 @@ class UserManager(BaseUserManager["User"]):
             user.set_password(password)
         else:
             user.set_unusable_password()
-        user.save(using=self._db)
+        user.save(using=self.db)  # the database of db_manager(), if one was named
         return user
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:

@@ -213,8 +213,10 @@ class ConnectionAdmin(NulSafeChangelist, admin.ModelAdmin[Connection]):
                 enabled=obj.enabled,
                 actor=actor,
             )
-            # The admin goes on with the instance its form built (to log and redirect): make it the row.
-            obj.pk, obj._state = created.pk, created._state
+            # The admin goes on with the instance its form built (to log and redirect): make it
+            # the stored row, as Django documents for Model._state.
+            obj.pk = created.pk
+            obj._state.adding, obj._state.db = False, created._state.db
             obj.created_at, obj.updated_at, obj.created_by = created.created_at, created.updated_at, actor
             return
         # `obj` already carries the form's values: compare against the stored row instead.

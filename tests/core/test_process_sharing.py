@@ -1,22 +1,23 @@
-"""What the web process shares between its per-request threads: SQLite connections (a pool,
-core/db/sqlite3), the cache's Redis pool and client (core/cache.py), and the broker
-channel's publish client (core/broker.py)."""
+"""What a process shares between its threads (one Redis pool for the cache, django-redis; an open
+SQLite file), and which processes keep a database connection, pool them or open one per request."""
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.cache import caches
 from django.db import connection as default_connection
-
-from config.celery_app import app as celery_app
-from core import broker
-from core.db.sqlite3.base import DatabaseWrapper
+from django.db.backends.sqlite3.base import DatabaseWrapper
+from django_redis import get_redis_connection
 
 
 def in_thread(func: Callable[[], Any]) -> Any:
@@ -28,114 +29,51 @@ def in_thread(func: Callable[[], Any]) -> Any:
     return out[0]
 
 
-# --- the SQLite pool -----------------------------------------------------------------------------
+# --- the cache's Redis pool ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pooled(tmp_path: Path, django_db_blocker: Any) -> Iterator[Callable[..., DatabaseWrapper]]:
-    """A factory of pooled SQLite wrappers on a database file of the test's own (not the
-    test database: whichever backend that is)."""
-    made: list[DatabaseWrapper] = []
+def test_every_thread_s_cache_uses_one_redis_pool() -> None:
+    def pool() -> Any:
+        caches["default"].set("process-sharing", "yes")
+        return get_redis_connection("default").connection_pool
 
-    def make(max_size: int = 2, name: str | None = None) -> DatabaseWrapper:
-        settings_dict = {
-            **default_connection.settings_dict,
-            "ENGINE": "core.db.sqlite3",
-            "NAME": name or str(tmp_path / "pool.sqlite3"),
-            "CONN_MAX_AGE": 0,
-            "OPTIONS": {"timeout": 5, "pool": {"max_size": max_size}},
-        }
-        wrapper = DatabaseWrapper(settings_dict, alias=f"pooltest-{tmp_path.name}")
-        made.append(wrapper)
-        return wrapper
+    first = pool()
 
-    with django_db_blocker.unblock():
-        yield make
-        if made:
-            made[0].close_pool()
-
-
-def _open(wrapper: DatabaseWrapper) -> sqlite3.Connection:
-    wrapper.ensure_connection()
-    raw = wrapper.connection
-    assert raw is not None
-    return raw
-
-
-def test_a_closed_connection_serves_the_next_thread(pooled) -> None:
-    first = in_thread(lambda: (w := pooled(), _open(w), w.close())[1])
-    second = in_thread(lambda: (w := pooled(), _open(w), w.close())[1])
-
-    assert second is first  # the same sqlite3 connection, reused by another thread
-
-
-def test_a_pooled_connection_works_and_gives_back_no_open_transaction(pooled) -> None:
-    wrapper = pooled()
-    with wrapper.cursor() as cursor:
-        cursor.execute("CREATE TABLE t (n INTEGER)")
-    raw = _open(wrapper)
-    raw.execute("BEGIN")
-    raw.execute("INSERT INTO t VALUES (1)")
-    assert raw.in_transaction
-    wrapper.close()  # a request that ended with its transaction open (an error, say)
-
-    again = pooled()
-    assert _open(again) is raw and not raw.in_transaction
-    with again.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM t")
-        assert cursor.fetchone() == (0,)  # rolled back, not committed by the next user
-        cursor.execute("PRAGMA foreign_keys")
-        assert cursor.fetchone() == (1,)  # Django's per-connection set-up is still in place
-    again.close()
-
-
-def test_the_pool_keeps_at_most_max_size_idle_connections(pooled) -> None:
-    wrappers = [pooled(max_size=2) for _ in range(3)]
-    raws = [_open(w) for w in wrappers]
-    for wrapper in wrappers:
-        wrapper.close()
-
-    reused = [_open(w) for w in (pooled(max_size=2) for _ in range(3))]
-
-    assert len({id(r) for r in raws}) == 3
-    assert sum(r in raws for r in reused) == 2  # two kept, one closed and a new one opened
-    with pytest.raises(sqlite3.ProgrammingError):
-        raws[2].execute("SELECT 1")  # the third found the pool full and was really closed
-
-
-def test_an_in_memory_database_is_never_pooled(pooled) -> None:
-    assert pooled(name=":memory:").pool is None
-
-
-# --- the cache's Redis client ----------------------------------------------------------------------
-
-
-def test_every_thread_s_cache_uses_one_redis_pool_and_client() -> None:
-    def clients() -> tuple[Any, Any]:
-        cache = caches["default"]
-        cache.set("process-sharing", "yes")
-        return cache._cache.get_client(), cache._cache.get_client(write=True).connection_pool
-
-    client, pool = clients()
-    other_client, other_pool = in_thread(clients)
-
-    assert other_client is client and other_pool is pool
+    assert in_thread(pool) is first
     assert in_thread(lambda: caches["default"].get("process-sharing")) == "yes"
 
 
-# --- the broker's publish client ---------------------------------------------------------------------
+# --- SQLite's WAL where each request connects ----------------------------------------------------
 
 
-def test_the_broker_channel_reuses_one_client_for_its_publishes() -> None:
-    with celery_app.connection_for_write() as conn:
-        channel = conn.default_channel
-        assert isinstance(channel, broker.Channel)
-        with channel.conn_or_acquire() as first:
-            assert first.ping()
-        with channel.conn_or_acquire() as second:
-            assert second is first
-        with celery_app.producer_or_acquire() as producer:  # what every apply_async publishes through
-            assert isinstance(producer.channel, broker.Channel)
+def test_a_request_s_close_is_not_the_last_one_of_a_database_that_connects_per_request(
+    tmp_path: Path, django_db_blocker: Any
+) -> None:
+    """The last close of a WAL database checkpoints it and deletes the WAL (fsyncs, ~10 ms
+    under load); core/db/wal.py keeps the file open where CONN_MAX_AGE is 0 (ASGI)."""
+    name = tmp_path / "per-request.sqlite3"
+    settings_dict = {
+        **default_connection.settings_dict,
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(name),
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"timeout": 5, "init_command": "PRAGMA journal_mode=WAL;"},
+    }
+
+    def request() -> None:
+        wrapper = DatabaseWrapper(settings_dict, alias=f"wal-{tmp_path.name}")
+        with wrapper.cursor() as cursor:
+            cursor.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+            cursor.execute("INSERT INTO t VALUES (1)")
+        wrapper.close()
+
+    with django_db_blocker.unblock():
+        in_thread(request)
+        in_thread(request)
+
+    assert Path(f"{name}-wal").exists()  # no checkpoint-and-delete at each request's close
+    with sqlite3.connect(name) as check:
+        assert check.execute("SELECT count(*) FROM t").fetchone() == (2,)
 
 
 # --- which processes keep a connection ------------------------------------------------------------
@@ -144,31 +82,29 @@ def test_the_broker_channel_reuses_one_client_for_its_publishes() -> None:
 @pytest.mark.parametrize(
     "database_url", ["sqlite:////tmp/settings-check.sqlite3", "postgres://u@127.0.0.1:1/x"]
 )
-@pytest.mark.parametrize("pooled", [False, True])
+@pytest.mark.parametrize("process", ["worker", "config.wsgi", "config.asgi"])
 def test_the_web_process_pools_connections_and_every_other_process_keeps_its_own(
-    database_url: str, pooled: bool
+    database_url: str, process: str
 ) -> None:
-    import json
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
     env.pop("DB_POOL", None)
-    if pooled:
-        env["DB_POOL"] = "1"
+    env.pop("DB_CONN_MAX_AGE", None)
+    entry = "import django; django.setup()" if process == "worker" else f"import {process}"
     script = (
-        "import json; from django.conf import settings; d = settings.DATABASES['default'];"
+        f"{entry}; import json, os; from django.conf import settings; d = settings.DATABASES['default'];"
         "print(json.dumps([d['ENGINE'], d['CONN_MAX_AGE'], d.get('CONN_HEALTH_CHECKS', False),"
-        " 'pool' in d.get('OPTIONS', {})]))"
+        " 'pool' in d.get('OPTIONS', {}), 'DB_POOL' in os.environ or 'DB_CONN_MAX_AGE' in os.environ]))"
     )
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
-    engine, max_age, health_checks, pool = json.loads(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    engine, max_age, health_checks, pool, leaked = json.loads(out.stdout.strip().splitlines()[-1])
 
-    if pooled:  # the ASGI web process (config/asgi.py): a pool shared by per-request threads
+    sqlite = database_url.startswith("sqlite")
+    assert engine == ("django.db.backends.sqlite3" if sqlite else "django.db.backends.postgresql")
+    assert not leaked  # processes the web process starts don't inherit its settings
+    if process != "worker" and not sqlite:  # the web process on Postgres: psycopg's pool
         assert (max_age, pool) == (0, True)
-        assert engine == (
-            "core.db.sqlite3" if database_url.startswith("sqlite") else "django.db.backends.postgresql"
-        )
-    else:  # workers, beat, commands: one long-lived connection per thread, checked before reuse
+    elif process == "config.asgi":  # a new thread per request: connect for each one
+        assert (max_age, health_checks, pool) == (0, True, False)
+    else:  # workers, beat, commands, gunicorn's threads: a connection per thread, checked before reuse
         assert (max_age, health_checks, pool) == (60, True, False)
