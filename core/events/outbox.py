@@ -303,8 +303,8 @@ def sweep_outbox(*, org_id: None = None) -> int:
 
 @consumer(Queue.EVENTS, name="core.events.dispatch", retry=LISTENER_RETRY)
 def dispatch(*, org_id: str, event_ids: list[str] | None = None, event_id: str | None = None) -> int:
-    """Publish the `run_listener` jobs of events, as the relay does: the job that messages and
-    dead letters from before the relay published them directly still name. Returns how many.
+    """Publish the events' `run_listener` jobs as the relay does; returns how many. Kept for the
+    dispatch messages and dead letters of versions that published one dispatch per batch.
     Events that are not found are dead-lettered (PermanentError) after the others went out."""
     try:
         wanted = [str(uuid.UUID(value)) for value in (*(event_ids or ()), *((event_id,) if event_id else ()))]
