@@ -151,6 +151,7 @@ def main() -> None:
     import redis
     from django.conf import settings
     from django.db import connection
+    from django.test.utils import override_settings
 
     import bench.listeners  # the queued listener: makes the outbox publish our events
     from core import services
@@ -162,6 +163,8 @@ def main() -> None:
     target_p99 = TARGET_P99_MS[connection.vendor]
     private = settings.REDIS_EMBEDDED
     redis_url, redis_server = _common.bench_broker()  # this process publishes where the worker consumes
+    # The relay asks automation's index (in the cache) who listens: the cache the worker uses.
+    override_settings(CACHES={"default": {**settings.CACHES["default"], "LOCATION": redis_url}}).enable()
     client = redis.Redis.from_url(redis_url)
     key = f"bench:outbox:{uuid.uuid4().hex[:12]}"
     org, _ = services.org_create_with_owner(slug="bench-outbox", owner_email="bench-outbox@example.com")
