@@ -74,10 +74,16 @@ def sample_events(org: Any, pairs: list[tuple[str, str]], count: int) -> list[An
     for _ in range(count):
         name, datatype = rng.choice(unlistened) if rng.random() < 0.2 else rng.choice(pairs)
         _, envelope = build_envelope(
-            name, org=org, data={"id": "r", "n": rng.randint(0, 60)}, record=None,
-            datatype=datatype or rng.choice(DATATYPES[:-1]), actor=None, correlation_id="bench",
-            causation_id=None, validate=False,
-        )  # fmt: skip
+            name,
+            org=org,
+            data={"id": "r", "n": rng.randint(0, 60)},
+            record=None,
+            datatype=datatype or rng.choice(DATATYPES[:-1]),
+            actor=None,
+            correlation_id="bench",
+            causation_id=None,
+            validate=False,
+        )
         events.append(envelope)
     return events
 

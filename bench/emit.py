@@ -11,7 +11,9 @@ emits).
 
 All variants are run in every round, in rotating order, in batches of the same duration;
 the figure is the median ns/emit over the rounds, the ratio is against Signal.send with
-the same receiver count from the same rounds. No database is touched.
+the same receiver count from the same rounds. No database is touched. Information only,
+with no target: what users feel is the API's throughput and the event's latency
+(bench/crud.py, bench/outbox.py).
 
     .venv/bin/python bench/emit.py [--rounds 15] [--batch-ms 60]
 """
@@ -35,7 +37,6 @@ from typing import Any  # noqa: E402
 from bench import _common  # noqa: E402
 
 RECEIVER_COUNTS = (1, 5, 20)
-TARGET_RATIO = 1.3
 
 
 def build_cases() -> list[dict[str, Any]]:
@@ -164,7 +165,6 @@ def main() -> None:
             # Per-round paired ratio: both measured back to back in the same round.
             paired = _common.median([s / b for s, b in zip(case["ns"], base["ns"], strict=True)])
             r = _common.ratio(med, base_median)
-            verdict = "" if case["baseline"] else ("ok" if r <= TARGET_RATIO else "over")
             rows.append(
                 [
                     count,
@@ -173,7 +173,6 @@ def main() -> None:
                     f"{best:,.0f}",
                     f"{r:.2f}x",
                     f"{paired:.2f}x",
-                    verdict,
                 ]
             )
             results.append(
@@ -192,8 +191,8 @@ def main() -> None:
 
     _common.print_table(
         f"emit() vs Signal.send - {args.rounds} rounds, ~{args.batch_ms:.0f} ms batches, "
-        f"median ns/emit (target <= {TARGET_RATIO}x)",
-        ["receivers", "variant", "ns/emit", "best", "ratio", "paired", "target"],
+        f"median ns/emit (information, no target)",
+        ["receivers", "variant", "ns/emit", "best", "ratio", "paired"],
         rows,
         notes=[
             "ratio = median(subject) / median(Signal.send, same receivers); "
@@ -206,7 +205,6 @@ def main() -> None:
         {
             "rounds": args.rounds,
             "batch_ms": args.batch_ms,
-            "target_ratio_max": TARGET_RATIO,
             "rows": results,
             "seconds": clock.elapsed(),
         },

@@ -5,7 +5,7 @@ worker (EVENT_HANDLER_MODULES=bench.listeners). Each records when it started, wi
 time.time(), in a Redis hash named by BENCH_OUTBOX_KEY (set by the script for its worker):
 
     <key>:start     sample id -> start of the listener / the bare task
-    <key>:dispatch  event id  -> start of the core.events.dispatch carrying it (the fan-out hop)
+    <key>:job       event id  -> start of its core.events.run_listener job (before its receipt)
 """
 
 from __future__ import annotations
@@ -55,10 +55,8 @@ def bare_stamp(sample: str) -> None:
 
 @task_prerun.connect
 def _on_prerun(sender: Any = None, task: Any = None, args: Any = None, **kwargs: Any) -> None:
-    if not KEY or task is None or task.name != "core.events.dispatch":
+    if not KEY or task is None or task.name != "core.events.run_listener":
         return
-    started, task_kwargs = time.time(), kwargs.get("kwargs") or {}
-    event_ids = task_kwargs.get("event_ids") or [task_kwargs.get("event_id") or (args[0] if args else None)]
-    for event_id in event_ids:
-        if event_id:
-            stamp("dispatch", str(event_id), started)
+    started, event_id = time.time(), (kwargs.get("kwargs") or {}).get("event_id")
+    if event_id:
+        stamp("job", str(event_id), started)

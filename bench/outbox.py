@@ -2,10 +2,10 @@
 
 Subject: `services.record_create` of a `bench-outbox` record inside `transaction.atomic()`;
 a queued listener (bench/listeners.py) wants its `collection-create`, so the outbox writes
-the EventRecord and hands it to the relay on commit, whose thread publishes
-`core.events.dispatch` (one message for the events waiting), the worker fans it out to
-`core.events.run_listener` on the listener's queue, which inserts the receipt and calls the
-listener. The listener stamps time.time() into Redis as it starts.
+the EventRecord and hands it to the relay on commit, whose thread publishes one
+`core.events.run_listener` per (event, queued listener) on the listener's queue (the events
+waiting, in one pipeline); the worker inserts the receipt and calls the listener, which
+stamps time.time() into Redis as it starts.
 Baseline: a plain Record row committed the same way, then `bare_stamp.delay(sample)` (a bare
 Celery task on the same queue, same worker, same settings) stamping time.time() as it starts.
 
@@ -24,6 +24,9 @@ on-commit publish path.
 
 Traffic, in rounds alternating the order of subject and baseline: spaced events (a random
 20-60 ms gap, idle worker) and bursts (back to back), ~300 samples of each kind by default.
+
+Targets (p99 of commit -> listener start): all traffic < 50 ms on Postgres, < 100 ms on
+SQLite; spaced events < 20 ms on either.
 
     .venv/bin/python bench/outbox.py [--rounds 10] [--spaced 15] [--burst 15]
 """
@@ -45,7 +48,8 @@ from typing import Any  # noqa: E402
 
 from bench import _common  # noqa: E402
 
-TARGET_P99_MS = 200.0
+TARGET_P99_MS = {"postgresql": 50.0, "sqlite": 100.0}
+TARGET_SPACED_P99_MS = 20.0
 SUBJECT = "outbox: commit -> listener start"
 BASELINE = "bare .delay(): commit -> task start"
 
@@ -147,6 +151,7 @@ def main() -> None:
     import redis
     from django.conf import settings
     from django.db import connection
+    from django.test.utils import override_settings
 
     import bench.listeners  # the queued listener: makes the outbox publish our events
     from core import services
@@ -155,8 +160,11 @@ def main() -> None:
     from tests.live import Worker
 
     database = _common.describe_database()
+    target_p99 = TARGET_P99_MS[connection.vendor]
     private = settings.REDIS_EMBEDDED
     redis_url, redis_server = _common.bench_broker()  # this process publishes where the worker consumes
+    # The relay asks automation's index (in the cache) who listens: the cache the worker uses.
+    override_settings(CACHES={"default": {**settings.CACHES["default"], "LOCATION": redis_url}}).enable()
     client = redis.Redis.from_url(redis_url)
     key = f"bench:outbox:{uuid.uuid4().hex[:12]}"
     org, _ = services.org_create_with_owner(slug="bench-outbox", owner_email="bench-outbox@example.com")
@@ -186,7 +194,7 @@ def main() -> None:
         )
         undispatched_count = undispatched.count()
         starts = {k.decode(): float(v) for k, v in client.hgetall(f"{key}:start").items()}
-        dispatch = {k.decode(): float(v) for k, v in client.hgetall(f"{key}:dispatch").items()}
+        job = {k.decode(): float(v) for k, v in client.hgetall(f"{key}:job").items()}
         event_of = dict(
             EventRecord.objects.filter(
                 datatype=bench.listeners.DATATYPE, name="collection-create"
@@ -197,7 +205,7 @@ def main() -> None:
         raise
     finally:
         worker.stop()
-        client.delete(f"{key}:start", f"{key}:dispatch")
+        client.delete(f"{key}:start", f"{key}:job")
         _common.stop_bench_broker(redis_server)
     worker_log = worker.output()
     if args.worker_log:
@@ -216,6 +224,7 @@ def main() -> None:
     rows = []
     for mode in (None, "spaced", "burst"):
         label = mode or "all"
+        target = TARGET_SPACED_P99_MS if mode == "spaced" else target_p99
         base = stats(latencies("baseline", mode))
         subj = stats(latencies("subject", mode))
         r50 = _common.ratio(subj["p50_ms"], base["p50_ms"])
@@ -227,7 +236,7 @@ def main() -> None:
                 SUBJECT,
                 subj,
                 (f"{r50:.2f}x", f"{r99:.2f}x"),
-                "ok" if subj["p99_ms"] < TARGET_P99_MS else "over",
+                f"< {target:.0f}: " + ("ok" if subj["p99_ms"] < target else "over"),
             ),
         ):
             rows.append(
@@ -249,15 +258,15 @@ def main() -> None:
     for s in measured:
         if run.kind[s] == "subject":
             event_id = str(event_of.get(run.record_pk[s], ""))
-            if event_id in dispatch:
-                hop1.append((dispatch[event_id] - run.commit[s]) * 1000)
-                hop2.append((starts[s] - dispatch[event_id]) * 1000)
+            if event_id in job:
+                hop1.append((job[event_id] - run.commit[s]) * 1000)
+                hop2.append((starts[s] - job[event_id]) * 1000)
             pub_subject.append((run.returned[s] - run.commit[s]) * 1000)
         else:
             pub_base.append((run.returned[s] - run.commit[s]) * 1000)
     breakdown = {
-        "outbox: commit -> dispatch task start": stats(hop1),
-        "outbox: dispatch start -> listener start": stats(hop2),
+        "outbox: commit -> run_listener job start": stats(hop1),
+        "outbox: run_listener start -> listener start (receipt, event row)": stats(hop2),
         "outbox: commit -> caller resumes (hand-over to the relay)": stats(pub_subject),
         "bare: commit -> caller resumes (.delay())": stats(pub_base),
     }
@@ -279,7 +288,8 @@ def main() -> None:
     redis_desc = _common.describe_redis(redis_url, private)
     _common.print_table(
         f"Outbox latency: commit -> queued listener start vs bare Celery task - {database}; {redis_desc}; "
-        f"worker concurrency {args.concurrency} (target: p99 < {TARGET_P99_MS:.0f} ms)",
+        f"worker concurrency {args.concurrency} "
+        f"(target: p99 < {target_p99:.0f} ms, spaced < {TARGET_SPACED_P99_MS:.0f} ms)",
         ["traffic", "case", "n", "p50 ms", "p99 ms", "max ms", "ratio p50", "ratio p99", "target"],
         rows,
         notes=[
@@ -300,7 +310,8 @@ def main() -> None:
             "rounds": args.rounds,
             "spaced_per_round": args.spaced,
             "burst_per_round": args.burst,
-            "target_p99_ms_max": TARGET_P99_MS,
+            "target_p99_ms_max": target_p99,
+            "target_spaced_p99_ms_max": TARGET_SPACED_P99_MS,
             "latency": results,
             "breakdown": breakdown,
             "lost": lost,

@@ -1,21 +1,6 @@
-"""The durable outbox: EventRecord rows written with the change, handed to Celery after commit.
-
-write()          in the caller's transaction: the row, and an on-commit publish when a
-                 queued listener wants the event (otherwise the row is born dispatched).
-Relay           after commit, on a thread of the committing process: send
-                 `core.events.dispatch` to the `events` queue for the events waiting (one
-                 message per org), in one pipeline, and mark their rows dispatched; a
-                 broker that is down leaves them undispatched and never fails (or slows)
-                 the request.
-sweep_outbox     beat, every few seconds: re-publish rows left undispatched (the crash
-                 window between commit and publish, or a broker outage).
-dispatch         on a worker: fan a batch of one org's events out, one `run_listener` per
-                 (event, queued listener), each on the listener's own queue.
-run_listener     runs one listener once: an idempotent consumer whose key is
-                 (event, listener), so its receipt commits with the listener's own writes
-                 and a redelivery or a duplicate is a no-op. Failures retry per the
-                 listener policy and end as dead letters, replayable like any job.
-"""
+"""The durable outbox: EventRecord rows written with the change; after commit a relay thread
+publishes one `run_listener` job per (event, queued listener); the sweeper re-publishes what
+it missed. See docs/events.md."""
 
 from __future__ import annotations
 
@@ -27,25 +12,21 @@ import time
 import uuid
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
+from celery import current_app
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
 from core import context
-from core.events.bus import (
-    Envelope,
-    QueuedListener,
-    has_queued_listeners,
-    queued_listener,
-    queued_listeners,
-)
+from core.events.envelope import Envelope
+from core.events.registry import QueuedListener, has_queued_listeners, queued_listener, queued_listeners
 from core.jobs.consumers import PermanentError, RetryPolicy, consumer, job_kwargs
 from core.jobs.publish import message_reprs
 from core.jobs.queues import Queue
-from core.models import EventRecord, JobReceipt
+from core.models import EventRecord
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +36,23 @@ LISTENER_RETRY = RetryPolicy(max_attempts=5, backoff=1.0, max_backoff=600.0)
 
 def listener_key(event_id: Any, listener: str) -> str:
     return f"listener:{event_id}:{listener}"
+
+
+class Pending(NamedTuple):
+    """A committed event owed to its queued listeners: what publishing it needs to know."""
+
+    id: uuid.UUID
+    orgid: uuid.UUID
+    correlation_id: str
+    name: str
+    datatype: str
+
+    @classmethod
+    def of(cls, event: Envelope | EventRecord) -> Pending:
+        return cls(event.id, event.orgid, event.correlation_id, event.name, event.datatype)
+
+
+PENDING_FIELDS = ("id", "orgid", "correlation_id", "name", "datatype")
 
 
 def write(envelope: Envelope) -> EventRecord:
@@ -74,82 +72,68 @@ def write(envelope: Envelope) -> EventRecord:
         dispatched_at=None if wanted else envelope.occurred_at,
     )
     if wanted:
-        transaction.on_commit(
-            partial(_committed, envelope.id, envelope.orgid, envelope.correlation_id), robust=True
-        )
+        transaction.on_commit(partial(_committed, Pending.of(envelope)), robust=True)
     return record
 
 
-def _committed(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> None:
+def _committed(event: Pending) -> None:
     """The on-commit hand-over of a written event: to the relay's thread, so the committing
     request or job does not wait on the broker. Inside a transaction (a test running its
     on-commit callbacks, say) it is published at once instead."""
     if db_connection.in_atomic_block:
-        publish(event_id, orgid, correlation_id)
+        publish(event)
     else:
-        relay.add(event_id, orgid, correlation_id)
+        relay.add(event)
 
 
-def publish(event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> bool:
+def publish(event: Pending | Envelope | EventRecord) -> bool:
     """Hand one committed event to the broker now and mark its row; False (and the row left for
     the sweeper) if the broker is down."""
-    return _hand_over([(event_id, orgid, correlation_id)])
-
-
-Pending = tuple[uuid.UUID, uuid.UUID, str]  # event id, org id, correlation id
+    return _hand_over([event if isinstance(event, Pending) else Pending.of(event)])
 
 
 def _hand_over(events: list[Pending]) -> bool:
     """Publish the events, then mark their rows dispatched; False (nothing marked) if the
     broker refused them. Raises only if the mark fails, after the publish."""
-    if not _send(events):
+    if _send(events) is None:
         return False
-    mark_dispatched([event_id for event_id, _, _ in events])
+    mark_dispatched([event.id for event in events])
     return True
 
 
-# Events per `core.events.dispatch` message: one job fans out up to this many.
-DISPATCH_BATCH = 100
-
-
-def _dispatch_messages(events: list[Pending]) -> list[tuple[uuid.UUID, str | None, list[str]]]:
-    """The dispatch messages for these events: one per org and up to DISPATCH_BATCH events,
-    each with its org, the correlation id its events share (None: they don't) and their ids."""
-    by_org: dict[uuid.UUID, list[Pending]] = {}
-    for event in events:
-        by_org.setdefault(event[1], []).append(event)
-    messages = []
-    for orgid, group in by_org.items():
-        for start in range(0, len(group), DISPATCH_BATCH):
-            chunk = group[start : start + DISPATCH_BATCH]
-            correlations = {correlation_id for _, _, correlation_id in chunk}
-            shared = correlations.pop() if len(correlations) == 1 else None
-            messages.append((orgid, shared, [str(event_id) for event_id, _, _ in chunk]))
-    return messages
-
-
-def _send(events: list[Pending]) -> bool:
-    """Publish `core.events.dispatch` for the events, one message per org (and batch), in one
-    pipeline: all or (False) none."""
-    from celery import current_app as app
-
+def _send(events: list[Pending]) -> int | None:
+    """Publish one `run_listener` per (event, queued listener), on the listener's queue, in one
+    pipeline; returns how many, or None (nothing sent) if the broker refused them."""
+    # Who listens depends on (name, datatype, org) only: asked once per kind of event.
+    listening: dict[tuple[str, str, uuid.UUID], list[QueuedListener]] = {}
+    sent = 0
     try:
-        with app.producer_or_acquire() as producer, producer.batch():
-            for orgid, correlation_id, event_ids in _dispatch_messages(events):
-                # A batch of several requests' events is caused by none of them: its own id.
-                kwargs = job_kwargs(
-                    {"event_ids": event_ids}, org_id=orgid,
-                    correlation_id=correlation_id or context.new_correlation_id(), idempotency_key=None,
-                )  # fmt: skip
-                options = message_reprs((), kwargs)
-                dispatch.apply_async(kwargs=kwargs, retry=False, producer=producer, **options)
+        with current_app.producer_or_acquire() as producer, producer.batch():
+            for event in events:
+                kind = (event.name, event.datatype, event.orgid)
+                if kind not in listening:
+                    listening[kind] = queued_listeners(*kind)
+                for listener in listening[kind]:
+                    kwargs = job_kwargs(
+                        {"event_id": str(event.id), "listener": listener.key},
+                        org_id=event.orgid,
+                        correlation_id=event.correlation_id,
+                        idempotency_key=listener_key(event.id, listener.key),
+                    )
+                    options = message_reprs((), kwargs)
+                    queue = listener.queue.value
+                    run_listener.apply_async(
+                        kwargs=kwargs, queue=queue, retry=False, producer=producer, **options
+                    )
+                    sent += 1
     except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
         logger.warning(
             "outbox: publish of %d event(s) failed (%s); the sweeper will retry",
-            len(events), type(exc).__name__,
-        )  # fmt: skip
-        return False
-    return True
+            len(events),
+            type(exc).__name__,
+        )
+        return None
+    return sent
 
 
 def mark_dispatched(event_ids: list[uuid.UUID]) -> int:
@@ -175,7 +159,7 @@ class Relay:
     committed, and whatever the relay has not published and marked when its process dies
     (a crash, `kill -9`) or the broker refuses is published by the sweeper after
     OUTBOX_SWEEP_AFTER_SECONDS, as for a crash between a commit and its publish. A publish
-    whose mark is lost costs one more dispatch, which the listeners' receipts make a no-op.
+    whose mark is lost costs its jobs once more, which the listeners' receipts make no-ops.
     The mark only tells the sweeper to leave a row alone, so it waits to be written with
     the marks of the events published after it: one UPDATE for a busy process's last half
     second instead of one per publish. A forked child starts with nothing pending; `flush`
@@ -193,7 +177,7 @@ class Relay:
     # under OUTBOX_SWEEP_AFTER_SECONDS, or the sweeper would publish it once more.
     MARK_AFTER_SECONDS = 0.5
     # At most one publish per interval: an event committed while the relay is idle goes at
-    # once, and a busy process's events go together, one dispatch message per org.
+    # once, and a busy process's events go together, in one pipeline.
     PUBLISH_INTERVAL_SECONDS = 0.02
 
     def _reset(self) -> None:
@@ -205,9 +189,9 @@ class Relay:
         self._thread: threading.Thread | None = None
         self._quiet = threading.Event()
 
-    def add(self, event_id: uuid.UUID, orgid: uuid.UUID, correlation_id: str) -> None:
+    def add(self, event: Pending) -> None:
         with self._ready:
-            self._pending.append((event_id, orgid, correlation_id))
+            self._pending.append(event)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
                 self._thread.start()
@@ -239,12 +223,12 @@ class Relay:
         """Publish what is waiting (their marks wait in `_published`); returns how many."""
         with self._ready:
             events, self._pending = self._pending, []
-        if not events or not _send(events):
+        if not events or _send(events) is None:
             return 0  # a refused publish: left undispatched, the sweeper's
         with self._ready:
             if not self._published:
                 self._published_at = time.monotonic()
-            self._published.extend(event_id for event_id, _, _ in events)
+            self._published.extend(event.id for event in events)
         return len(events)
 
     def _mark(self, *, due_only: bool) -> None:
@@ -304,11 +288,11 @@ def sweep_outbox(*, org_id: None = None) -> int:
     pending = list(
         EventRecord.objects.filter(dispatched_at__isnull=True, occurred_at__lt=cutoff)
         .order_by("occurred_at")
-        .values_list("id", "orgid", "correlation_id")[: settings.OUTBOX_SWEEP_BATCH]
+        .values_list(*PENDING_FIELDS)[: settings.OUTBOX_SWEEP_BATCH]
     )
     published = 0
     for start in range(0, len(pending), MARK_BATCH):
-        chunk = pending[start : start + MARK_BATCH]
+        chunk = [Pending(*row) for row in pending[start : start + MARK_BATCH]]
         if not _hand_over(chunk):
             break  # broker down: the next tick tries again
         published += len(chunk)
@@ -319,46 +303,19 @@ def sweep_outbox(*, org_id: None = None) -> int:
 
 @consumer(Queue.EVENTS, name="core.events.dispatch", retry=LISTENER_RETRY)
 def dispatch(*, org_id: str, event_ids: list[str] | None = None, event_id: str | None = None) -> int:
-    """Fan events out to their queued listeners that have no receipt yet: one `run_listener`
-    per (event, listener), on the listener's queue, all in one pipeline. Returns how many.
-
-    `event_id` is one event, as messages published before dispatches were batched carry.
-    Events that are not found are dead-lettered (PermanentError) after the others went out.
-    """
-    from celery import current_app as app
-
+    """Publish the events' `run_listener` jobs as the relay does; returns how many. Kept for the
+    dispatch messages and dead letters of versions that published one dispatch per batch.
+    Events that are not found are dead-lettered (PermanentError) after the others went out."""
     try:
         wanted = [str(uuid.UUID(value)) for value in (*(event_ids or ()), *((event_id,) if event_id else ()))]
     except (TypeError, ValueError, AttributeError) as exc:
         raise PermanentError(f"malformed event id in {event_ids or event_id!r}") from exc
-    records = {str(record.id): record for record in EventRecord.objects.filter(pk__in=wanted)}
-    # Who listens depends on (name, datatype, org) only: asked once per kind of event in the
-    # batch (a `when` may read the cache), not once per event.
-    listening: dict[tuple[str, str, uuid.UUID], list[QueuedListener]] = {}
-    fan_out = {}
-    for record in (records[value] for value in dict.fromkeys(wanted) if value in records):
-        kind = (record.name, record.datatype, record.orgid)
-        if kind not in listening:
-            listening[kind] = queued_listeners(*kind)
-        for listener in listening[kind]:
-            fan_out[listener_key(record.id, listener.key)] = (record, listener)
-    done = set(JobReceipt.objects.filter(key__in=list(fan_out)).values_list("key", flat=True))
-    sent = 0
-    with app.producer_or_acquire() as producer, producer.batch():
-        for key, (record, listener) in fan_out.items():
-            if key in done:
-                continue
-            kwargs = job_kwargs(
-                {"event_id": str(record.id), "listener": listener.key},
-                org_id=record.orgid,
-                correlation_id=record.correlation_id,
-                idempotency_key=key,
-            )
-            run_listener.apply_async(
-                kwargs=kwargs, queue=listener.queue.value, producer=producer, **message_reprs((), kwargs)
-            )
-            sent += 1
-    missing = [value for value in wanted if value not in records]
+    rows = EventRecord.objects.filter(pk__in=wanted).values_list(*PENDING_FIELDS)
+    found = {str(row[0]): Pending(*row) for row in rows}
+    sent = _send([found[value] for value in dict.fromkeys(wanted) if value in found])
+    if sent is None:
+        raise RuntimeError("the broker refused the run_listener jobs")
+    missing = [value for value in wanted if value not in found]
     if missing:
         raise PermanentError(f"event(s) {', '.join(missing)} not found")
     return sent

@@ -1,134 +1,22 @@
-"""The event registry: every event the platform emits is declared here, once, with its metadata.
-
-Apps declare their domain events in their own `events.py` with `declare(...)`; the
-system CRUD events are declared in `core.events.system`. `emit` refuses any other name.
-"""
+"""The event registry: every event the platform emits, declared once with its payload model,
+and the queued listeners of each. Apps declare their domain events in their `events.py`;
+`core.events.system` declares the CRUD events. `emit` refuses any other name."""
 
 from __future__ import annotations
 
-import types
-import typing
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-import annotated_types
 from django.dispatch import Signal
 from pydantic import BaseModel as PayloadModel
-from pydantic_core import PydanticUndefined, SchemaSerializer, SchemaValidator
+
+from core.events.envelope import Envelope
+from core.jobs.queues import Queue
 
 
 class UndeclaredEventError(LookupError):
     """Raised when code emits or listens to a name that no app declared."""
-
-
-class EventSignal(Signal):
-    """A Django signal (connect, disconnect, send and asend as usual) that also tells `emit`
-    its live receivers for a sender, worked out once per change instead of on every send.
-
-    `Signal.send` re-reads its receiver list under a lock, dereferences weak references and
-    sorts sync from async on every call: most of its cost with few receivers. `emit` asks
-    `plan(sender)` instead and calls the receivers itself, the way `send` would. A signal with
-    a weakly connected or an async receiver has no plan (None): `emit` then uses `send`, and
-    weak receivers still die as they should.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # sender -> plan(sender), as far as asked; emit reads it directly (a method call is
-        # a tenth of a one-listener emit) and asks `plan` on a miss.
-        self.plans: dict[Any, tuple[Any, ...] | None] = {}
-
-    def connect(self, *args: Any, **kwargs: Any) -> None:
-        super().connect(*args, **kwargs)
-        self.plans = {}
-
-    def disconnect(self, *args: Any, **kwargs: Any) -> bool:
-        disconnected: bool = super().disconnect(*args, **kwargs)
-        self.plans = {}
-        return disconnected
-
-    def plan(self, sender: Any) -> tuple[Any, ...] | None:
-        """The sync receivers `send(sender, ...)` would call, in order; None: call `send`."""
-        plans = self.plans  # a connect meanwhile replaces the dict: what we add here is dropped
-        try:
-            return plans[sender]
-        except KeyError:
-            pass
-        weak = any(isinstance(receiver, weakref.ReferenceType) for _, receiver, _ in self.receivers)
-        sync, asynchronous = self._live_receivers(sender)
-        found = None if weak or asynchronous else tuple(sync)
-        plans[sender] = found
-        return found
-
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def _json_annotation(annotation: Any) -> bool:
-    """Whether a field of this type validates to a value that is its own JSON-mode dump."""
-    if annotation in _JSON_SCALARS:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return all(type(value) in _JSON_SCALARS for value in typing.get_args(annotation))
-    if origin is typing.Union or origin is types.UnionType:
-        return all(_json_annotation(arg) for arg in typing.get_args(annotation))
-    return False
-
-
-def plain_json(model: type[PayloadModel]) -> bool:
-    """Whether a validated instance's field dict (`__dict__`) is exactly its
-    `model_dump(mode="json")`: fields of JSON scalar types only (str, int, float, bool,
-    None, their unions and literals), which pydantic validates to exactly those types,
-    with defaults of the same, and nothing that changes values or the dump (validators,
-    serializers, computed or excluded fields, extras, post-init, a root model).
-    """
-    decorators = model.__pydantic_decorators__
-    if (
-        decorators.validators or decorators.field_validators or decorators.root_validators
-        or decorators.field_serializers or decorators.model_serializers
-        or decorators.model_validators or decorators.computed_fields
-        or model.model_config.get("extra") == "allow"
-        or model.__pydantic_post_init__ is not None
-        or getattr(model, "__pydantic_root_model__", False)
-    ):  # fmt: skip
-        return False
-    for info in model.model_fields.values():
-        if info.exclude or info.default_factory is not None:
-            return False
-        if info.default is not PydanticUndefined and type(info.default) not in _JSON_SCALARS:
-            return False
-        if not all(isinstance(meta, annotated_types.BaseMetadata) for meta in info.metadata):
-            return False  # e.g. an AfterValidator in Annotated[...]
-        if not _json_annotation(info.annotation):
-            return False
-    return True
-
-
-def fields_dict_validator(model: type[PayloadModel]) -> SchemaValidator | None:
-    """For a `plain_json` model, a validator of its fields into a dict, not an instance: the
-    model's own field schemas and config in a typed-dict schema, so the same input passes
-    or fails with the same errors and the result is the instance's `__dict__`, which is
-    also its JSON dump. Half the cost of building an instance. None for any other model."""
-    if not plain_json(model):
-        return None
-    schema = model.__pydantic_core_schema__
-    if schema.get("type") != "model" or schema["schema"].get("type") != "model-fields":
-        return None  # e.g. wrapped in definitions: not a shape worth special-casing
-    fields: dict[str, Any] = {}
-    for name, model_field in schema["schema"]["fields"].items():
-        typed_field: dict[str, Any] = {
-            "type": "typed-dict-field",
-            "schema": model_field["schema"],
-            "required": model_field["schema"]["type"] != "default",
-        }
-        if "validation_alias" in model_field:
-            typed_field["validation_alias"] = model_field["validation_alias"]
-        fields[name] = typed_field
-    config = schema.get("config") or {}
-    typed_dict: dict[str, Any] = {"type": "typed-dict", "fields": fields, "config": config}
-    return SchemaValidator(typed_dict, config)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,22 +25,21 @@ class EventSpec:
     app: str
     payload: type[PayloadModel]
     description: str
-    # One Django signal per event: in-process listeners connect to it.
-    signal: EventSignal = field(default_factory=EventSignal, compare=False, repr=False)
-    # How emit validates a dict payload: `validator.validate_python(data)` is the payload's
-    # JSON dump itself when `plain`, else the model instance to dump with `serializer`.
-    # (Kept here: a class attribute read through pydantic's metaclass costs more.)
-    plain: bool = field(init=False, compare=False, repr=False)
-    validator: SchemaValidator = field(init=False, compare=False, repr=False)
-    serializer: SchemaSerializer = field(init=False, compare=False, repr=False)
+    # One Django signal per event: in-process listeners are its receivers.
+    signal: Signal = field(default_factory=Signal, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.payload.__pydantic_complete__:
             self.payload.model_rebuild()  # a forward reference left to resolve: now, or raise here
-        fields_validator = fields_dict_validator(self.payload)
-        object.__setattr__(self, "plain", fields_validator is not None)
-        object.__setattr__(self, "validator", fields_validator or self.payload.__pydantic_validator__)
-        object.__setattr__(self, "serializer", self.payload.__pydantic_serializer__)
+
+    def validate(self, data: dict[str, Any] | PayloadModel | None) -> dict[str, Any]:
+        """The payload as the declared model validates and dumps it to JSON. An instance is
+        validated again: its fields may have been assigned since it was made."""
+        if isinstance(data, PayloadModel):
+            validated = self.payload.model_validate(dict(data), by_name=True)
+        else:
+            validated = self.payload.model_validate(data or {})
+        return validated.model_dump(mode="json")
 
     def payload_schema(self) -> dict[str, Any]:
         return self.payload.model_json_schema()
@@ -173,10 +60,6 @@ def declare(name: str, *, app: str, payload: type[PayloadModel], description: st
     return spec
 
 
-# name -> spec, for lookups on hot paths (`emit`) that do their own miss handling.
-declared = _registry
-
-
 def get(name: str) -> EventSpec:
     try:
         return _registry[name]
@@ -188,3 +71,59 @@ def get(name: str) -> EventSpec:
 
 def all_events() -> list[EventSpec]:
     return sorted(_registry.values(), key=lambda spec: (spec.app, spec.name))
+
+
+# `@on_event(ANY_EVENT, queue=...)` listens to every declared event (queued listeners only).
+ANY_EVENT = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedListener:
+    key: str
+    func: Callable[[Envelope], Any]
+    datatype: str | None
+    queue: Queue
+    # Asked (name, orgid, datatype) before a job is queued: False skips this event.
+    when: Callable[[str, Any, str], bool] | None = None
+
+
+_queued: dict[str, list[QueuedListener]] = {}
+_queued_by_key: dict[str, QueuedListener] = {}
+
+
+def add_queued_listener(name: str, listener: QueuedListener) -> None:
+    """Register a queued listener of one event (or ANY_EVENT); once per key."""
+    if listener.key not in _queued_by_key:
+        _queued.setdefault(name, []).append(listener)
+    _queued_by_key[listener.key] = listener
+
+
+def _candidates(name: str, datatype: str) -> list[QueuedListener]:
+    """The event's own and every-event queued listeners that take its datatype (`when` unasked)."""
+    return [
+        listener
+        for listener in (*_queued.get(name, ()), *_queued.get(ANY_EVENT, ()))
+        if listener.datatype is None or listener.datatype == datatype
+    ]
+
+
+def queued_listeners(name: str, datatype: str, orgid: Any = None) -> list[QueuedListener]:
+    """The queued listeners an event goes to: its own and every-event ones, by datatype and `when`."""
+    return [
+        listener
+        for listener in _candidates(name, datatype)
+        if listener.when is None or listener.when(name, orgid, datatype)
+    ]
+
+
+def has_queued_listeners(name: str, datatype: str, orgid: Any = None) -> bool:
+    """Whether `queued_listeners(...)` is not empty. Listeners without a `when` are looked at
+    first, so the predicates (a cache read, say) run only when none of them takes the event."""
+    candidates = _candidates(name, datatype)
+    if any(listener.when is None for listener in candidates):
+        return True
+    return any(listener.when is not None and listener.when(name, orgid, datatype) for listener in candidates)
+
+
+def queued_listener(key: str) -> QueuedListener | None:
+    return _queued_by_key.get(key)

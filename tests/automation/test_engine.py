@@ -17,7 +17,7 @@ from automation.models import FlowRun, RunStatus, StepRun, StepStatus
 from automation.steps import Outcome, StepContext, StepType
 from core import services as core_services
 from core.events import emit_envelope
-from core.events.bus import queued_listeners
+from core.events.registry import queued_listeners
 from core.jobs.consumers import RetryIn
 from core.models import EventRecord, Record, ScheduledJob
 

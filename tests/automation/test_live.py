@@ -100,7 +100,7 @@ def test_the_spec_example_posts_one_signed_request_when_a_contact_is_created(own
         event = EventRecord.objects.get(name="collection-create", record_pk=contact_id)
         assert run.trigger_event_id == event.pk
         for _ in range(2):
-            assert outbox.publish(event.id, event.orgid, event.correlation_id)
+            assert outbox.publish(event)
         outbox.run_listener.apply_async(
             kwargs=job_kwargs({"event_id": str(event.id), "listener": LISTENER}, org_id=owner.org.pk,
                               correlation_id=event.correlation_id,

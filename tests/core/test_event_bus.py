@@ -243,7 +243,7 @@ def test_it_commits_nothing_when_a_listener_raises_outside_any_test_transaction(
     assert not Site.objects.exists()
 
 
-# --- emit's own dispatch (EventSignal.plan) agrees with Django's send ---------------------------------
+# --- emit delivers through the event's Django signal ---------------------------------------------
 
 
 def test_a_receiver_connected_to_the_signal_directly_runs_in_order_with_the_listeners(owner, listen):
@@ -281,9 +281,15 @@ def _envelope(owner, data) -> Envelope:
     from core.events.bus import build_envelope
 
     return build_envelope(
-        "tag.added", org=owner.org, data=data, record=None, datatype=None, actor=None,
-        correlation_id=None, causation_id=None,
-    )[1]  # fmt: skip
+        "tag.added",
+        org=owner.org,
+        data=data,
+        record=None,
+        datatype=None,
+        actor=None,
+        correlation_id=None,
+        causation_id=None,
+    )[1]
 
 
 def test_connecting_and_disconnecting_take_effect_on_the_next_emit(owner):

@@ -1,5 +1,5 @@
-"""The envelope emit builds (id, time and correlation made from one stamp, when read) and the
-payload validation that skips the model instance for plain-JSON payload models."""
+"""The envelope emit builds (id, time and correlation made from one stamp) and the payload
+validation against the declared model."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pydantic import (
 
 from core import context
 from core.events import Envelope, emit, emit_envelope, registry
-from core.events.registry import fields_dict_validator, plain_json
+from core.events.registry import EventSpec
 from core.ids import uuid7
 from core.models import EventRecord
 
@@ -229,33 +229,8 @@ class WithList(BaseModel):
     tags: list[str]
 
 
-class WithUUIDDefault(BaseModel):
-    ref: str | None = uuid.UUID(int=1)  # type: ignore[assignment]  # a default is not validated
-
-
-@pytest.mark.parametrize("model", [Plain, Aliased, Forbidding])
-def test_a_model_of_json_scalars_is_plain(model):
-    assert plain_json(model)
-
-
-@pytest.mark.parametrize(
-    "model",
-    [
-        WithDatetime,
-        WithValidator,
-        WithSerializer,
-        WithComputed,
-        WithExtras,
-        WithExcluded,
-        WithFactory,
-        WithAnnotatedValidator,
-        WithList,
-        WithUUIDDefault,
-    ],
-)
-def test_a_model_that_converts_or_shapes_its_dump_is_not_plain(model):
-    assert not plain_json(model)
-    assert fields_dict_validator(model) is None
+def spec_of(model: type[BaseModel]) -> EventSpec:
+    return EventSpec(name="test.payload", app="tests", payload=model, description="Test only.")
 
 
 @pytest.mark.parametrize(
@@ -267,10 +242,19 @@ def test_a_model_that_converts_or_shapes_its_dump_is_not_plain(model):
         (Aliased, {"contactId": "c-1"}),
         (Aliased, {"contact": "c-1"}),
         (Forbidding, {"id": "f-1"}),
+        (WithDatetime, {"at": "2026-11-27T10:00:00Z"}),
+        (WithValidator, {"id": "a"}),
+        (WithSerializer, {"id": "a"}),
+        (WithComputed, {"id": "abc"}),
+        (WithExtras, {"id": "a", "more": 1}),
+        (WithExcluded, {"id": "a", "secret": "s"}),
+        (WithFactory, {}),
+        (WithAnnotatedValidator, {"id": "a"}),
+        (WithList, {"tags": ["a"]}),
     ],
 )
-def test_the_fields_validator_gives_the_models_json_dump(model, data):
-    validated = fields_dict_validator(model).validate_python(data)
+def test_a_payload_is_validated_into_its_models_json_dump(model, data):
+    validated = spec_of(model).validate(data)
 
     assert validated == model.model_validate(data).model_dump(mode="json")
     assert [type(value) for value in validated.values()] == [
@@ -287,24 +271,14 @@ def test_the_fields_validator_gives_the_models_json_dump(model, data):
         (Forbidding, {"id": "f-1", "other": 1}),
     ],
 )
-def test_the_fields_validator_refuses_what_the_model_refuses_with_the_same_errors(model, data):
+def test_a_payload_the_model_refuses_is_refused_with_the_same_errors(model, data):
     with pytest.raises(pydantic.ValidationError) as by_model:
         model.model_validate(data)
-    with pytest.raises(pydantic.ValidationError) as by_fields:
-        fields_dict_validator(model).validate_python(data)
+    with pytest.raises(pydantic.ValidationError) as by_spec:
+        spec_of(model).validate(data)
 
-    assert by_fields.value.title == by_model.value.title == model.__name__
-    assert by_fields.value.errors() == by_model.value.errors()
-
-
-@pytest.mark.parametrize("name", ["contact.created", "tag.added", "order.placed"])
-def test_the_platforms_plain_payloads_take_the_fast_path(name):
-    assert registry.get(name).plain
-
-
-@pytest.mark.parametrize("name", ["collection-create", "email.opened", "payment.succeeded"])
-def test_payloads_with_extras_or_datetimes_are_dumped_through_their_model(name):
-    assert not registry.get(name).plain
+    assert by_spec.value.title == by_model.value.title == model.__name__
+    assert by_spec.value.errors() == by_model.value.errors()
 
 
 def test_an_emitted_plain_payload_is_validated_into_its_json_dump(owner):
@@ -357,8 +331,6 @@ def test_a_payload_model_with_a_forward_reference_is_completed_when_declared():
     Later.__pydantic_parent_namespace__ = {"Part": Part}  # what a module namespace would give
     spec = declare("test.forward-ref", app="tests", payload=Later, description="Test only.")
     try:
-        assert not spec.plain
-        payload = spec.serializer.to_python(spec.validator.validate_python({"part": {"n": "3"}}), mode="json")
-        assert payload == {"part": {"n": 3}}
+        assert spec.validate({"part": {"n": "3"}}) == {"part": {"n": 3}}
     finally:
         registry._registry.pop("test.forward-ref")

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from pydantic import BaseModel
 
 from automation import engine, services
-from core.events import emit_envelope
+from core.events import Envelope, declare, emit_envelope, on_event, outbox
+from core.jobs.consumers import job_kwargs
+from core.jobs.queues import Queue
 from sync.models import Vendor
 from tests.automation.receiver import Receiver
 from tests.upstream.signing import as_body, new_whsec, signed_connection, standard_headers
@@ -79,3 +82,42 @@ def test_a_send_webhook_step(owner, settings, django_capture_on_commit_callbacks
 
     assert outcome == "done"
     assert flow.runs.count() == 2
+
+
+class HotPathPayload(BaseModel):
+    n: int
+
+
+HOT_PATH_EVENT = declare("test.hot-path", app="tests", payload=HotPathPayload, description="Test only.").name
+heard: list[Envelope] = []
+
+
+@on_event(HOT_PATH_EVENT, queue=Queue.NOTIFICATION)
+def on_hot_path(event: Envelope) -> None:
+    heard.append(event)
+
+
+def test_a_dispatch_of_one_event_to_one_queued_listener(owner, django_assert_num_queries):
+    """The hand-over publishes the event's run_listener and marks its row; the job claims its
+    receipt, loads the event and calls the listener."""
+    key = f"{on_hot_path.__module__}.{on_hot_path.__qualname__}"
+
+    def dispatch(n: int) -> None:
+        envelope, _ = emit_envelope(HOT_PATH_EVENT, org=owner.org, data={"n": n})
+        assert outbox.publish(envelope)
+        outbox.run_listener(
+            **job_kwargs(
+                {"event_id": str(envelope.id), "listener": key},
+                org_id=envelope.orgid,
+                correlation_id=envelope.correlation_id,
+                idempotency_key=outbox.listener_key(envelope.id, key),
+            )
+        )
+
+    dispatch(0)
+    # The event's row (no other queued listener, so who listens costs no query) and the mark;
+    # the job's savepoint, its receipt, the event's row, the savepoint's release.
+    with django_assert_num_queries(6):
+        dispatch(1)
+
+    assert [event.data for event in heard] == [{"n": 0}, {"n": 1}]

@@ -105,7 +105,7 @@ def test_a_queued_listener_dispatched_several_times_runs_once(owner, shared_brok
     record = services.record_create(org=owner.org, actor=owner.user, datatype=listeners.PROBE, data={})
     event = EventRecord.objects.get(name="collection-create", record_pk=str(record.pk))
     for _ in range(2):
-        assert outbox.publish(event.id, event.orgid, event.correlation_id)
+        assert outbox.publish(event)
     for _ in range(2):
         outbox.run_listener.apply_async(
             kwargs=job_kwargs(

@@ -1,7 +1,6 @@
-"""The outbox relay (core/events/outbox.Relay): a committed event is published, and its row
-marked dispatched, by a thread of the committing process, in batches; the caller waits on
-neither. Inside a transaction it is published at once; what the relay cannot publish or
-mark is left to the sweeper."""
+"""The outbox relay (core/events/outbox.Relay): a committed event's run_listener jobs are
+published, and its row marked, by a thread of the committing process, in batches; the caller
+waits on neither. Inside a transaction it goes at once; what the relay misses is the sweeper's."""
 
 from __future__ import annotations
 
@@ -38,15 +37,34 @@ def own_broker() -> Iterator[live.PrivateRedis]:
     server.stop()
 
 
+PROBE_LISTENER = f"{listeners.on_probe_created.__module__}.on_probe_created"
+
+
 def published(url: str) -> list[str]:
-    """The event ids of the dispatch messages waiting in the broker's events queue."""
-    ids = []
-    for raw in redis.Redis.from_url(url).lrange(Queue.EVENTS.value, 0, -1):
-        message = json.loads(raw)
-        if message["headers"]["task"] == "core.events.dispatch":
-            _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-            ids.extend(kwargs["event_ids"])
-    return ids
+    """The event ids of the probe listener's run_listener jobs waiting in the broker."""
+    return [event_id for _, event_id, listener in run_listener_messages(url) if listener == PROBE_LISTENER]
+
+
+def run_listener_messages(url: str) -> list[tuple[str, str, str]]:
+    """(queue, event id, listener) of every run_listener message waiting in the broker."""
+    client, found = redis.Redis.from_url(url), []
+    for queue in Queue:
+        for raw in client.lrange(queue.value, 0, -1):
+            message = json.loads(raw)
+            if message["headers"]["task"] == "core.events.run_listener":
+                _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+                found.append((queue.value, kwargs["event_id"], kwargs["listener"]))
+    return found
+
+
+def run_listener_kwargs(url: str) -> list[dict[str, Any]]:
+    client, found = redis.Redis.from_url(url), []
+    for queue in Queue:
+        for raw in client.lrange(queue.value, 0, -1):
+            message = json.loads(raw)
+            if message["headers"]["task"] == "core.events.run_listener":
+                found.append(json.loads(base64.b64decode(message["body"]))[1])
+    return found
 
 
 def times_published(url: str, *events: EventRecord) -> list[int]:
@@ -104,7 +122,7 @@ def test_one_pipeline_publishes_several_events(owner, own_broker) -> None:
     events = [create(owner, n) for n in range(3)]
     live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
 
-    assert outbox._send([(e.id, e.orgid, e.correlation_id) for e in events])
+    assert outbox._send([outbox.Pending.of(e) for e in events])
 
     assert times_published(own_broker.url, *events) == [2, 2, 2]
 
@@ -112,7 +130,7 @@ def test_one_pipeline_publishes_several_events(owner, own_broker) -> None:
 def test_inside_a_transaction_the_event_is_published_and_marked_at_once(owner, own_broker) -> None:
     with transaction.atomic():
         event = create(owner, 2)  # its on-commit publish waits for this block's commit
-        outbox._committed(event.id, owner.org.pk, event.correlation_id)  # as a captured on-commit runs
+        outbox._committed(outbox.Pending.of(event))  # as a captured on-commit runs
 
         assert times_published(own_broker.url, event) == [1]
         event.refresh_from_db()
@@ -165,71 +183,64 @@ def test_an_idle_relay_lets_go_of_its_database_connection(owner, own_broker) -> 
     assert outbox.relay.quiesce(timeout=outbox.Relay.IDLE_SECONDS + 4)
 
 
-# --- one dispatch message per org, fanned out in one job --------------------------------------
+# --- one run_listener job per (event, queued listener), published by the relay ---------------
 
 
-def run_listener_messages(url: str) -> list[tuple[str, str, str]]:
-    """(queue, event id, listener) of every run_listener message waiting in the broker."""
-    client, found = redis.Redis.from_url(url), []
-    for queue in Queue:
-        for raw in client.lrange(queue.value, 0, -1):
-            message = json.loads(raw)
-            if message["headers"]["task"] == "core.events.run_listener":
-                _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-                found.append((queue.value, kwargs["event_id"], kwargs["listener"]))
-    return found
-
-
-def test_dispatch_messages_carry_one_orgs_events_each_with_their_shared_correlation() -> None:
-    import uuid
-
-    one, two = uuid.uuid4(), uuid.uuid4()
-    ids = [uuid.uuid4() for _ in range(5)]
-    events = [(ids[0], one, "req-1"), (ids[1], two, "req-2"), (ids[2], one, "req-1"), (ids[3], one, "req-3")]
-
-    assert outbox._dispatch_messages(events) == [
-        (one, None, [str(ids[0]), str(ids[2]), str(ids[3])]),  # two requests' events: no one cause
-        (two, "req-2", [str(ids[1])]),
-    ]
-
-
-def test_a_dispatch_message_holds_at_most_a_batch_of_events(monkeypatch: Any) -> None:
-    import uuid
-
-    monkeypatch.setattr(outbox, "DISPATCH_BATCH", 2)
-    org = uuid.uuid4()
-    events = [(uuid.uuid4(), org, "req") for _ in range(5)]
-
-    assert [len(ids) for _, _, ids in outbox._dispatch_messages(events)] == [2, 2, 1]
-
-
-def test_events_of_two_orgs_published_together_go_out_as_one_dispatch_message_each(
+def test_a_publish_sends_one_job_per_event_and_listener_on_its_queue_with_the_events_context(
     owner, outsider, own_broker
 ) -> None:
+    from core.events.registry import queued_listeners
+
     mine = [create(owner, n) for n in range(3)]
     theirs = [create(outsider, n) for n in range(2)]
     live.wait_for(lambda: dispatched(*mine, *theirs), timeout=5, what="the relay")
-    redis.Redis.from_url(own_broker.url).delete(Queue.EVENTS.value)
+    redis.Redis.from_url(own_broker.url).flushdb()
+    events = [*mine, *theirs]
 
-    assert outbox._send([(e.id, e.orgid, e.correlation_id) for e in (*mine, *theirs)])
+    sent = outbox._send([outbox.Pending.of(e) for e in events])
 
-    messages = [
-        json.loads(base64.b64decode(json.loads(raw)["body"]))[1]
-        for raw in redis.Redis.from_url(own_broker.url).lrange(Queue.EVENTS.value, 0, -1)
-    ]
-    assert sorted((m["org_id"], sorted(m["event_ids"])) for m in messages) == sorted(
-        [
-            (str(owner.org.pk), sorted(str(e.pk) for e in mine)),
-            (str(outsider.org.pk), sorted(str(e.pk) for e in theirs)),
-        ]
+    expected = sorted(
+        (listener.queue.value, str(e.pk), listener.key)
+        for e in events
+        for listener in queued_listeners(e.name, e.datatype, e.orgid)
     )
+    assert sent == len(expected) >= 2 * len(events)
+    assert sorted(run_listener_messages(own_broker.url)) == expected
+    by_event = {str(e.pk): e for e in events}
+    for kwargs in run_listener_kwargs(own_broker.url):
+        event = by_event[kwargs["event_id"]]
+        assert (kwargs["org_id"], kwargs["correlation_id"], kwargs["idempotency_key"]) == (
+            str(event.orgid),
+            event.correlation_id,
+            outbox.listener_key(event.pk, kwargs["listener"]),
+        )
+
+
+def test_a_publish_asks_who_listens_once_per_kind_of_event(owner, own_broker, monkeypatch: Any) -> None:
+    events = [create(owner, n) for n in range(4)]
+    live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
+    asked: list[tuple[Any, ...]] = []
+    real = outbox.queued_listeners
+
+    def counting(*kind: Any) -> Any:
+        asked.append(kind)
+        return real(*kind)
+
+    monkeypatch.setattr(outbox, "queued_listeners", counting)
+
+    assert outbox._send([outbox.Pending.of(e) for e in events])
+    assert asked == [("collection-create", listeners.PROBE, owner.org.pk)]
+
+
+# --- core.events.dispatch: what messages and dead letters from before still name ---------------
 
 
 def test_one_dispatch_job_fans_a_batch_out_to_every_listener_of_every_event(owner, own_broker) -> None:
-    from core.events.bus import queued_listeners
+    from core.events.registry import queued_listeners
 
     events = [create(owner, n) for n in range(3)]
     live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
+    redis.Redis.from_url(own_broker.url).flushdb()
     expected = sorted(
         (listener.queue.value, str(e.pk), listener.key)
         for e in events
@@ -243,20 +254,6 @@ def test_one_dispatch_job_fans_a_batch_out_to_every_listener_of_every_event(owne
     assert sorted(run_listener_messages(own_broker.url)) == expected
 
 
-def test_a_dispatch_skips_the_listeners_that_already_ran(owner, own_broker) -> None:
-    from core.models import JobReceipt
-
-    events = [create(owner, n) for n in range(2)]
-    live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
-    key = listeners.on_probe_created.__module__ + ".on_probe_created"
-    JobReceipt.objects.create(key=outbox.listener_key(events[0].pk, key), task="core.events.run_listener")
-
-    outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=[str(e.pk) for e in events])
-
-    probes = [(event, lst) for _, event, lst in run_listener_messages(own_broker.url) if lst == key]
-    assert probes == [(str(events[1].pk), key)]
-
-
 def test_a_dispatch_sends_the_events_it_finds_and_dead_letters_the_missing_one(owner, own_broker) -> None:
     import uuid
 
@@ -264,6 +261,7 @@ def test_a_dispatch_sends_the_events_it_finds_and_dead_letters_the_missing_one(o
 
     event = create(owner, 1)
     live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
+    redis.Redis.from_url(own_broker.url).flushdb()
     ghost = str(uuid.uuid4())
 
     with pytest.raises(PermanentError, match=f"event\\(s\\) {ghost} not found"):
@@ -275,6 +273,7 @@ def test_a_dispatch_sends_the_events_it_finds_and_dead_letters_the_missing_one(o
 def test_a_dispatch_of_one_event_as_published_before_batching_still_fans_out(owner, own_broker) -> None:
     event = create(owner, 1)
     live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
+    redis.Redis.from_url(own_broker.url).flushdb()
 
     assert outbox.dispatch.run(org_id=str(owner.org.pk), event_id=str(event.pk)) >= 1
     assert {event_id for _, event_id, _ in run_listener_messages(own_broker.url)} == {str(event.pk)}
