@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from typing import Any
 
 from celery import Task
+from django.conf import settings
 from django.utils import timezone
 
 from core.jobs.queues import Queue
@@ -23,6 +25,15 @@ def message_reprs(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> 
 
 
 REPR_LIMIT = 1024
+
+
+def broker_countdown(delay: float) -> float:
+    """The countdown a publish carries for this wait. RabbitMQ's native delayed delivery counts
+    whole seconds (and refuses a fraction under one): its waits are rounded up, never down, so
+    a job never runs early. Redis keeps the fraction."""
+    if delay <= 0:
+        return 0
+    return float(math.ceil(delay)) if settings.BROKER_IS_AMQP else delay
 
 
 def publish_or_keep(
@@ -42,7 +53,7 @@ def publish_or_keep(
     publish: dict[str, Any] = {
         **options,
         **message_reprs(args, kwargs),
-        "countdown": countdown,
+        "countdown": broker_countdown(countdown),
         **({"queue": queue} if queue else {}),
     }
     try:
