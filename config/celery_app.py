@@ -5,13 +5,12 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_process_shutdown
-from django.conf import settings
 from django.db import close_old_connections
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from core import broker
-from core.jobs.queues import Queue
+from core.jobs.queues import Queue, broker_is_amqp
 
 broker.install()  # kombu's Redis transport, reusing its publish client (core/broker.py)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -20,7 +19,9 @@ app = Celery("platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 app.conf.task_default_queue = Queue.ONEOFF.value
-if settings.BROKER_IS_AMQP:
+# From the environment as settings read it: Django's settings are not loaded yet at this import
+# (config/wsgi.py and asgi.py set their variables first).
+if broker_is_amqp(os.environ.get("BROKER_URL", "")):
     # Quorum queues bound to one topic exchange: Celery's native delayed delivery routes a
     # countdown through its delay exchanges and back here, which a direct exchange cannot take.
     _exchange = Exchange("platform", type="topic", durable=True)

@@ -10,6 +10,7 @@ from typing import Any
 import django_stubs_ext
 import environ
 
+from core.jobs.queues import broker_is_amqp
 from core.runtime.embedded import socket_path
 
 # Lets classes such as ModelSerializer[Record] and ModelAdmin[Org] be subscripted at runtime.
@@ -214,7 +215,7 @@ CACHES = redis_cache(REDIS_URL)
 # BROKER_URL picks the broker: Redis (REDIS_URL's, the default) or RabbitMQ (amqp://...);
 # docs/deploy.md#choosing-a-broker says when to choose each.
 CELERY_BROKER_URL = _kombu_url(env.str("BROKER_URL", default="") or REDIS_URL)
-BROKER_IS_AMQP = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
+BROKER_IS_AMQP = broker_is_amqp(CELERY_BROKER_URL)
 # No result backend: outcomes that matter are rows in Postgres (receipts, dead letters),
 # and a result backend on Redis would only be memory we must remember to expire.
 CELERY_RESULT_BACKEND = None

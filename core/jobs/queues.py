@@ -37,6 +37,11 @@ PREFETCH: dict[Queue, int] = {
 }
 
 
+def broker_is_amqp(url: str) -> bool:
+    """Whether a BROKER_URL names RabbitMQ (else it is Redis)."""
+    return url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
 def prefetch_for(queues: list[Queue] | tuple[Queue, ...]) -> int:
     return min(PREFETCH[queue] for queue in queues)
 
