@@ -177,6 +177,8 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                     args=args,
                     kwargs=kwargs,
                     countdown=broker_countdown(delay),
+                    # The queue it came from: on RabbitMQ a delayed retry is routed afresh.
+                    queue=self._queue(),
                     exc=exc,
                     throw=False,
                     headers=headers,
