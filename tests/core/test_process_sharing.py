@@ -17,6 +17,7 @@ from django.db import connection as default_connection
 from config.celery_app import app as celery_app
 from core import broker
 from core.db.sqlite3.base import DatabaseWrapper
+from tests import brokers
 
 
 def in_thread(func: Callable[[], Any]) -> Any:
@@ -126,6 +127,7 @@ def test_every_thread_s_cache_uses_one_redis_pool_and_client() -> None:
 # --- the broker's publish client ---------------------------------------------------------------------
 
 
+@pytest.mark.skipif(brokers.is_rabbit(), reason="core/broker.py patches kombu's Redis transport only")
 def test_the_broker_channel_reuses_one_client_for_its_publishes() -> None:
     with celery_app.connection_for_write() as conn:
         channel = conn.default_channel
