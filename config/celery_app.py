@@ -6,17 +6,30 @@ from typing import Any
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 from django.db import close_old_connections
+from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from core.jobs.queues import Queue
+from core.jobs.queues import Queue, broker_is_amqp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
 app.conf.task_default_queue = Queue.ONEOFF.value
+# From the environment as settings read it: Django's settings are not loaded yet at this import
+# (config/wsgi.py and asgi.py set their variables first).
+if broker_is_amqp(os.environ.get("BROKER_URL", "")):
+    # Quorum queues bound to one topic exchange: Celery's native delayed delivery routes a
+    # countdown through its delay exchanges and back here, which a direct exchange cannot take.
+    _exchange = Exchange("platform", type="topic", durable=True)
+    app.conf.update(task_default_exchange=_exchange.name, task_default_exchange_type=_exchange.type)
+    app.conf.task_queues = [
+        KombuQueue(q.value, _exchange, routing_key=q.value, queue_arguments={"x-queue-type": "quorum"})
+        for q in Queue
+    ]
+else:
+    app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
 
 
 def route_by_consumer(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:

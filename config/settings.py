@@ -10,6 +10,7 @@ from typing import Any
 import django_stubs_ext
 import environ
 
+from core.jobs.queues import broker_is_amqp
 from core.runtime.embedded import socket_path
 
 # Lets classes such as ModelSerializer[Record] and ModelAdmin[Org] be subscripted at runtime.
@@ -207,7 +208,10 @@ CACHES = redis_cache(REDIS_URL)
 
 # --- Celery -------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = _kombu_url(REDIS_URL)
+# BROKER_URL picks the broker: Redis (REDIS_URL's, the default) or RabbitMQ (amqp://...);
+# docs/deploy.md#choosing-a-broker says when to choose each.
+CELERY_BROKER_URL = _kombu_url(env.str("BROKER_URL", default="") or REDIS_URL)
+BROKER_IS_AMQP = broker_is_amqp(CELERY_BROKER_URL)
 # No result backend: outcomes that matter are rows in Postgres (receipts, dead letters),
 # and a result backend on Redis would only be memory we must remember to expire.
 CELERY_RESULT_BACKEND = None
@@ -220,11 +224,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Longer than any task's hard time limit, so acks_late never re-delivers a running job.
-    "visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT", default=3600),
-    "socket_connect_timeout": 2,
-    "socket_timeout": 5,
+# How long a delivered message may stay unacknowledged before the broker hands it out again:
+# Redis' visibility timeout; RabbitMQ's consumer_timeout (its default is 30 min), past which
+# it closes the channel. Every job's deadline and countdown must end well within it.
+BROKER_ACK_TIMEOUT_SECONDS = (
+    env.int("RABBITMQ_CONSUMER_TIMEOUT", default=1800)
+    if BROKER_IS_AMQP
+    else env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)
+)
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     # A producer whose broker is down gives up after one quick retry instead of kombu's
     # default ~6 s of attempts: a request publishing after commit answers promptly and the
     # outbox sweeper publishes later. (The worker's consumer reconnects on its own loop.)
@@ -233,6 +241,23 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_step": 0.5,
     "interval_max": 0.5,
 }
+if BROKER_IS_AMQP:
+    # Quorum queues on topic exchanges (config/celery_app.py): replicated, and Celery's native
+    # delayed delivery (countdowns wait in the broker, never in a worker's memory).
+    CELERY_BROKER_TRANSPORT_OPTIONS["confirm_publish"] = True  # a publish returns once stored
+    CELERY_BROKER_CONNECTION_TIMEOUT = 2
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    # The connection lost, RabbitMQ hands the unacknowledged messages out again at once: stop
+    # the jobs they carried rather than run them twice.
+    CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        # Longer than any task's hard time limit, so acks_late never re-delivers a running job.
+        visibility_timeout=BROKER_ACK_TIMEOUT_SECONDS,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+    )
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"

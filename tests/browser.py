@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.conf import settings
 from playwright.sync_api import Browser, Playwright
 
 from core.runtime import processes
@@ -53,7 +52,7 @@ def collected_static() -> Path:
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
         cwd=ROOT,
-        env=live.process_env(settings.REDIS_URL, STATIC_ROOT=str(root)),
+        env=live.process_env(STATIC_ROOT=str(root)),
         check=True,
         timeout=300,
     )
@@ -66,7 +65,7 @@ def web_server(process_type: str = "web") -> Iterator[str]:
     `realtime` (uvicorn, config.asgi), as `make run` serves pages, on the test database and
     broker, serving the collected static files; yields its base URL."""
     port = free_port()
-    env = live.process_env(settings.REDIS_URL, STATIC_ROOT=str(collected_static()))
+    env = live.process_env(STATIC_ROOT=str(collected_static()))
     command = {"web": processes.web, "realtime": processes.realtime}[process_type]
     server = Process(command(host="127.0.0.1", port=port), env, process_type)
     base = f"http://127.0.0.1:{port}"

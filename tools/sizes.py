@@ -12,7 +12,7 @@ MAX_MODULE = 400
 MAX_FUNCTION = 60
 APPS = ("config", "core", "sync", "automation", "crm", "storefront", "chat", "events", "banking")
 # Owned by the event-path and plumbing work of issue 12, measured there.
-SKIP = ("core/events/", "core/db/", "core/cache.py", "core/broker.py")
+SKIP: tuple[str, ...] = ("config/settings.py",)  # settings are one list, long by nature
 
 
 def offenders(root: Path) -> list[str]:

@@ -26,13 +26,14 @@ from core.jobs.context import JobContext, job_context
 from core.jobs.publish import (
     DEFAULT_TIME_LIMIT,
     KEPT,
+    broker_countdown,
     keep_until_done,
     kept_job_done,
     kept_job_retries,
     publish_or_keep,
     schedule,
 )
-from core.jobs.queues import Queue
+from core.jobs.queues import Queue, queue_of
 from core.models import JobReceipt
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
 
     def _queue(self) -> str:
         """The queue this delivery came from: a listener's or a replay's own, else the consumer's."""
-        return str((self.request.delivery_info or {}).get("routing_key") or self.consumer_queue.value)
+        return queue_of(self.request.delivery_info) or self.consumer_queue.value
 
     def _run(self, job: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not self.idempotent:
@@ -190,7 +191,14 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
         if countdown_allowed(self, delay):
             try:
                 retry = self.retry(
-                    args=args, kwargs=kwargs, countdown=delay, exc=exc, throw=False, headers=headers
+                    args=args,
+                    kwargs=kwargs,
+                    countdown=broker_countdown(delay),
+                    # The queue it came from: on RabbitMQ a delayed retry is routed afresh.
+                    queue=self._queue(),
+                    exc=exc,
+                    throw=False,
+                    headers=headers,
                 )
             except Exception:
                 logger.warning(
@@ -212,7 +220,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                 **({"headers": headers} if headers else {}),
             },
             # The queue it came from: a listener's or a replay's own queue, not only the default.
-            queue=(self.request.delivery_info or {}).get("routing_key"),
+            queue=queue_of(self.request.delivery_info),
             supersedes=True,
         )
         raise Ignore()
@@ -229,8 +237,10 @@ _consumers: dict[str, ConsumerTask] = {}
 
 
 def visibility_timeout() -> float:
-    """Seconds after which Redis hands an unacknowledged message to a worker again."""
-    return float(settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
+    """Seconds after which the broker hands an unacknowledged message to a worker again (Redis'
+    visibility timeout; RabbitMQ's consumer_timeout closes the channel then)."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    return float(options.get("visibility_timeout", settings.BROKER_ACK_TIMEOUT_SECONDS))
 
 
 def max_time_limit() -> int:

@@ -4,6 +4,7 @@ later. A job queued inside a transaction is a row of that transaction until it i
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,7 +76,7 @@ def publish_kept(task: Task, row: ScheduledJob, countdown: float) -> None:  # ty
             row.kwargs,
             retry=False,
             task_id=row.task_id,
-            countdown=countdown,
+            countdown=broker_countdown(countdown),
             **message_reprs(row.args, row.kwargs),
         )
     except Exception as exc:
@@ -108,6 +109,15 @@ def kept_job_retries(task: Task, task_id: str, countdown: float) -> None:  # typ
     )
 
 
+def broker_countdown(delay: float) -> float:
+    """The countdown a publish carries for this wait. RabbitMQ's native delayed delivery counts
+    whole seconds (and refuses a fraction under one): its waits are rounded up, never down, so
+    a job never runs early. Redis keeps the fraction."""
+    if delay <= 0:
+        return 0
+    return float(math.ceil(delay)) if settings.BROKER_IS_AMQP else delay
+
+
 def publish_or_keep(
     task: Task,  # type: ignore[type-arg]
     args: tuple[Any, ...] | list[Any],
@@ -125,7 +135,7 @@ def publish_or_keep(
     publish: dict[str, Any] = {
         **options,
         **message_reprs(args, kwargs),
-        "countdown": countdown,
+        "countdown": broker_countdown(countdown),
         **({"queue": queue} if queue else {}),
     }
     try:

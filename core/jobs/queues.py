@@ -1,6 +1,9 @@
 """The queues: one per consumer type in the spec, plus `events` for the outbox fan-out."""
 
+import re
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class Queue(StrEnum):
@@ -34,5 +37,23 @@ PREFETCH: dict[Queue, int] = {
 }
 
 
+def broker_is_amqp(url: str) -> bool:
+    """Whether a BROKER_URL names RabbitMQ (else it is Redis)."""
+    return url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
 def prefetch_for(queues: list[Queue] | tuple[Queue, ...]) -> int:
     return min(PREFETCH[queue] for queue in queues)
+
+
+# RabbitMQ's native delayed delivery routes a countdown's message with its delay spelled in 28
+# binary digits ahead of the queue's routing key ("0.0.….1.1.oneoff"); kombu strips it again
+# only when it publishes the next delay.
+_DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
+
+
+def queue_of(delivery_info: Mapping[str, Any] | None) -> str | None:
+    """The queue a delivered message came from (its routing key, as our queues are bound), with
+    any delay prefix removed: what a retry, a dead letter and monitoring should name."""
+    routing_key = (delivery_info or {}).get("routing_key")
+    return _DELAY_PREFIX.sub("", str(routing_key), count=1) if routing_key else None

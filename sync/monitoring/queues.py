@@ -18,9 +18,10 @@ from celery.signals import before_task_publish, task_postrun
 from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
+from kombu import Queue as KombuQueue
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
-from core.jobs.queues import Queue
+from core.jobs.queues import Queue, queue_of
 from core.models import DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def count_outcome(task: Any = None, state: str | None = None, **kwargs: Any) -> 
     else:
         return
     request = getattr(task, "request", None)
-    queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or getattr(
+    queue = queue_of(getattr(request, "delivery_info", None)) or getattr(
         getattr(task, "consumer_queue", None), "value", "unknown"
     )
     key = f"{_COUNTER_PREFIX}{int(time.time() // 60)}"
@@ -199,17 +200,43 @@ def _read_workers(stats: dict[str, QueueStats]) -> dict[str, Any]:
     return {"replied": sorted(replies), "error": None}
 
 
+def _read_amqp_queues(stats: dict[str, QueueStats]) -> None:
+    """RabbitMQ: a passive declare answers a queue's ready messages (its depth). What workers
+    hold unacknowledged, and the oldest message's age, need the management API: left null."""
+    with current_app.connection_for_read() as connection:
+        connection.ensure_connection(max_retries=1)
+        for name, entry in stats.items():
+            channel: Any = connection.channel()
+            try:
+                declared: Any = KombuQueue(name, channel=channel).queue_declare(passive=True)
+            except connection.channel_errors:
+                entry.depth = 0  # not declared yet: no worker has started, nothing was sent
+                continue
+            entry.depth = int(declared.message_count)
+            channel.close()
+
+
+def _amqp_errors() -> tuple[type[BaseException], ...]:
+    if not settings.BROKER_IS_AMQP:
+        return ()
+    return tuple(current_app.connection_for_read().connection_errors)
+
+
 def queue_stats() -> dict[str, Any]:
     """Everything `GET /monitoring/queues/` shows; broker numbers are null when it is unreachable."""
     stats = {queue.value: QueueStats(name=queue.value) for queue in Queue}
     now = time.time()
     broker_status: dict[str, Any] = {"reachable": True, "error": None}
+    errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, *_amqp_errors())
     try:
         client = broker()
-        _read_queues(client, stats, now)
-        _read_unacked(client, stats)
+        if settings.BROKER_IS_AMQP:
+            _read_amqp_queues(stats)
+        else:
+            _read_queues(client, stats, now)
+            _read_unacked(client, stats)
         _read_counters(client, stats, now)
-    except (redis.RedisError, OSError) as exc:
+    except errors as exc:
         # The class only: a connection error's text may name the broker's address.
         broker_status = {"reachable": False, "error": f"broker unreachable ({type(exc).__name__})"}
     _read_dead_letters(stats)

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from automation.models import Flow, FlowRun, RunStatus, StepRun
 from core.events import outbox
@@ -107,9 +106,7 @@ def test_the_spec_example_posts_one_signed_request_when_a_contact_is_created(own
                               idempotency_key=listener_key(event.id, LISTENER) + ":lost-receipt"),
             queue=Queue.AUTOMATION_TRIGGER.value,
         )  # fmt: skip
-        live.wait_for(
-            lambda: live.broker_messages(settings.REDIS_URL) == (0, 0), timeout=20, what="queues drained"
-        )
+        live.wait_for(lambda: live.broker_messages() == (0, 0), timeout=20, what="queues drained")
         time.sleep(1.0)
         assert FlowRun.objects.filter(flow_id=flow_id).count() == 1
         assert len(receiver.deliveries) == 1
@@ -186,9 +183,7 @@ def test_410_disables_the_flow_and_says_why(owner, worker):
         )
 
         add_contact(owner, email="grace@example.com")
-        live.wait_for(
-            lambda: live.broker_messages(settings.REDIS_URL) == (0, 0), timeout=20, what="queues drained"
-        )
+        live.wait_for(lambda: live.broker_messages() == (0, 0), timeout=20, what="queues drained")
         time.sleep(1.0)
         assert FlowRun.objects.filter(flow_id=flow_id).count() == 1 and len(receiver.deliveries) == 1
 
@@ -291,9 +286,7 @@ def test_the_loop_guard_stops_a_flow_that_updates_its_own_trigger(owner, worker)
         timeout=30,
         what=f"the skipped run; worker log:\n{worker.output()[-4000:]}",
     )
-    live.wait_for(
-        lambda: live.broker_messages(settings.REDIS_URL) == (0, 0), timeout=20, what="queues drained"
-    )
+    live.wait_for(lambda: live.broker_messages() == (0, 0), timeout=20, what="queues drained")
     time.sleep(1.0)
     runs = FlowRun.objects.filter(flow_id=flow_id)
     assert sorted(runs.values_list("status", flat=True)) == ["skipped", "succeeded"]
@@ -313,7 +306,7 @@ def beats() -> Any:
 
 
 def test_a_wait_is_released_by_the_scheduled_job_tick(owner, worker, beats):
-    beats.append(live.Beat(settings.REDIS_URL))
+    beats.append(live.Beat())
     secret = new_whsec()
     with Receiver(secret) as receiver:
         pause = {"id": "pause", "type": "wait", "config": {"duration": {"seconds": 3}}}
@@ -353,7 +346,7 @@ def test_a_cron_flow_ticks_once_per_tick_with_two_beats(owner, worker, beats):
         flow_id = hook_flow(
             owner, receiver.url, secret, schedule={"cron": "* * * * *", "timezone": "Europe/Paris"}
         )
-        beats.extend([live.Beat(settings.REDIS_URL), live.Beat(settings.REDIS_URL)])
+        beats.extend([live.Beat(), live.Beat()])
         deadline = (boundary - datetime.now(UTC)).total_seconds() + 45
         run = live.wait_for(lambda: FlowRun.objects.filter(flow_id=flow_id, scheduled_for=boundary).first(),
                             timeout=deadline, interval=0.5,

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import Page, Request, Response, Route, expect, sync_playwright
 
 from core.models import User
@@ -89,7 +88,7 @@ def test_a_newcomer_signs_in_as_make_run_says_and_browses_the_api(web):
     printed = subprocess.run(
         [sys.executable, "manage.py", "create_org", "demo", "--owner", "owner@example.com",
          "--if-missing", "--password"],
-        cwd=ROOT, env=live.process_env(settings.REDIS_URL), capture_output=True, text=True, check=True,
+        cwd=ROOT, env=live.process_env(), capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     found = re.search(r"^Password for (\S+): (\S+)  \(sign in at (\S+) ", printed, re.MULTILINE)
     assert found, printed

@@ -13,8 +13,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import transaction
 
 from core import services
@@ -23,7 +21,7 @@ from core.events.outbox import listener_key
 from core.jobs.consumers import job_kwargs
 from core.jobs.queues import Queue
 from core.models import EventRecord, JobReceipt, Record
-from tests import listeners, live
+from tests import brokers, listeners, live
 from tests.processes import ROOT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -33,28 +31,23 @@ def hits() -> list[Record]:
     return list(Record.objects.filter(datatype=listeners.HIT))
 
 
-def queued_messages(redis_url: str) -> int:
-    client = redis.Redis.from_url(redis_url)
-    return sum(int(client.llen(q.value)) for q in Queue)
+def queued_messages(broker: brokers.Broker) -> int:
+    return broker.messages()[0]
 
 
 @pytest.fixture
-def shared_broker() -> Iterator[str]:
-    """The session's broker (embedded Redis, or REDIS_URL), emptied of earlier tests' messages."""
-    live.purge(settings.REDIS_URL)
-    yield settings.REDIS_URL
-    live.purge(settings.REDIS_URL)
+def shared_broker() -> Iterator[brokers.Broker]:
+    """The session's broker, emptied of earlier tests' messages."""
+    live.purge()
+    yield brokers.session()
+    live.purge()
 
 
 @pytest.fixture
-def private_broker() -> Iterator[live.PrivateRedis]:
-    """A Redis of this test's own, which it may stop; this process publishes to it meanwhile."""
-    server = live.PrivateRedis()
-    server.start()
-    live.use_broker(server.url)
-    yield server
-    live.use_broker(settings.REDIS_URL)
-    server.stop()
+def private_broker() -> Iterator[brokers.Broker]:
+    """A broker of this test's own, which it may stop; this process publishes to it meanwhile."""
+    with brokers.private() as broker:
+        yield broker
 
 
 @pytest.fixture
@@ -65,8 +58,8 @@ def workers() -> Iterator[list[live.Worker]]:
         worker.stop()
 
 
-def start_worker(workers: list[live.Worker], redis_url: str, **env: str) -> live.Worker:
-    worker = live.Worker(redis_url, extra_env=env)
+def start_worker(workers: list[live.Worker], broker: brokers.Broker, **env: str) -> live.Worker:
+    worker = live.Worker(broker, extra_env=env)
     workers.append(worker)
     return worker.wait_ready()
 
@@ -159,7 +152,7 @@ def test_a_create_while_the_broker_is_down_answers_promptly_and_is_delivered_lat
     assert event.dispatched_at is None  # committed, not yet handed over
 
     private_broker.start()
-    worker = start_worker(workers, private_broker.url, OUTBOX_SWEEP_AFTER_SECONDS="0")
+    worker = start_worker(workers, private_broker, OUTBOX_SWEEP_AFTER_SECONDS="0")
     # What beat does every few seconds: the sweeper, run on the worker.
     outbox.sweep_outbox.apply_async(kwargs={"org_id": None}, queue=Queue.EVENTS.value)
 
@@ -178,11 +171,11 @@ def test_a_rolled_back_transaction_leaves_no_event_and_sends_no_job(owner, priva
 
     assert not Record.objects.filter(datatype=listeners.PROBE).exists()
     assert not EventRecord.objects.filter(datatype=listeners.PROBE).exists()
-    assert queued_messages(private_broker.url) == 0
+    assert queued_messages(private_broker) == 0
 
-    start_worker(workers, private_broker.url, OUTBOX_SWEEP_AFTER_SECONDS="0")
+    start_worker(workers, private_broker, OUTBOX_SWEEP_AFTER_SECONDS="0")
     outbox.sweep_outbox.apply_async(kwargs={"org_id": None}, queue=Queue.EVENTS.value)
-    live.wait_for(lambda: queued_messages(private_broker.url) == 0, timeout=30, what="the sweep to run")
+    live.wait_for(lambda: queued_messages(private_broker) == 0, timeout=30, what="the sweep to run")
     time.sleep(1.0)
     assert hits() == []
 
@@ -205,7 +198,7 @@ with transaction.atomic():
 def test_an_event_whose_publisher_died_after_commit_is_delivered_by_the_sweeper(
     owner, private_broker, workers
 ):
-    env = live.process_env(private_broker.url)
+    env = live.process_env(private_broker)
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", CRASH_AFTER_COMMIT],
         cwd=ROOT,
@@ -216,10 +209,10 @@ def test_an_event_whose_publisher_died_after_commit_is_delivered_by_the_sweeper(
 
     event = EventRecord.objects.get(name="collection-create", datatype=listeners.PROBE)
     assert event.dispatched_at is None
-    assert queued_messages(private_broker.url) == 0
+    assert queued_messages(private_broker) == 0
 
-    worker = start_worker(workers, private_broker.url, OUTBOX_SWEEP_AFTER_SECONDS="1")
-    beat = live.Beat(private_broker.url, OUTBOX_SWEEP_INTERVAL_SECONDS="1", OUTBOX_SWEEP_AFTER_SECONDS="1")
+    worker = start_worker(workers, private_broker, OUTBOX_SWEEP_AFTER_SECONDS="1")
+    beat = live.Beat(private_broker, OUTBOX_SWEEP_INTERVAL_SECONDS="1", OUTBOX_SWEEP_AFTER_SECONDS="1")
     try:
         [hit] = live.wait_for(
             hits,

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from django.conf import settings
 from websockets.sync.client import connect
 
 from core.runtime import processes
@@ -50,7 +49,7 @@ def test_both_entry_points_have_the_web_process_statement_timeout(entry_point: s
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_web_serves_the_api_and_realtime_the_websockets(owner) -> None:
-    env = live.process_env(settings.REDIS_URL)
+    env = live.process_env()
     web_port, realtime_port = free_port(), free_port()
     web = Process(processes.web(host="127.0.0.1", port=web_port), env, "web")
     realtime = Process(processes.realtime(host="127.0.0.1", port=realtime_port), env, "realtime")

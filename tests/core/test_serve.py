@@ -28,10 +28,10 @@ def free_port() -> int:
 
 
 def test_serve_runs_the_whole_system_and_stops_cleanly_on_one_signal(owner, tmp_path):
-    live.purge(settings.REDIS_URL)
+    live.purge()
     port = free_port()
     log = tmp_path / "serve.log"
-    env = live.process_env(settings.REDIS_URL)
+    env = live.process_env()
     if settings.REDIS_EMBEDDED:
         # The embedded default, as `make run` has it: serve starts (or finds) the embedded
         # Redis on var/redis.sock for its children.
@@ -135,7 +135,7 @@ def test_serve_under_make_leaves_nothing_behind_when_its_group_is_signalled_twic
     port = free_port()
     log = tmp_path / "serve.log"
     (tmp_path / "Makefile").write_text(MAKEFILE)
-    env = live.process_env(settings.REDIS_URL, VAR_DIR=str(tmp_path / "var"))
+    env = live.process_env(VAR_DIR=str(tmp_path / "var"))
     env.pop("REDIS_URL")  # serve starts an embedded Redis of its own (under tmp_path/var)
     make = subprocess.Popen(
         ["make", "--no-print-directory", "-f", str(tmp_path / "Makefile"), "run",
@@ -179,10 +179,10 @@ def test_serve_under_make_leaves_nothing_behind_when_its_group_is_signalled_twic
 
 
 def test_serve_restarts_a_child_that_dies_and_the_system_keeps_working(owner, tmp_path):
-    live.purge(settings.REDIS_URL)
+    live.purge()
     port = free_port()
     log = tmp_path / "serve.log"
-    env = live.process_env(settings.REDIS_URL)
+    env = live.process_env()
     serve = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
         cwd=ROOT,

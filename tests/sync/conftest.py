@@ -6,20 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
 
-from tests import live
+from tests import brokers, live
 from tests.sync import workers as live_workers
 
 
 @pytest.fixture
-def private_broker() -> Iterator[live.PrivateRedis]:
+def private_broker() -> Iterator[brokers.Broker]:
     with live_workers.private_broker() as server:
         yield server
 
 
 @pytest.fixture
-def workers(private_broker: live.PrivateRedis) -> Iterator[list[live.Worker]]:
+def workers(private_broker: brokers.Broker) -> Iterator[list[live.Worker]]:
     with live_workers.worker_pool() as started:
         yield started
 
@@ -38,8 +37,8 @@ def worker_env() -> dict[str, str]:
 
 @pytest.fixture
 def worker(worker_env: dict[str, str]) -> Iterator[live.Worker]:
-    live.purge(settings.REDIS_URL)
-    started = live.Worker(settings.REDIS_URL, extra_env=worker_env).wait_ready()
+    live.purge()
+    started = live.Worker(extra_env=worker_env).wait_ready()
     yield started
     started.stop()
-    live.purge(settings.REDIS_URL)
+    live.purge()

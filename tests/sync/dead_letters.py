@@ -10,14 +10,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
-from django.conf import settings
 from django.utils import timezone
 
 from core.jobs.consumers import enqueue
 from core.jobs.queues import Queue
 from core.models import ApiToken, DeadLetter, Org, User
-from tests import jobs, live
+from tests import brokers, jobs, live
 from tests.factories import Caller, client_for
 
 
@@ -80,7 +78,7 @@ def staff_caller(email: str = "ops@example.com", **extra: Any) -> Caller:
 
 
 def queue_length(queue: str = Queue.ONEOFF.value) -> int:
-    return int(redis.Redis.from_url(settings.REDIS_URL).llen(queue))
+    return brokers.session().depth(queue)
 
 
 @contextmanager
@@ -121,8 +119,8 @@ def wait_for_outcomes(letter: DeadLetter, outcomes: list[str], worker: live.Work
 
 @contextmanager
 def running_worker() -> Iterator[live.Worker]:
-    live.purge(settings.REDIS_URL)
-    worker = live.Worker(settings.REDIS_URL).wait_ready()
+    live.purge()
+    worker = live.Worker().wait_ready()
     try:
         yield worker
     finally:

@@ -55,7 +55,7 @@ def http_error(status: int) -> requests.HTTPError:
 def test_a_permanent_error_skips_the_retries_and_is_dead_lettered_at_once(
     owner, private_broker, workers, key
 ):
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
 
     with context.caused_by(correlation=f"req-{key}"):
         task_id = enqueue(jobs.fail_permanently, org_id=owner.org.pk, key=key)
@@ -74,7 +74,7 @@ def test_a_permanent_error_skips_the_retries_and_is_dead_lettered_at_once(
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_a_4xx_answer_is_permanent_but_a_429_is_retried(owner, private_broker, workers, key):
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
 
     not_found = enqueue(jobs.fail_with_status, org_id=owner.org.pk, key=f"{key}-404", status=404)
     throttled = enqueue(jobs.fail_with_status, org_id=owner.org.pk, key=f"{key}-429", status=429)
@@ -94,7 +94,7 @@ def test_a_job_killed_by_its_hard_time_limit_is_counted_and_dead_lettered(
 ):
     # The job swallows the soft limit, so the hard one kills its process each time. Acking
     # that message (Celery's default on a timeout) would lose the job without a trace.
-    worker = start_worker(workers, private_broker.url, concurrency=1)
+    worker = start_worker(workers, private_broker, concurrency=1)
 
     task_id = enqueue(jobs.outlive_hard_limit, org_id=owner.org.pk, key=key)
 
@@ -107,9 +107,7 @@ def test_a_job_killed_by_its_hard_time_limit_is_counted_and_dead_lettered(
         (2, "redelivered"),
         (3, "redelivered"),
     ]
-    live.wait_for(
-        lambda: live.broker_messages(private_broker.url) == (0, 0), timeout=10, what="the final ack"
-    )
+    live.wait_for(lambda: live.broker_messages(private_broker) == (0, 0), timeout=10, what="the final ack")
     assert worker.process.poll() is None
 
 
@@ -119,7 +117,7 @@ def test_retry_waits_past_the_countdown_limit_become_scheduled_jobs_of_the_same_
     owner, private_broker, workers, key
 ):
     # JOB_MAX_COUNTDOWN_SECONDS=0 in the worker: every retry wait goes to the database.
-    worker = start_worker(workers, private_broker.url, JOB_MAX_COUNTDOWN_SECONDS="0")
+    worker = start_worker(workers, private_broker, JOB_MAX_COUNTDOWN_SECONDS="0")
 
     task_id = enqueue(jobs.fail_always, org_id=owner.org.pk, key=key, correlation_id=f"corr-{key}")
     for retries in (1, 2):
@@ -137,7 +135,7 @@ def test_retry_waits_past_the_countdown_limit_become_scheduled_jobs_of_the_same_
         assert row.run_at <= timezone.now() + timedelta(seconds=1)
         # Nothing waits on the broker: the failed delivery's ack follows the row's commit.
         live.wait_for(
-            lambda: live.broker_messages(private_broker.url) == (0, 0),
+            lambda: live.broker_messages(private_broker) == (0, 0),
             timeout=10,
             what="the failed try's ack",
         )
@@ -186,7 +184,7 @@ def test_a_job_enqueued_while_the_broker_is_down_is_kept_and_runs_once_it_is_bac
     assert row.status == ScheduledJobStatus.PENDING
 
     private_broker.start()
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
     assert release_due_jobs() == 1
     live.wait_for(lambda: jobs.effects(key) == 1, timeout=30, what=f"the kept job; {logs(worker)}")
     assert release_due_jobs() == 0
@@ -205,19 +203,19 @@ def test_enqueue_publishes_after_commit_and_nothing_from_a_rolled_back_transacti
         enqueue(jobs.record_run, org_id=owner.org.pk, key=f"{key}-rolled-back")
         enqueue(jobs.record_run, org_id=owner.org.pk, key=f"{key}-rolled-back", delay=3600)
         raise RuntimeError("the caller fails after enqueueing")
-    assert live.broker_messages(private_broker.url) == (0, 0)
+    assert live.broker_messages(private_broker) == (0, 0)
     assert not ScheduledJob.objects.exists()
 
     with transaction.atomic():
         enqueue(jobs.record_run, org_id=owner.org.pk, key=f"{key}-committed")
-        assert live.broker_messages(private_broker.url) == (0, 0)  # not before the commit
-    assert live.broker_messages(private_broker.url) == (1, 0)
+        assert live.broker_messages(private_broker) == (0, 0)  # not before the commit
+    assert live.broker_messages(private_broker) == (1, 0)
 
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
     live.wait_for(
         lambda: jobs.effects(f"{key}-committed") == 1, timeout=30, what=f"the committed job; {logs(worker)}"
     )
-    live.wait_for(lambda: live.broker_messages(private_broker.url) == (0, 0), timeout=10, what="the ack")
+    live.wait_for(lambda: live.broker_messages(private_broker) == (0, 0), timeout=10, what="the ack")
     assert jobs.effects(f"{key}-rolled-back") == 0
 
 
@@ -229,14 +227,14 @@ def test_enqueue_refuses_arguments_that_are_not_json(owner, private_broker):
             enqueue(jobs.record_effect, org_id=owner.org.pk, key=bad)
     with pytest.raises(TypeError, match="job arguments must be JSON"):
         enqueue(jobs.record_effect, owner.org, org_id=owner.org.pk, key="positional")
-    assert live.broker_messages(private_broker.url) == (0, 0)
+    assert live.broker_messages(private_broker) == (0, 0)
     assert not ScheduledJob.objects.exists()
 
 
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_every_job_carries_its_org_and_a_correlation_id(owner, private_broker, workers, key):
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
     org = str(owner.org.pk)
 
     with context.caused_by(correlation=f"req-{key}"):
@@ -290,10 +288,10 @@ def test_an_idempotent_job_delivered_twice_has_its_effect_once(owner, private_br
     kwargs = job_kwargs({"key": key}, org_id=owner.org.pk, correlation_id=None, idempotency_key=f"once:{key}")
     first = jobs.record_effect.apply_async(kwargs=kwargs)
     second = jobs.record_effect.apply_async(kwargs=kwargs)
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
 
     live.wait_for(lambda: jobs.effects(key) == 1, timeout=30, what=f"the effect; {logs(worker)}")
-    live.wait_for(lambda: live.broker_messages(private_broker.url) == (0, 0), timeout=10, what="both acks")
+    live.wait_for(lambda: live.broker_messages(private_broker) == (0, 0), timeout=10, what="both acks")
     live.wait_for(lambda: worker.output().count("record_effect[") >= 4, timeout=10, what="both runs")
     assert jobs.effects(key) == 1
     assert JobReceipt.objects.filter(key=f"once:{key}").count() == 1

@@ -31,13 +31,13 @@ def test_outside_a_transaction_a_job_is_published_without_a_row(owner, private_b
     enqueue(jobs.record_effect, org_id=owner.org.pk, key=key)
 
     assert ScheduledJob.objects.count() == 0
-    assert live.broker_messages(private_broker.url)[0] == 1
+    assert live.broker_messages(private_broker)[0] == 1
 
 
 def test_a_job_whose_publisher_died_after_commit_is_published_by_the_releaser(
     owner, private_broker, workers, key, settings
 ):
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
     with pytest.raises(Died), transaction.atomic():
         transaction.on_commit(die)  # registered first: runs right after COMMIT, before the publish
         task_id = enqueue(jobs.record_effect, org_id=owner.org.pk, key=key)
@@ -46,7 +46,7 @@ def test_a_job_whose_publisher_died_after_commit_is_published_by_the_releaser(
     assert row.status == ScheduledJobStatus.PENDING and row.kwargs["kept"] is True
     grace = timedelta(seconds=settings.JOB_PUBLISH_GRACE_SECONDS)
     assert timezone.now() + grace - timedelta(seconds=5) < row.run_at <= timezone.now() + grace
-    assert live.broker_messages(private_broker.url) == (0, 0)
+    assert live.broker_messages(private_broker) == (0, 0)
     assert release_due_jobs() == 0  # within the grace the publisher may still be at it
 
     ScheduledJob.objects.filter(pk=row.pk).update(run_at=timezone.now())  # the grace has passed
@@ -61,10 +61,10 @@ def test_a_job_whose_publisher_died_after_commit_is_published_by_the_releaser(
 
 
 def test_a_kept_job_is_published_after_commit_and_marked_done(owner, private_broker, workers, key):
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
     with transaction.atomic():
         task_id = enqueue(jobs.record_effect, org_id=owner.org.pk, key=key)
-        assert live.broker_messages(private_broker.url) == (0, 0)  # nothing before the commit
+        assert live.broker_messages(private_broker) == (0, 0)  # nothing before the commit
 
     live.wait_for(lambda: jobs.effects(key) == 1, timeout=30, what=f"the job's effect; {logs(worker)}")
     row = live.wait_for(
@@ -83,13 +83,13 @@ def test_a_job_the_broker_forgot_is_published_again_by_the_reconciler(owner, pri
     assert row.status == ScheduledJobStatus.RELEASED and row.check_at > timezone.now()
     assert reconcile_jobs() == 0  # not due for a check yet
 
-    live.purge(private_broker.url)  # the broker restarted without its data
+    live.purge(private_broker)  # the broker restarted without its data
     ScheduledJob.objects.filter(pk=row.pk).update(check_at=timezone.now())
     assert reconcile_jobs() == 1
     row.refresh_from_db()
     assert row.status == ScheduledJobStatus.RELEASED and row.check_at > timezone.now()
 
-    worker = start_worker(workers, private_broker.url)
+    worker = start_worker(workers, private_broker)
     live.wait_for(lambda: jobs.effects(key) == 1, timeout=30, what=f"the job's effect; {logs(worker)}")
     live.wait_for(
         lambda: ScheduledJob.objects.get(pk=row.pk).status == ScheduledJobStatus.DONE,
@@ -107,17 +107,17 @@ def test_the_reconciler_waits_while_the_queue_holds_messages(owner, private_brok
     assert reconcile_jobs() == 0  # no worker has taken them yet: they may only be waiting
     row = ScheduledJob.objects.get(task_id=first)
     assert row.status == ScheduledJobStatus.RELEASED and row.check_at > timezone.now()
-    assert live.broker_messages(private_broker.url)[0] == 2
+    assert live.broker_messages(private_broker)[0] == 2
 
 
 def test_a_job_that_left_its_receipt_is_marked_done_not_published_again(owner, private_broker, key):
     with transaction.atomic():
         task_id = enqueue(jobs.record_effect, org_id=owner.org.pk, key=key)
-    live.purge(private_broker.url)
+    live.purge(private_broker)
     # It ran and committed its receipt, and its process died before marking the row.
     JobReceipt.objects.create(key=task_id, task=jobs.record_effect.name)
     ScheduledJob.objects.filter(task_id=task_id).update(check_at=timezone.now())
 
     assert reconcile_jobs() == 0
     assert ScheduledJob.objects.get(task_id=task_id).status == ScheduledJobStatus.DONE
-    assert live.broker_messages(private_broker.url) == (0, 0)
+    assert live.broker_messages(private_broker) == (0, 0)

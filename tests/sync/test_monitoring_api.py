@@ -6,12 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from core.jobs.queues import Queue
 from core.models import DeadLetter, DeadLetterStatus, Org
-from tests import jobs, live
+from tests import brokers, jobs, live
 from tests.sync.dead_letters import (
     dead_letter_for_real,
     fixed,
@@ -281,7 +280,7 @@ def _queue(stats: dict, name: str) -> dict:
 @pytest.mark.django_db(transaction=True)
 def test_queue_statistics_show_depth_age_workers_and_recent_outcomes(owner, request):
     staff = staff_caller("ops-queues@example.com")
-    live.purge(settings.REDIS_URL)
+    live.purge()
     # Two jobs wait on a queue with no worker: depth 2, and the oldest has an age.
     for _ in range(2):
         jobs.noop.apply_async(kwargs={"org_id": None}, queue=Queue.SOCIAL.value)
@@ -292,7 +291,10 @@ def test_queue_statistics_show_depth_age_workers_and_recent_outcomes(owner, requ
     assert {q["name"] for q in before["queues"]} == {q.value for q in Queue}
     social = _queue(before, "social")
     assert social["depth"] == 2
-    assert 0 <= social["oldest_age_seconds"] < 60
+    if brokers.is_rabbit():  # the oldest message's age needs RabbitMQ's management API
+        assert social["oldest_age_seconds"] is None
+    else:
+        assert 0 <= social["oldest_age_seconds"] < 60
     assert social["workers"] == []
 
     key = unique_key(request.node.name)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 
 import pytest
-import redis
-from django.conf import settings
 
 from core import services
 from core.jobs.consumers import enqueue
@@ -14,12 +12,12 @@ from core.jobs.oneoff import oneoff, registered, run_oneoff, run_oneoff_job
 from core.jobs.queues import Queue
 from core.models import DeadLetter, ScheduledJob
 from sync.models import SearchDocument
-from tests import live
+from tests import brokers, live
 from tests.sync import oneoffs
 
 
 def oneoff_queue_length() -> int:
-    return int(redis.Redis.from_url(settings.REDIS_URL).llen(Queue.ONEOFF.value))
+    return brokers.session().depth(Queue.ONEOFF.value)
 
 
 def test_the_registry_holds_the_shipped_and_the_test_oneoffs():
@@ -47,7 +45,7 @@ def test_a_name_taken_by_another_function_is_refused():
 
 @pytest.mark.django_db(transaction=True)
 def test_run_oneoff_refuses_unknown_names_bad_arguments_and_non_json_before_queueing(owner):
-    live.purge(settings.REDIS_URL)
+    live.purge()
     org_id = owner.org.pk
 
     with pytest.raises(LookupError, match=r"no oneoff named 'crm\.nope'"):

@@ -9,8 +9,6 @@ import time
 from io import StringIO
 
 import pytest
-import redis
-from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import override_settings
@@ -24,7 +22,7 @@ from core.jobs.scheduling import release_due_jobs
 from core.models import ScheduledJob, ScheduledJobStatus, User
 from sync import periodic
 from sync.periodic import PREFIX, Periodic
-from tests import live
+from tests import brokers, live
 from tests.sync import oneoffs
 
 MANAGED = {
@@ -190,7 +188,7 @@ def test_beat_ticks_the_releaser_which_releases_a_due_job_exactly_once(owner, wo
     # No sync beforehand: beat syncs the registry itself when it starts, and ticks it at once.
     assert not PeriodicTask.objects.exists()
     job = due_oneoff(owner.org.pk, "beat-release")
-    beat = live.Beat(settings.REDIS_URL, SCHEDULED_JOBS_INTERVAL_SECONDS="1")
+    beat = live.Beat(SCHEDULED_JOBS_INTERVAL_SECONDS="1")
     try:
         live.wait_for(
             lambda: oneoffs.runs("beat-release") == 1,
@@ -214,20 +212,12 @@ def test_beat_ticks_the_releaser_which_releases_a_due_job_exactly_once(owner, wo
 
 
 def oneoff_queue_keys() -> list[str]:
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    messages = [json.loads(raw) for raw in client.lrange(Queue.ONEOFF.value, 0, -1)]
-    return sorted(json.loads(_body(m))[1]["key"] for m in messages)
-
-
-def _body(message: dict[str, object]) -> str:
-    import base64
-
-    return base64.b64decode(str(message["body"])).decode()
+    return sorted(body[1]["key"] for _headers, body in brokers.session().queued(Queue.ONEOFF.value))
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_releasers_release_each_due_job_once(owner):
-    live.purge(settings.REDIS_URL)
+    live.purge()
     for n in range(3):
         due_oneoff(owner.org.pk, f"claim-{n}")
     holding, release_first = threading.Event(), threading.Event()
@@ -270,4 +260,4 @@ def test_two_concurrent_releasers_release_each_due_job_once(owner):
     assert results["first"] == 2
     assert oneoff_queue_keys() == ["claim-0", "claim-1", "claim-2"]
     assert ScheduledJob.objects.filter(status=ScheduledJobStatus.RELEASED).count() == 3
-    live.purge(settings.REDIS_URL)
+    live.purge()

@@ -6,7 +6,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -121,7 +120,7 @@ class TestFilters:
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_dry_run_enqueues_nothing_and_changes_nothing(owner):
-    live.purge(settings.REDIS_URL)
+    live.purge()
     letters = [make_letter(owner.org), make_letter(owner.org, replays=succeeded_replay())]
     output = replay_jobs("--dry-run")
     assert f"would replay {letters[0].pk}" in output
@@ -135,7 +134,7 @@ def test_dry_run_enqueues_nothing_and_changes_nothing(owner):
     # The same without --dry-run does reach the broker (no worker here to take it).
     replay_jobs()
     assert queue_length() == 1
-    live.purge(settings.REDIS_URL)
+    live.purge()
 
 
 @pytest.mark.live

@@ -1,31 +1,21 @@
-"""What the consumer-base and fault tests share: a private Redis per test, workers on it, the
-test's own job key, and reading what the test jobs leave behind (tests/jobs.py)."""
+"""What the consumer-base and fault tests share: a private broker per test (tests/brokers.py),
+workers on it, the test's own job key, and reading what the test jobs leave behind (tests/jobs.py)."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.conf import settings
-
-from tests import jobs, live
+from tests import brokers, jobs, live
 
 
 @contextmanager
-def private_broker() -> Iterator[live.PrivateRedis]:
-    """A Redis of the test's own, which this process publishes to meanwhile: workers with a
+def private_broker() -> Iterator[brokers.Broker]:
+    """A broker of the test's own, which this process publishes to meanwhile: workers with a
     short visibility timeout, and an outage, touch nobody else."""
-    server = live.PrivateRedis()
-    server.start()
-    live.use_broker(server.url)
-    try:
-        yield server
-    finally:
-        live.use_broker(settings.REDIS_URL)
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
+    with brokers.private() as broker:
+        yield broker
 
 
 @contextmanager
@@ -52,9 +42,9 @@ def job_key(name: str) -> Iterator[str]:
 
 
 def start_worker(
-    workers: list[live.Worker], redis_url: str, *, concurrency: int = 2, **env: str
+    workers: list[live.Worker], broker: brokers.Broker, *, concurrency: int = 2, **env: str
 ) -> live.Worker:
-    worker = live.Worker(redis_url, concurrency=concurrency, extra_env=env)
+    worker = live.Worker(broker, concurrency=concurrency, extra_env=env)
     workers.append(worker)
     return worker.wait_ready()
 

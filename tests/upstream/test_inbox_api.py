@@ -3,15 +3,12 @@ body), reprocessing onto the queue, and tenancy."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import redis
-from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -19,7 +16,7 @@ from core.jobs.queues import Queue
 from core.models import EventRecord
 from sync.inbox.process import process
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from tests import live
+from tests import brokers, live
 from tests.upstream.signing import as_body, new_whsec, signed_connection, standard_headers
 
 pytestmark = pytest.mark.django_db
@@ -72,21 +69,15 @@ def rows(connection, secret) -> dict[str, InboundWebhook]:
 
 
 @pytest.fixture
-def events_queue() -> Iterator[redis.Redis]:
-    live.purge(settings.REDIS_URL)
-    yield redis.Redis.from_url(settings.REDIS_URL)
-    live.purge(settings.REDIS_URL)
+def events_queue() -> Iterator[brokers.Broker]:
+    live.purge()
+    yield brokers.session()
+    live.purge()
 
 
-def queued_jobs(client: redis.Redis) -> list[tuple[str, dict[str, Any]]]:
-    """(task name, kwargs) of every message waiting on the events queue, oldest first (kombu
-    LPUSHes, so the list's head is the newest)."""
-    jobs = []
-    for raw in reversed(client.lrange(Queue.EVENTS.value, 0, -1)):
-        message = json.loads(raw)
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        jobs.append((message["headers"]["task"], kwargs))
-    return jobs
+def queued_jobs(broker: brokers.Broker) -> list[tuple[str, dict[str, Any]]]:
+    """(task name, kwargs) of every message waiting on the events queue, oldest first."""
+    return [(headers["task"], body[1]) for headers, body in broker.queued(Queue.EVENTS.value)]
 
 
 # --- list and detail ---------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-from django.conf import settings
 from django.test import Client
 
 from core.models import EventRecord
@@ -44,7 +43,7 @@ def free_port() -> int:
 
 def start_web() -> tuple[Process, str]:
     port = free_port()
-    server = Process(processes.web(host="127.0.0.1", port=port), live.process_env(settings.REDIS_URL), "web")
+    server = Process(processes.web(host="127.0.0.1", port=port), live.process_env(), "web")
     return server, f"http://127.0.0.1:{port}"
 
 

@@ -3,20 +3,16 @@ URL guarded), the inbox (read-only, filtered, reprocessed) and outbound attempts
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 import pytest
-import redis
-from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
 from core.models import User
 from sync.crypto import fingerprint
 from sync.models import Connection, HttpAttempt, InboundStatus, InboundWebhook, Vendor
-from tests import live
+from tests import brokers, live
 from tests.upstream.signing import new_whsec
 
 pytestmark = pytest.mark.django_db
@@ -186,7 +182,7 @@ class TestInboxPages:
     def test_reprocess_queues_the_verified_rows_and_refuses_the_rejected(
         self, staff, inbound, django_capture_on_commit_callbacks
     ):
-        live.purge(settings.REDIS_URL)
+        live.purge()
         with django_capture_on_commit_callbacks(execute=True):
             response = staff.post(
                 "/admin/sync/inboundwebhook/",
@@ -198,11 +194,8 @@ class TestInboxPages:
             "Queued 2 webhook(s) for reprocessing. "
             "Refused 1 that failed verification (they are never processed)."
         ]
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        queued = [
-            json.loads(base64.b64decode(json.loads(raw)["body"]))[1] for raw in client.lrange("events", 0, -1)
-        ]
-        live.purge(settings.REDIS_URL)
+        queued = [body[1] for _, body in brokers.session().queued("events")]
+        live.purge()
         assert sorted((job["inbound_id"], job["force"]) for job in queued) == sorted(
             [(str(inbound["failed"].pk), False), (str(inbound["twilio"].pk), True)]
         )

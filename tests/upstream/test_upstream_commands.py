@@ -3,23 +3,19 @@ rotate_connection_keys (a key rotation from start to finish, on the raw columns)
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import timedelta
 from io import StringIO
 from typing import Any
 
 import pytest
-import redis
 from cryptography.fernet import Fernet
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection as db
 from django.utils import timezone
 
 from core.jobs.queues import Queue
 from sync.models import Connection, InboundStatus, InboundWebhook, Vendor
-from tests import live
+from tests import brokers, live
 from tests.upstream.signing import new_whsec
 
 pytestmark = pytest.mark.django_db
@@ -121,17 +117,13 @@ def inbox_rows(owner, outsider) -> dict[str, InboundWebhook]:
 
 @pytest.fixture
 def events_queue():
-    live.purge(settings.REDIS_URL)
-    yield redis.Redis.from_url(settings.REDIS_URL)
-    live.purge(settings.REDIS_URL)
+    live.purge()
+    yield brokers.session()
+    live.purge()
 
 
-def queued(client: redis.Redis) -> list[tuple[str, bool]]:
-    found = []
-    for raw in client.lrange(Queue.EVENTS.value, 0, -1):
-        _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
-        found.append((kwargs["inbound_id"], kwargs["force"]))
-    return sorted(found)
+def queued(broker: brokers.Broker) -> list[tuple[str, bool]]:
+    return sorted((body[1]["inbound_id"], body[1]["force"]) for _, body in broker.queued(Queue.EVENTS.value))
 
 
 class TestReprocessWebhooks:
@@ -151,11 +143,11 @@ class TestReprocessWebhooks:
         with django_capture_on_commit_callbacks(execute=True):
             run("reprocess_webhooks", "--status", "failed", "--vendor", "webhook")
         assert queued(events_queue) == [(str(inbox_rows["old_failed"].pk), False)]
-        live.purge(settings.REDIS_URL)
+        live.purge()
         with django_capture_on_commit_callbacks(execute=True):
             run("reprocess_webhooks", "--since", "2d")
         assert queued(events_queue) == [(str(inbox_rows["failed"].pk), False)]
-        live.purge(settings.REDIS_URL)
+        live.purge()
         with django_capture_on_commit_callbacks(execute=True):
             run("reprocess_webhooks", "--status", "ignored", "--org", "globex")
         assert queued(events_queue) == [(str(inbox_rows["ignored"].pk), True)]
