@@ -4,14 +4,10 @@ waits on neither. Inside a transaction it goes at once; what the relay misses is
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
@@ -19,56 +15,45 @@ from core import services
 from core.events import outbox
 from core.jobs.queues import Queue
 from core.models import EventRecord
-from tests import listeners, live
+from tests import brokers, listeners, live
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def own_broker() -> Iterator[live.PrivateRedis]:
-    """A Redis of this test's own, which no worker consumes and which the test may stop."""
-    server = live.PrivateRedis()
-    server.start()
-    live.use_broker(server.url)
-    outbox.relay.flush()  # nothing of an earlier test's left to publish here
-    yield server
-    outbox.relay.flush()
-    live.use_broker(settings.REDIS_URL)
-    server.stop()
+def own_broker() -> Iterator[brokers.Broker]:
+    """A broker of this test's own, which no worker consumes and which the test may stop."""
+    with brokers.private() as broker:
+        outbox.relay.flush()  # nothing of an earlier test's left to publish here
+        yield broker
+        outbox.relay.flush()
 
 
 PROBE_LISTENER = f"{listeners.on_probe_created.__module__}.on_probe_created"
 
 
-def published(url: str) -> list[str]:
+def published(broker: brokers.Broker) -> list[str]:
     """The event ids of the probe listener's run_listener jobs waiting in the broker."""
-    return [event_id for _, event_id, listener in run_listener_messages(url) if listener == PROBE_LISTENER]
+    return [event_id for _, event_id, listener in run_listener_messages(broker) if listener == PROBE_LISTENER]
 
 
-def run_listener_messages(url: str) -> list[tuple[str, str, str]]:
+def run_listener_kwargs(broker: brokers.Broker) -> list[tuple[str, dict[str, Any]]]:
+    """(queue, kwargs) of every run_listener message waiting in the broker."""
+    found = []
+    for queue in Queue:
+        for headers, (_, kwargs, _) in broker.queued(queue.value):
+            if headers["task"] == "core.events.run_listener":
+                found.append((queue.value, kwargs))
+    return found
+
+
+def run_listener_messages(broker: brokers.Broker) -> list[tuple[str, str, str]]:
     """(queue, event id, listener) of every run_listener message waiting in the broker."""
-    client, found = redis.Redis.from_url(url), []
-    for queue in Queue:
-        for raw in client.lrange(queue.value, 0, -1):
-            message = json.loads(raw)
-            if message["headers"]["task"] == "core.events.run_listener":
-                _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-                found.append((queue.value, kwargs["event_id"], kwargs["listener"]))
-    return found
+    return [(queue, kwargs["event_id"], kwargs["listener"]) for queue, kwargs in run_listener_kwargs(broker)]
 
 
-def run_listener_kwargs(url: str) -> list[dict[str, Any]]:
-    client, found = redis.Redis.from_url(url), []
-    for queue in Queue:
-        for raw in client.lrange(queue.value, 0, -1):
-            message = json.loads(raw)
-            if message["headers"]["task"] == "core.events.run_listener":
-                found.append(json.loads(base64.b64decode(message["body"]))[1])
-    return found
-
-
-def times_published(url: str, *events: EventRecord) -> list[int]:
-    ids = published(url)
+def times_published(broker: brokers.Broker, *events: EventRecord) -> list[int]:
+    ids = published(broker)
     return [ids.count(str(e.pk)) for e in events]
 
 
@@ -88,7 +73,7 @@ def test_a_committed_event_is_published_and_marked_by_the_relay_not_by_its_calle
 
     assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
     live.wait_for(lambda: dispatched(event), timeout=5, what="the relay to publish and mark the event")
-    assert times_published(own_broker.url, event) == [1]
+    assert times_published(own_broker, event) == [1]
 
 
 def recorded_sizes(monkeypatch: Any, name: str) -> list[int]:
@@ -115,7 +100,7 @@ def test_events_committed_together_are_all_published_and_marked(owner, own_broke
         events = [create(owner, n) for n in range(20)]
 
     live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
-    assert times_published(own_broker.url, *events) == [1] * 20 and sum(sends) >= 20
+    assert times_published(own_broker, *events) == [1] * 20 and sum(sends) >= 20
 
 
 def test_one_pipeline_publishes_several_events(owner, own_broker) -> None:
@@ -124,7 +109,7 @@ def test_one_pipeline_publishes_several_events(owner, own_broker) -> None:
 
     assert outbox._send([outbox.Pending.of(e) for e in events])
 
-    assert times_published(own_broker.url, *events) == [2, 2, 2]
+    assert times_published(own_broker, *events) == [2, 2, 2]
 
 
 def test_inside_a_transaction_the_event_is_published_and_marked_at_once(owner, own_broker) -> None:
@@ -132,7 +117,7 @@ def test_inside_a_transaction_the_event_is_published_and_marked_at_once(owner, o
         event = create(owner, 2)  # its on-commit publish waits for this block's commit
         outbox._committed(outbox.Pending.of(event))  # as a captured on-commit runs
 
-        assert times_published(own_broker.url, event) == [1]
+        assert times_published(own_broker, event) == [1]
         event.refresh_from_db()
         assert event.dispatched_at is not None
 
@@ -151,7 +136,7 @@ def test_with_the_broker_down_the_relay_leaves_the_event_to_the_sweeper(
     own_broker.start()
     swept = outbox.sweep_outbox.run(org_id=None)
 
-    assert swept >= 1 and dispatched(event) and times_published(own_broker.url, event) == [1]
+    assert swept >= 1 and dispatched(event) and times_published(own_broker, event) == [1]
 
 
 def test_a_mark_that_fails_leaves_the_row_to_the_sweeper(
@@ -170,10 +155,10 @@ def test_a_mark_that_fails_leaves_the_row_to_the_sweeper(
         what="the relay's mark",
     )
     monkeypatch.undo()
-    assert not dispatched(event) and times_published(own_broker.url, event) == [1]  # published, not marked
+    assert not dispatched(event) and times_published(own_broker, event) == [1]  # published, not marked
 
     assert outbox.sweep_outbox.run(org_id=None) >= 1  # sent once more: the receipts make it a no-op
-    assert dispatched(event) and times_published(own_broker.url, event) == [2]
+    assert dispatched(event) and times_published(own_broker, event) == [2]
 
 
 def test_an_idle_relay_lets_go_of_its_database_connection(owner, own_broker) -> None:
@@ -194,7 +179,7 @@ def test_a_publish_sends_one_job_per_event_and_listener_on_its_queue_with_the_ev
     mine = [create(owner, n) for n in range(3)]
     theirs = [create(outsider, n) for n in range(2)]
     live.wait_for(lambda: dispatched(*mine, *theirs), timeout=5, what="the relay")
-    redis.Redis.from_url(own_broker.url).flushdb()
+    own_broker.purge()
     events = [*mine, *theirs]
 
     sent = outbox._send([outbox.Pending.of(e) for e in events])
@@ -205,9 +190,9 @@ def test_a_publish_sends_one_job_per_event_and_listener_on_its_queue_with_the_ev
         for listener in queued_listeners(e.name, e.datatype, e.orgid)
     )
     assert sent == len(expected) >= 2 * len(events)
-    assert sorted(run_listener_messages(own_broker.url)) == expected
+    assert sorted(run_listener_messages(own_broker)) == expected
     by_event = {str(e.pk): e for e in events}
-    for kwargs in run_listener_kwargs(own_broker.url):
+    for _, kwargs in run_listener_kwargs(own_broker):
         event = by_event[kwargs["event_id"]]
         assert (kwargs["org_id"], kwargs["correlation_id"], kwargs["idempotency_key"]) == (
             str(event.orgid),
@@ -240,7 +225,7 @@ def test_one_dispatch_job_fans_a_batch_out_to_every_listener_of_every_event(owne
 
     events = [create(owner, n) for n in range(3)]
     live.wait_for(lambda: dispatched(*events), timeout=5, what="the relay")
-    redis.Redis.from_url(own_broker.url).flushdb()
+    own_broker.purge()
     expected = sorted(
         (listener.queue.value, str(e.pk), listener.key)
         for e in events
@@ -251,7 +236,7 @@ def test_one_dispatch_job_fans_a_batch_out_to_every_listener_of_every_event(owne
     sent = outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=[str(e.pk) for e in events])
 
     assert sent == len(expected)
-    assert sorted(run_listener_messages(own_broker.url)) == expected
+    assert sorted(run_listener_messages(own_broker)) == expected
 
 
 def test_a_dispatch_sends_the_events_it_finds_and_dead_letters_the_missing_one(owner, own_broker) -> None:
@@ -261,22 +246,22 @@ def test_a_dispatch_sends_the_events_it_finds_and_dead_letters_the_missing_one(o
 
     event = create(owner, 1)
     live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
-    redis.Redis.from_url(own_broker.url).flushdb()
+    own_broker.purge()
     ghost = str(uuid.uuid4())
 
     with pytest.raises(PermanentError, match=f"event\\(s\\) {ghost} not found"):
         outbox.dispatch.run(org_id=str(owner.org.pk), event_ids=[ghost, str(event.pk)])
 
-    assert {event_id for _, event_id, _ in run_listener_messages(own_broker.url)} == {str(event.pk)}
+    assert {event_id for _, event_id, _ in run_listener_messages(own_broker)} == {str(event.pk)}
 
 
 def test_a_dispatch_of_one_event_as_published_before_batching_still_fans_out(owner, own_broker) -> None:
     event = create(owner, 1)
     live.wait_for(lambda: dispatched(event), timeout=5, what="the relay")
-    redis.Redis.from_url(own_broker.url).flushdb()
+    own_broker.purge()
 
     assert outbox.dispatch.run(org_id=str(owner.org.pk), event_id=str(event.pk)) >= 1
-    assert {event_id for _, event_id, _ in run_listener_messages(own_broker.url)} == {str(event.pk)}
+    assert {event_id for _, event_id, _ in run_listener_messages(own_broker)} == {str(event.pk)}
 
 
 def test_a_dispatch_of_a_malformed_event_id_is_a_permanent_failure(owner, own_broker) -> None:
@@ -301,7 +286,7 @@ def test_events_published_one_by_one_share_one_mark(owner, own_broker, marks: li
     events = []
     for n in range(5):
         events.append(create(owner, n))
-        live.wait_for(lambda: times_published(own_broker.url, events[-1]) == [1], timeout=5, what="a publish")
+        live.wait_for(lambda: times_published(own_broker, events[-1]) == [1], timeout=5, what="a publish")
         time.sleep(0.01)
 
     live.wait_for(lambda: dispatched(*events), timeout=outbox.Relay.MARK_AFTER_SECONDS + 5, what="the mark")
@@ -312,7 +297,7 @@ def test_a_lone_published_event_is_marked_within_the_mark_delay(owner, own_broke
     import time
 
     event = create(owner, 1)
-    live.wait_for(lambda: times_published(own_broker.url, event) == [1], timeout=5, what="the publish")
+    live.wait_for(lambda: times_published(own_broker, event) == [1], timeout=5, what="the publish")
     published = time.monotonic()
 
     live.wait_for(lambda: dispatched(event), timeout=outbox.Relay.MARK_AFTER_SECONDS + 5, what="the mark")
@@ -337,7 +322,7 @@ def test_a_flush_marks_what_was_published_at_once(
 ) -> None:
     monkeypatch.setattr(outbox.Relay, "MARK_AFTER_SECONDS", 60.0)
     event = create(owner, 1)
-    live.wait_for(lambda: times_published(own_broker.url, event) == [1], timeout=5, what="the publish")
+    live.wait_for(lambda: times_published(own_broker, event) == [1], timeout=5, what="the publish")
     assert not dispatched(event)
 
     outbox.relay.flush()  # as at exit, or as a worker child stops
@@ -358,11 +343,11 @@ def test_an_idle_relay_publishes_at_once_and_a_busy_one_gathers_the_interval(
 
     started = time.monotonic()
     first = create(owner, 0)
-    live.wait_for(lambda: times_published(own_broker.url, first) == [1], timeout=5, what="the first publish")
+    live.wait_for(lambda: times_published(own_broker, first) == [1], timeout=5, what="the first publish")
     assert time.monotonic() - started < 1.0  # at once, not after the interval
 
     rest = [create(owner, n) for n in range(1, 4)]  # within the interval of the first publish
-    assert times_published(own_broker.url, *rest) == [0, 0, 0]
-    live.wait_for(lambda: times_published(own_broker.url, *rest) == [1, 1, 1], timeout=5, what="the next")
+    assert times_published(own_broker, *rest) == [0, 0, 0]
+    live.wait_for(lambda: times_published(own_broker, *rest) == [1, 1, 1], timeout=5, what="the next")
 
     assert sends == [1, 3]

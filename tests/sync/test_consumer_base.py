@@ -129,7 +129,12 @@ def test_retry_waits_past_the_countdown_limit_become_scheduled_jobs_of_the_same_
         assert row.task == "tests.jobs.fail_always"
         assert row.options == {"task_id": task_id, "retries": retries}
         assert row.queue == "oneoff"
-        assert row.kwargs == {"key": key, "org_id": str(owner.org.pk), "correlation_id": f"corr-{key}"}
+        assert row.kwargs == {
+            "key": key,
+            "org_id": str(owner.org.pk),
+            "correlation_id": f"corr-{key}",
+            "kept": True,  # the consumer marks the row done by its task id
+        }
         assert row.org_id == owner.org.pk
         assert row.status == ScheduledJobStatus.PENDING
         assert row.run_at <= timezone.now() + timedelta(seconds=1)
@@ -188,8 +193,12 @@ def test_a_job_enqueued_while_the_broker_is_down_is_kept_and_runs_once_it_is_bac
     assert release_due_jobs() == 1
     live.wait_for(lambda: jobs.effects(key) == 1, timeout=30, what=f"the kept job; {logs(worker)}")
     assert release_due_jobs() == 0
-    row.refresh_from_db()
-    assert row.status == ScheduledJobStatus.RELEASED
+    # Released, then marked done by the consumer once the job ran.
+    live.wait_for(
+        lambda: ScheduledJob.objects.get(pk=row.pk).status == ScheduledJobStatus.DONE,
+        timeout=10,
+        what="the row marked done",
+    )
     [effect] = Record.objects.filter(datatype=jobs.EFFECT, data__key=key)
     assert effect.data["task_id"] == task_id
 
