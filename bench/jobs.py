@@ -177,6 +177,7 @@ def main() -> None:
     import bench.job_tasks  # noqa: F401  (registers the bare task in this process)
     from core import services
     from core.models import DeadLetter, JobLog
+    from tests.brokers import RedisBroker
     from tests.live import Worker
 
     database = _common.describe_database()
@@ -186,7 +187,7 @@ def main() -> None:
     key = f"bench:jobs:{uuid.uuid4().hex[:12]}"
     org, _ = services.org_create_with_owner(slug="bench-jobs", owner_email="bench-jobs@example.com")
     worker = Worker(
-        redis_url,
+        RedisBroker(redis_url),
         concurrency=args.concurrency,
         extra_env={
             "EVENT_HANDLER_MODULES": "tests.jobs,bench.job_tasks",

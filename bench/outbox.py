@@ -157,6 +157,7 @@ def main() -> None:
     from core import services
     from core.events import outbox
     from core.models import EventRecord
+    from tests.brokers import RedisBroker
     from tests.live import Worker
 
     database = _common.describe_database()
@@ -169,7 +170,7 @@ def main() -> None:
     key = f"bench:outbox:{uuid.uuid4().hex[:12]}"
     org, _ = services.org_create_with_owner(slug="bench-outbox", owner_email="bench-outbox@example.com")
     worker = Worker(
-        redis_url,
+        RedisBroker(redis_url),
         concurrency=args.concurrency,
         extra_env={"EVENT_HANDLER_MODULES": "bench.listeners", **worker_env, "BENCH_OUTBOX_KEY": key},
     )
