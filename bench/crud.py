@@ -138,9 +138,10 @@ def main() -> None:
     finally:
         server.stop()
         if broker_server is None:  # a database of REDIS_URL's server: leave no messages behind
+            from tests.brokers import RedisBroker
             from tests.live import purge
 
-            purge(broker_url)
+            purge(RedisBroker(broker_url))
         _common.stop_bench_broker(broker_server)
 
     from django.db import connection

@@ -187,6 +187,7 @@ def main() -> None:
     database = _common.describe_database()
     from django.conf import settings
 
+    from tests.brokers import RedisBroker
     from tests.live import broker_messages, purge
 
     private = settings.REDIS_EMBEDDED
@@ -196,7 +197,7 @@ def main() -> None:
     queued = (0, 0)
     try:
         connection_id, secret = seed()
-        purge(redis_url)  # from here on, the only messages are the webhooks' normalizing jobs
+        purge(RedisBroker(redis_url))  # from here on, the only messages are the webhooks' normalizing jobs
         routes = {SUBJECT: f"/storefront/stripe/{connection_id}/webhook/", BASELINE: BARE_PATH}
         server = start_server(database_url, redis_url)
         make = lambda: signed_event(secret)  # noqa: E731
@@ -209,11 +210,11 @@ def main() -> None:
             order = (SUBJECT, BASELINE) if rnd % 2 == 0 else (BASELINE, SUBJECT)
             for label in order:
                 segments[label].append(drive(url(server, routes[label]), make, args.clients, args.seconds))
-        queued = broker_messages(redis_url)
+        queued = broker_messages(RedisBroker(redis_url))
     finally:
         if server is not None:
             server.stop()
-        purge(redis_url)
+        purge(RedisBroker(redis_url))
         _common.stop_bench_broker(redis_server)
 
     from django.db import connection
