@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -61,41 +62,43 @@ class PrivateRedis(EmbeddedRedis):
         workdir = Path(tempfile.mkdtemp(prefix="redis-", dir="/tmp"))
         super().__init__(workdir / "redis.sock", workdir)
 
+    @abstractmethod
     def stop_server(self) -> None:
         """Stop the server as an outage would: clients find the socket gone."""
         self.stop()
 
 
-class Broker:
+class Broker(ABC):
     """One broker a test's processes and this process publish to."""
 
     url: str
 
+    @abstractmethod
     def env(self) -> dict[str, str]:
         """REDIS_URL and BROKER_URL of a process working against this broker."""
-        raise NotImplementedError
 
+    @abstractmethod
     def messages(self) -> tuple[int, int]:
         """(messages waiting in our queues, messages delivered and not yet acknowledged)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def queued(self, queue: str) -> list[tuple[dict[str, Any], Any]]:
         """(headers, decoded body) of every message waiting in a queue, oldest first."""
-        raise NotImplementedError
 
     def depth(self, queue: str) -> int:
         return len(self.queued(queue))
 
+    @abstractmethod
     def purge(self) -> None:
-        raise NotImplementedError
+        """Drop every message waiting in our queues."""
 
+    @abstractmethod
     def stop_server(self) -> None:
         """An outage: clients find the broker gone."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start(self) -> None:
         """The broker back, at the same address."""
-        raise NotImplementedError
 
 
 class RedisBroker(Broker):

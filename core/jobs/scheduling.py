@@ -5,7 +5,8 @@ See docs/jobs.md#scheduled-jobs."""
 from __future__ import annotations
 
 import logging
-import uuid
+from collections import defaultdict
+from datetime import datetime
 
 from celery import current_app
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.jobs.consumers import RetryPolicy, consumer
-from core.jobs.publish import reconcile_after
+from core.jobs.publish import KEPT, reconcile_after
 from core.jobs.queues import Queue
 from core.models import ScheduledJob, ScheduledJobStatus
 
@@ -29,9 +30,9 @@ def release_due_jobs(limit: int | None = None) -> int:
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         for job in due.order_by("run_at")[:limit]:
-            options = {key: value for key, value in job.options.items() if key in ("retries", "headers")}
-            # The consumer marks the row done by this id.
-            job.task_id = options["task_id"] = job.task_id or job.options.get("task_id") or uuid.uuid4().hex
+            options = {
+                key: value for key, value in job.options.items() if key in ("task_id", "retries", "headers")
+            }
             try:
                 current_app.send_task(job.task, args=job.args, kwargs=job.kwargs, queue=job.queue, **options)
             except Exception as exc:
@@ -40,18 +41,24 @@ def release_due_jobs(limit: int | None = None) -> int:
                 )
                 break
             released.append(job)
-        now = timezone.now()
-        for job in released:
-            # One UPDATE per row: each job's check time follows its own deadline.
-            ScheduledJob.objects.filter(pk=job.pk).update(
-                status=ScheduledJobStatus.RELEASED,
-                released_at=now,
-                task_id=job.task_id,
-                check_at=now + reconcile_after(current_app.tasks.get(job.task)),
-            )
+        _mark_released(released)
     if released:
         logger.info("scheduled jobs: released %d", len(released))
     return len(released)
+
+
+def _mark_released(released: list[ScheduledJob]) -> None:
+    """One UPDATE per check time: a kept row's follows its task's deadline (the reconciler looks
+    at it then); a row from before kept jobs has none, since its consumer never marks it done."""
+    now = timezone.now()
+    by_check: dict[datetime | None, list[object]] = defaultdict(list)
+    for job in released:
+        kept = job.kwargs.get(KEPT) and job.task_id
+        by_check[now + reconcile_after(current_app.tasks.get(job.task)) if kept else None].append(job.pk)
+    for check_at, pks in by_check.items():
+        ScheduledJob.objects.filter(pk__in=pks).update(
+            status=ScheduledJobStatus.RELEASED, released_at=now, check_at=check_at
+        )
 
 
 @consumer(Queue.SCHEDULE, name="sync.release_scheduled_jobs", retry=RetryPolicy(max_attempts=2, backoff=1.0))

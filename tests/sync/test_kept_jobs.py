@@ -121,3 +121,20 @@ def test_a_job_that_left_its_receipt_is_marked_done_not_published_again(owner, p
     assert reconcile_jobs() == 0
     assert ScheduledJob.objects.get(task_id=task_id).status == ScheduledJobStatus.DONE
     assert live.broker_messages(private_broker) == (0, 0)
+
+
+def test_a_row_from_before_kept_jobs_is_released_without_a_check(owner, private_broker, key):
+    # Its consumer never marks it done (no `kept` flag), so the reconciler must never ask about it.
+    row = ScheduledJob.objects.create(
+        run_at=timezone.now(),
+        task=jobs.record_effect.name,
+        queue="oneoff",
+        kwargs={"org_id": str(owner.org.pk), "key": key},
+        options={"task_id": f"legacy-{key}"},
+        org_id=owner.org.pk,
+    )
+
+    assert release_due_jobs() == 1
+    row.refresh_from_db()
+    assert row.status == ScheduledJobStatus.RELEASED and row.check_at is None
+    assert reconcile_jobs() == 0
