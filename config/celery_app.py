@@ -9,7 +9,7 @@ from django.db import close_old_connections
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from core.jobs.queues import Queue, broker_is_amqp
+from core.jobs.queues import CONSUME_ORDER, Queue, broker_is_amqp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -26,10 +26,10 @@ if broker_is_amqp(os.environ.get("BROKER_URL", "")):
     app.conf.update(task_default_exchange=_exchange.name, task_default_exchange_type=_exchange.type)
     app.conf.task_queues = [
         KombuQueue(q.value, _exchange, routing_key=q.value, queue_arguments={"x-queue-type": "quorum"})
-        for q in Queue
+        for q in CONSUME_ORDER
     ]
 else:
-    app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
+    app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in CONSUME_ORDER]
 
 
 def route_by_consumer(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:

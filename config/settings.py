@@ -257,6 +257,8 @@ else:
         visibility_timeout=BROKER_ACK_TIMEOUT_SECONDS,
         socket_connect_timeout=2,
         socket_timeout=5,
+        # A worker of several queues takes from them in core.jobs.queues.CONSUME_ORDER.
+        queue_order_strategy="priority",
     )
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -50,7 +50,7 @@ def process(event: Envelope) -> int:
         record_id = uuid.UUID(event.record_pk)
     except ValueError:
         raise PermanentError(f"event {event.id} names no record (record_pk {event.record_pk!r})") from None
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # the job's own transaction, with its receipt
         record = Record.objects.filter(pk=record_id, org_id=event.orgid).first()
         for func in found:
             func(event, record)

@@ -72,6 +72,12 @@ def slow_effect(*, org_id: str, key: str, seconds: float) -> None:
     _effect(org_id, key)
 
 
+@consumer(Queue.DATATYPE, name="tests.jobs.slow_datatype_effect", retry=FAST, idempotent=True)
+def slow_datatype_effect(*, org_id: str, key: str, seconds: float) -> None:
+    """slow_effect on the datatype queue: background work a worker of every queue takes last."""
+    slow_effect.run(org_id=org_id, key=key, seconds=seconds)
+
+
 @consumer(Queue.ONEOFF, name="tests.jobs.kill_worker", retry=FAST, time_limit=SLOW_LIMIT)
 def kill_worker(*, org_id: str, key: str) -> None:
     """A poison job: the worker process running it dies on every delivery."""

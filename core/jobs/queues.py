@@ -37,6 +37,24 @@ PREFETCH: dict[Queue, int] = {
 }
 
 
+# The order a worker consuming several queues takes messages in, on Redis (kombu's "priority"
+# queue order strategy): beat's few due jobs first, then what a user waits on (event
+# listeners, automation, notifications), and last the datatype queue's derived data (the
+# search index), which catches up whenever the others leave a worker idle.
+CONSUME_ORDER: tuple[Queue, ...] = (
+    Queue.SCHEDULE,
+    Queue.EVENTS,
+    Queue.AUTOMATION_TRIGGER,
+    Queue.AUTOMATION,
+    Queue.NOTIFICATION,
+    Queue.ESCALATION,
+    Queue.ONEOFF,
+    Queue.BILLING,
+    Queue.SOCIAL,
+    Queue.DATATYPE,
+)
+
+
 def broker_is_amqp(url: str) -> bool:
     """Whether a BROKER_URL names RabbitMQ (else it is Redis)."""
     return url.startswith(("amqp://", "amqps://", "pyamqp://"))

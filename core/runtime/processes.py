@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.jobs.queues import Queue, prefetch_for
+from core.jobs.queues import CONSUME_ORDER, Queue, prefetch_for
 
 BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
@@ -33,9 +33,9 @@ def realtime(*, host: str, port: int) -> list[str]:
 
 
 def worker(
-    *, concurrency: int, queues: Iterable[Queue] = tuple(Queue), extra: Iterable[str] = ()
+    *, concurrency: int, queues: Iterable[Queue] = CONSUME_ORDER, extra: Iterable[str] = ()
 ) -> list[str]:
-    chosen = tuple(queues)
+    chosen = tuple(sorted(queues, key=CONSUME_ORDER.index))
     return [
         "celery",
         "-A",

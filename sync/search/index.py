@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib.postgres.search import SearchVector
 from django.db import connection, transaction
+from django.db.models import Value
 
 from core.events import Envelope
 from core.jobs.consumers import PermanentError
@@ -53,6 +54,15 @@ def flatten(data: Any, limit: int = MAX_CONTENT_CHARS) -> str:
     return " ".join(parts)[:limit]
 
 
+def document(record: Record) -> SearchDocument:
+    """The search document of a record: its text, and on Postgres the text's tsvector."""
+    content = flatten(record.data)
+    search = SearchVector(Value(content), config=SEARCH_CONFIG) if connection.vendor == "postgresql" else None
+    return SearchDocument(
+        record_id=record.pk, org_id=record.org_id, datatype=record.datatype, content=content, search=search
+    )
+
+
 def index_records(record_ids: Sequence[Any]) -> int:
     """Bring these records' search documents up to date; returns how many were written.
 
@@ -66,7 +76,8 @@ def index_records(record_ids: Sequence[Any]) -> int:
     ids = sorted({uuid.UUID(str(pk)) for pk in record_ids})
     if not ids:
         return 0
-    with transaction.atomic():
+    # Part of the caller's transaction when there is one (a datatype job's, with its receipt).
+    with transaction.atomic(savepoint=False):
         found = Record.objects.filter(pk__in=ids).values_list("pk", "org_id", "datatype")
         SearchDocument.objects.bulk_create(
             [SearchDocument(record_id=pk, org_id=org_id, datatype=dt) for pk, org_id, dt in found],
@@ -75,20 +86,15 @@ def index_records(record_ids: Sequence[Any]) -> int:
         # In key order, so two jobs locking overlapping sets queue up instead of deadlocking.
         list(SearchDocument.objects.select_for_update().filter(record_id__in=ids).order_by("pk").values("pk"))
         records = list(Record.objects.filter(pk__in=ids))
-        SearchDocument.objects.filter(record_id__in=set(ids) - {r.pk for r in records}).delete()
+        gone = set(ids) - {r.pk for r in records}
+        if gone:
+            SearchDocument.objects.filter(record_id__in=gone).delete()
         SearchDocument.objects.bulk_create(
-            [
-                SearchDocument(record_id=r.pk, org_id=r.org_id, datatype=r.datatype, content=flatten(r.data))
-                for r in records
-            ],
+            [document(r) for r in records],
             update_conflicts=True,
             unique_fields=["record"],
-            update_fields=["org", "datatype", "content", "updated_at"],
+            update_fields=["org", "datatype", "content", "search", "updated_at"],
         )
-        if connection.vendor == "postgresql":
-            SearchDocument.objects.filter(record_id__in=[r.pk for r in records]).update(
-                search=SearchVector("content", config=SEARCH_CONFIG)
-            )
     return len(records)
 
 
