@@ -178,7 +178,7 @@ class Relay:
     MARK_AFTER_SECONDS = 0.5
     # At most one publish per interval: an event committed while the relay is idle goes at
     # once, and a busy process's events go together, in one pipeline.
-    PUBLISH_INTERVAL_SECONDS = 0.02
+    PUBLISH_INTERVAL_SECONDS = 0.005
 
     def _reset(self) -> None:
         self._ready = threading.Condition(threading.Lock())
