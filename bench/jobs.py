@@ -47,6 +47,9 @@ from dataclasses import dataclass, field  # noqa: E402
 from datetime import timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
+from kombu import Exchange  # noqa: E402
+from kombu import Queue as KombuQueue  # noqa: E402
+
 from bench import _common  # noqa: E402
 
 TARGET_RATIO = 0.85
@@ -57,6 +60,7 @@ FAILING = "consumer base: fail_permanently -> DeadLetter"
 KINDS = ("subject", "kept", "baseline")
 QUEUE = "oneoff"  # where enqueue(noop) and the bare task's apply_async() go
 STAGING = "bench-jobs-staging"
+QUORUM = {"x-queue-type": "quorum"}
 
 HandOver = Callable[[], AbstractContextManager[None]]
 
@@ -78,6 +82,7 @@ class Brokers:
     stamps_url: str  # a Redis: the broker itself on Redis, REDIS_URL's (or a private one) on RabbitMQ
     description: str
     hand_over: HandOver  # hands the staging queue's messages to the worker, for the with block
+    staging: Any = STAGING  # the staging queue as drain mode publishes to it: a name, or a kombu Queue
 
 
 @contextmanager
@@ -96,7 +101,8 @@ def bench_brokers() -> Iterator[Brokers]:
                 use_broker(url)  # this process publishes to the vhost, as the worker consumes it
                 broker = RabbitBroker(url)
                 desc = f"RabbitMQ vhost {broker.vhost} (quorum queues); done stamps: {stamps}"
-                yield Brokers(broker, redis_url, desc, consume_staging)
+                staging = KombuQueue(STAGING, Exchange(STAGING), STAGING, queue_arguments=QUORUM)
+                yield Brokers(broker, redis_url, desc, consume_staging, staging)
         else:
             yield Brokers(RedisBroker(redis_url), redis_url, stamps, lambda: rename_staging(redis_url))
     finally:
@@ -118,8 +124,8 @@ def consume_staging() -> Iterator[None]:
     control) and stops again once the batch is done."""
     from config.celery_app import app
 
-    # Declared as this process declared it when publishing (a missing queue, quorum type).
-    declare = {"queue_arguments": {"x-queue-type": "quorum"}}
+    # Declared as this process declares it when publishing: a quorum queue, as ours are.
+    declare = {"queue_arguments": QUORUM}
     if not app.control.add_consumer(STAGING, options=declare, reply=True, limit=1, timeout=10):
         raise SystemExit("bench: the worker did not answer add_consumer")
     try:
@@ -131,14 +137,14 @@ def consume_staging() -> Iterator[None]:
 class Run:
     """Enqueues segments of one kind and waits until the worker has stamped every job done."""
 
-    def __init__(self, org_id: str, redis_client: Any, key: str, hand_over: HandOver) -> None:
+    def __init__(self, org_id: str, redis_client: Any, key: str, brokers: Brokers) -> None:
         self.redis = redis_client
         self.key = key
-        self.hand_over = hand_over
+        self.hand_over = brokers.hand_over
         self.enqueued: dict[str, float] = {}
         self.expected = 0
         self.segments: list[Segment] = []
-        self.senders = senders(org_id)
+        self.senders = senders(org_id, brokers.staging)
 
     def segment(self, kind: str, mode: str, n: int, gap: tuple[float, float] | None = None) -> Segment:
         """Enqueue n jobs of a kind and wait for all of them. In "drain" mode they are staged
@@ -181,7 +187,7 @@ class Run:
         return done
 
 
-def senders(org_id: str) -> dict[tuple[str, bool], Callable[[], str]]:
+def senders(org_id: str, staging: Any) -> dict[tuple[str, bool], Callable[[], str]]:
     """What enqueues one job of each kind: (kind, staged) -> a function returning its task id."""
     from django.conf import settings
     from django.db import transaction
@@ -215,7 +221,7 @@ def senders(org_id: str) -> dict[tuple[str, bool], Callable[[], str]]:
                 org_id=org_id,
                 options={"task_id": task_id},
             )
-        jobs.noop.apply_async(kwargs={**meta, KEPT_KWARG: True}, task_id=task_id, queue=STAGING)
+        jobs.noop.apply_async(kwargs={**meta, KEPT_KWARG: True}, task_id=task_id, queue=staging)
         return task_id
 
     return {
@@ -223,9 +229,9 @@ def senders(org_id: str) -> dict[tuple[str, bool], Callable[[], str]]:
         ("kept", False): kept,
         ("baseline", False): lambda: str(bare_noop.apply_async().id),
         ("failing", False): lambda: enqueue(jobs.fail_permanently, org_id=org_id, key="bench"),
-        ("subject", True): lambda: str(jobs.noop.apply_async(kwargs=meta, queue=STAGING).id),
+        ("subject", True): lambda: str(jobs.noop.apply_async(kwargs=meta, queue=staging).id),
         ("kept", True): staged_kept,
-        ("baseline", True): lambda: str(bare_noop.apply_async(queue=STAGING).id),
+        ("baseline", True): lambda: str(bare_noop.apply_async(queue=staging).id),
     }
 
 
@@ -405,7 +411,7 @@ def measure(args: argparse.Namespace, brokers: Brokers) -> tuple[Run, dict[str, 
             "LOG_LEVEL": "WARNING",
         },
     )
-    run = Run(str(org.pk), client, key, brokers.hand_over)
+    run = Run(str(org.pk), client, key, brokers)
     try:
         worker.wait_ready()
         traffic(run, args)
