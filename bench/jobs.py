@@ -1,30 +1,13 @@
-"""Jobs end to end: no-op jobs through the consumer base, published directly and kept as rows,
-vs a bare Celery task on the same worker, on Redis or RabbitMQ (BROKER_URL=amqp://...).
+"""Jobs end to end: no-op jobs through the consumer base, published at once (subject) and kept
+as rows (kept: enqueue() inside its own transaction.atomic()), vs a bare Celery task on the same
+worker and queue; on Redis, or RabbitMQ with BROKER_URL=amqp://... (a vhost of the run's own).
 
-Subject: `core.jobs.consumers.enqueue(tests.jobs.noop, org_id=...)` outside a transaction, which
-publishes at once. Kept: the same call inside its own `transaction.atomic()`, one job per
-transaction as a producer would: a ScheduledJob row written in it, published after commit and
-marked released; the worker marks it done (core/jobs/publish.py). Baseline:
-`bench.bare_noop.apply_async()` - a bare `@shared_task(acks_late=True, ignore_result=True)`
-(bench/job_tasks.py) on the same queue, same worker, same settings.
-
-Timing: the caller's time.time() just before it enqueues, and a task_postrun hook in the worker
-that RPUSHes "<task id> <time.time()>" to Redis once the job has finished (same host clock).
-
-Traffic, in rounds rotating the order of the three kinds:
-- burst: --jobs per kind in all, split over the rounds, enqueued back to back;
-  throughput = batch / (last job done - first enqueue);
-- drain: --drain per kind per round published to a queue no worker consumes, then handed to
-  the worker at once (Redis: RENAME onto `oneoff`; RabbitMQ: the worker starts consuming it);
-- spaced: --spaced jobs per kind per round, 5-10 ms apart (an idle worker): latency.
-Then the failure path: `tests.jobs.fail_permanently` (a DeadLetter row at once) in bursts
-alternating with bare bursts of the same size. At the end every kept row must be done.
-
-Real processes: one Celery worker (tests.live.Worker, every queue, concurrency 2, the
-product's Celery settings) with the bench database and
-EVENT_HANDLER_MODULES=tests.jobs,bench.job_tasks. Redis (the broker, and the done stamps on
-either broker): a private redis-server on the embedded default, or REDIS_URL's server in a
-database of its own (BENCH_REDIS_DB, 15). RabbitMQ: a vhost of the run's own, deleted at the end.
+Traffic per kind, in rounds rotating the order of the kinds: burst (--jobs in all, back to back),
+drain (--drain per round staged on a queue no worker reads, then handed over at once: Redis
+RENAME, RabbitMQ add_consumer) and spaced (--spaced per round, 5-10 ms apart); then the failure
+path (fail_permanently -> DeadLetter vs bare bursts). A task_postrun hook stamps each job done in
+Redis. The run fails unless every failing job left one dead letter and every kept row is done.
+bench/README.md says what each figure means.
 
     .venv/bin/python bench/jobs.py [--jobs 10000] [--rounds 10] [--drain 400] [--spaced 50] [--failures 1000]
 """
@@ -41,16 +24,13 @@ import argparse  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from contextlib import AbstractContextManager, contextmanager  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
-from kombu import Exchange  # noqa: E402
-from kombu import Queue as KombuQueue  # noqa: E402
-
 from bench import _common  # noqa: E402
+from bench._brokers import Brokers, bench_brokers  # noqa: E402
 
 TARGET_RATIO = 0.85
 SUBJECT = "consumer base: enqueue(noop)"
@@ -60,9 +40,6 @@ FAILING = "consumer base: fail_permanently -> DeadLetter"
 KINDS = ("subject", "kept", "baseline")
 QUEUE = "oneoff"  # where enqueue(noop) and the bare task's apply_async() go
 STAGING = "bench-jobs-staging"
-QUORUM = {"x-queue-type": "quorum"}
-
-HandOver = Callable[[], AbstractContextManager[None]]
 
 
 @dataclass
@@ -72,66 +49,6 @@ class Segment:
     ids: list[str] = field(default_factory=list)
     started: float = 0.0  # time.time() of the first enqueue, or of the hand-over for drain
     enqueue_seconds: float = 0.0  # wall time the caller spent enqueueing the segment
-
-
-@dataclass
-class Brokers:
-    """Where the worker consumes (and this process publishes), and where the done stamps go."""
-
-    worker: Any  # a tests.brokers.Broker
-    stamps_url: str  # a Redis: the broker itself on Redis, REDIS_URL's (or a private one) on RabbitMQ
-    description: str
-    hand_over: HandOver  # hands the staging queue's messages to the worker, for the with block
-    staging: Any = STAGING  # the staging queue as drain mode publishes to it: a name, or a kombu Queue
-
-
-@contextmanager
-def bench_brokers() -> Iterator[Brokers]:
-    """The run's brokers, set up and removed: Redis as bench/_common.bench_broker() gives it,
-    or, with BROKER_URL=amqp://..., a RabbitMQ vhost of the run's own (stamps still in Redis)."""
-    from django.conf import settings
-
-    from tests.brokers import RabbitBroker, RedisBroker, rabbit_vhost, use_broker
-
-    redis_url, redis_server = _common.bench_broker()  # points this process at that Redis
-    stamps = _common.describe_redis(redis_url, redis_server is not None)
-    try:
-        if settings.BROKER_IS_AMQP:
-            with rabbit_vhost(settings.CELERY_BROKER_URL) as url:
-                use_broker(url)  # this process publishes to the vhost, as the worker consumes it
-                broker = RabbitBroker(url)
-                desc = f"RabbitMQ vhost {broker.vhost} (quorum queues); done stamps: {stamps}"
-                staging = KombuQueue(STAGING, Exchange(STAGING), STAGING, queue_arguments=QUORUM)
-                yield Brokers(broker, redis_url, desc, consume_staging, staging)
-        else:
-            yield Brokers(RedisBroker(redis_url), redis_url, stamps, lambda: rename_staging(redis_url))
-    finally:
-        _common.stop_bench_broker(redis_server)
-
-
-@contextmanager
-def rename_staging(redis_url: str) -> Iterator[None]:
-    """Redis: the worker BRPOPs `oneoff`; RENAME hands it the whole batch in one step."""
-    import redis
-
-    redis.Redis.from_url(redis_url).rename(STAGING, QUEUE)
-    yield
-
-
-@contextmanager
-def consume_staging() -> Iterator[None]:
-    """RabbitMQ: the worker starts consuming the staging queue (Celery's add_consumer remote
-    control) and stops again once the batch is done."""
-    from config.celery_app import app
-
-    # Declared as this process declares it when publishing: a quorum queue, as ours are.
-    declare = {"queue_arguments": QUORUM}
-    if not app.control.add_consumer(STAGING, options=declare, reply=True, limit=1, timeout=10):
-        raise SystemExit("bench: the worker did not answer add_consumer")
-    try:
-        yield
-    finally:
-        app.control.cancel_consumer(STAGING, reply=True, limit=1, timeout=10)
 
 
 class Run:
@@ -479,7 +396,7 @@ def main() -> None:
     import bench.job_tasks  # noqa: F401  (registers the bare task in this process)
 
     database = _common.describe_database()
-    with bench_brokers() as brokers:
+    with bench_brokers(STAGING, QUEUE) as brokers:
         run, done, outcome, worker_log = measure(args, brokers)
     connection.close()
     if args.worker_log:
