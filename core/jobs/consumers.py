@@ -134,7 +134,7 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                 raise Ignore()
         with job_context(job):
             try:
-                result = self._run(job, args, call_kwargs)
+                result = self._run(job, args, call_kwargs, bool(kwargs.get(KEPT)))
             except (Retry, Ignore, Reject):
                 raise
             except Exception as exc:  # SoftTimeLimitExceeded included: a timeout is a failure
@@ -142,7 +142,8 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
                 raise AssertionError("unreachable: _failed always raises") from exc
         if job.attempt > 1 or replay_of:
             deadletters.succeeded(job, replay_of)
-        self._done(job, kwargs)
+        if not self.idempotent:  # an idempotent job's row was marked with its receipt
+            self._done(job, kwargs)
         return result
 
     def _done(self, job: JobContext, kwargs: dict[str, Any]) -> None:
@@ -154,10 +155,12 @@ class ConsumerTask(Task):  # type: ignore[type-arg]
         """The queue this delivery came from: a listener's or a replay's own, else the consumer's."""
         return queue_of(self.request.delivery_info) or self.consumer_queue.value
 
-    def _run(self, job: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _run(self, job: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any], kept: bool) -> Any:
         if not self.idempotent:
             return self.run(*args, **kwargs)
         with transaction.atomic():
+            if kept:  # done together with the receipt, or not at all
+                kept_job_done(job.task_id)
             if not JobReceipt.claim(job.idempotency_key, self.name):
                 logger.info("job %s[%s]: already done (key %s)", self.name, job.task_id, job.idempotency_key)
                 return None

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from core.jobs.consumers import enqueue
@@ -138,3 +139,22 @@ def test_a_row_from_before_kept_jobs_is_released_without_a_check(owner, private_
     row.refresh_from_db()
     assert row.status == ScheduledJobStatus.RELEASED and row.check_at is None
     assert reconcile_jobs() == 0
+
+
+def test_an_idempotent_kept_job_is_marked_done_in_its_receipt_s_transaction(owner, private_broker, key):
+    with transaction.atomic():
+        task_id = enqueue(jobs.record_effect, org_id=owner.org.pk, key=key)
+    row = ScheduledJob.objects.get(task_id=task_id)
+    live.purge(private_broker)
+
+    with CaptureQueriesContext(connection) as queries:
+        jobs.record_effect.apply(kwargs=row.kwargs, task_id=task_id)
+
+    row.refresh_from_db()
+    assert row.status == ScheduledJobStatus.DONE and jobs.effects(key) == 1
+    sql = [query["sql"] for query in queries.captured_queries]
+    marks = [i for i, q in enumerate(sql) if q.startswith("UPDATE") and "scheduledjob" in q]
+    receipt = next(i for i, q in enumerate(sql) if q.startswith("INSERT") and "jobreceipt" in q)
+    commit = next(i for i, q in enumerate(sql) if i > receipt and q.upper().startswith("COMMIT"))
+    # One mark, committed with the receipt and the effect: rolled back with them if the job fails.
+    assert len(marks) == 1 and marks[0] < commit, sql
