@@ -29,6 +29,7 @@ MANAGED = {
     f"{PREFIX}outbox-sweeper",
     f"{PREFIX}scheduled-jobs-releaser",
     f"{PREFIX}job-reconciler",
+    f"{PREFIX}listener-reconciler",
     f"{PREFIX}purge",
 }
 
