@@ -119,41 +119,42 @@ def _send(events: list[Pending]) -> int | None:
         if kind not in listening:
             listening[kind] = queued_listeners(*kind)
         runs.extend((event, listener) for listener in listening[kind])
-    return send_runs(runs)
+    try:
+        return send_runs(runs)
+    except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
+        logger.warning(
+            "outbox: publish of %d event(s) failed (%s); the sweeper will retry",
+            len(events),
+            type(exc).__name__,
+        )
+        return None
 
 
 def send_runs(
     runs: Sequence[tuple[Pending, QueuedListener]], *, retries: dict[str, int] | None = None
-) -> int | None:
+) -> int:
     """Publish these (event, listener) runs in one pipeline, each under its own task id (with
-    `retries`, by task id: the attempts it already had); None if the broker refused them."""
-    try:
-        with current_app.producer_or_acquire() as producer, producer.batch():
-            for event, listener in runs:
-                kwargs = job_kwargs(
-                    {"event_id": str(event.id), "listener": listener.key},
-                    org_id=event.orgid,
-                    correlation_id=event.correlation_id,
-                    idempotency_key=listener_key(event.id, listener.key),
-                )
-                task_id = run_task_id(event.id, listener.key)
-                # The attempts a run already had (a publish again by the reconciler): counted on.
-                options = {**message_reprs((), kwargs), "retries": (retries or {}).get(task_id, 0)}
-                run_listener.apply_async(
-                    kwargs=kwargs,
-                    queue=listener.queue.value,
-                    task_id=task_id,
-                    retry=False,
-                    producer=producer,
-                    **options,
-                )
-    except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
-        logger.warning(
-            "outbox: publish of %d listener run(s) failed (%s); they are tried again later",
-            len(runs),
-            type(exc).__name__,
-        )
-        return None
+    `retries`, by task id: the attempts it already had); returns how many. Raises the broker's
+    error if it refused them."""
+    with current_app.producer_or_acquire() as producer, producer.batch():
+        for event, listener in runs:
+            kwargs = job_kwargs(
+                {"event_id": str(event.id), "listener": listener.key},
+                org_id=event.orgid,
+                correlation_id=event.correlation_id,
+                idempotency_key=listener_key(event.id, listener.key),
+            )
+            task_id = run_task_id(event.id, listener.key)
+            # The attempts a run already had (published again by the reconciler): counted on.
+            options = {**message_reprs((), kwargs), "retries": (retries or {}).get(task_id, 0)}
+            run_listener.apply_async(
+                kwargs=kwargs,
+                queue=listener.queue.value,
+                task_id=task_id,
+                retry=False,
+                producer=producer,
+                **options,
+            )
     return len(runs)
 
 

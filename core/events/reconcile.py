@@ -113,8 +113,13 @@ def _publish_lost(lost: dict[str, Run], attempts: dict[str, int]) -> int | None:
     for task_id, run in lost.items():
         if task_id not in again:
             _bury(run, attempts.get(task_id, 0) + 1)
+    if not again:
+        return 0
     retries = {task_id: attempts.get(task_id, 0) + 1 for task_id in again}
-    if again and send_runs(list(again.values()), retries=retries) is None:
+    try:
+        send_runs(list(again.values()), retries=retries)
+    except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
+        logger.warning("reconcile: publish of %d listener run(s) failed (%s)", len(again), type(exc).__name__)
         return None
     for task_id, run in again.items():
         deadletters.log_loss(task_id, run_listener.name, retries[task_id])
