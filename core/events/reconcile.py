@@ -5,8 +5,9 @@ An event's check time is set with its dispatch mark; see docs/events.md#reconcil
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
@@ -50,8 +51,12 @@ def _unfinished(events: list[Pending]) -> dict[str, Run]:
     """The runs, by task id, that the events' listeners (asked now) owe and that left neither a
     receipt nor a dead letter."""
     runs: dict[str, Run] = {}
+    listening: dict[tuple[str, str, Any], list[QueuedListener]] = {}  # asked once per kind
     for event in events:
-        for listener in queued_listeners(event.name, event.datatype, event.orgid):
+        kind = (event.name, event.datatype, event.orgid)
+        if kind not in listening:
+            listening[kind] = queued_listeners(*kind)
+        for listener in listening[kind]:
             run = Run(event, listener)
             runs[run.task_id] = run
     if not runs:
@@ -132,8 +137,13 @@ def _publish_lost(lost: dict[str, Run], attempts: dict[str, int]) -> int | None:
 
 
 def reconcile_listener_runs(limit: int | None = None) -> int:
-    """Check the dispatched events whose check time has come; returns how many listener runs
-    were published again.
+    """Check the dispatched events whose check time has come, at most `limit` of them
+    (JOB_RECONCILE_BATCH); returns how many listener runs were published again."""
+    return _reconcile_batch(limit or settings.JOB_RECONCILE_BATCH)[1]
+
+
+def _reconcile_batch(limit: int) -> tuple[int, int]:
+    """One batch: (events checked, runs published again); (0, 0) if the broker refused them.
 
     An event whose listener runs all finished (a receipt or a dead letter each) is never looked
     at again. A run that may still be under way, or whose queue holds messages (it may only be
@@ -144,10 +154,10 @@ def reconcile_listener_runs(limit: int | None = None) -> int:
         Pending(*row)
         for row in EventRecord.objects.filter(check_at__lte=now)
         .order_by("check_at")
-        .values_list(*PENDING_FIELDS)[: limit or settings.JOB_RECONCILE_BATCH]
+        .values_list(*PENDING_FIELDS)[:limit]
     ]
     if not events:
-        return 0
+        return 0, 0
     unfinished = _unfinished(events)
     going, attempts = _going_on(list(unfinished), now, bound)
     lost = {task_id: run for task_id, run in unfinished.items() if task_id not in going}
@@ -159,12 +169,22 @@ def reconcile_listener_runs(limit: int | None = None) -> int:
     owing = {run.event.id for run in unfinished.values()} - due
     EventRecord.objects.filter(pk__in=[e.id for e in events if e.id not in owing | due]).update(check_at=None)
     EventRecord.objects.filter(pk__in=list(owing)).update(check_at=timezone.now() + bound)
-    return republished or 0
+    if republished is None:
+        return 0, 0  # no more batches this tick
+    return len(events), republished
 
 
 @consumer(
     Queue.SCHEDULE, name="core.events.reconcile_listeners", retry=RetryPolicy(max_attempts=2, backoff=1.0)
 )
 def reconcile_listeners(*, org_id: None = None) -> int:
-    """Beat, every JOB_RECONCILE_INTERVAL_SECONDS: publish again the listener runs a broker lost."""
-    return reconcile_listener_runs()
+    """Beat, every JOB_RECONCILE_INTERVAL_SECONDS: publish again the listener runs a broker lost.
+    Batch after batch while they come full, for at most half the interval, so that the checks
+    keep up with the events dispatched meanwhile; returns how many runs were published again."""
+    budget = time.monotonic() + settings.JOB_RECONCILE_INTERVAL_SECONDS / 2
+    republished = 0
+    while True:
+        checked, again = _reconcile_batch(settings.JOB_RECONCILE_BATCH)
+        republished += again
+        if checked < settings.JOB_RECONCILE_BATCH or time.monotonic() >= budget:
+            return republished

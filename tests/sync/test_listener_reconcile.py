@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core import services
 from core.events import outbox
-from core.events.reconcile import reconcile_listener_runs
+from core.events.reconcile import reconcile_listener_runs, reconcile_listeners
 from core.events.registry import queued_listeners
 from core.jobs.queues import Queue
 from core.models import DeadLetter, EventRecord, JobLog, JobReceipt, Record
@@ -202,3 +202,17 @@ def test_one_pass_checks_at_most_a_batch_of_events(owner, broker, settings):
     assert [check_at(e) is not None and check_at(e) <= timezone.now() for e in events] == [False, False, True]
     assert reconcile_listener_runs(limit=5) == 0  # the queue now holds the first two: it waits
     assert check_at(events[2]) > timezone.now()
+
+
+def test_a_tick_checks_batch_after_batch_while_they_come_full(owner, broker, settings):
+    settings.JOB_RECONCILE_BATCH = 2
+    events = [create(owner, n=n) for n in range(5)]
+    for event in events:
+        others_finished(event)
+    broker.purge()
+    due(*events)
+
+    # The first batch's two runs go out again; then the queue holds them, so the rest wait.
+    assert reconcile_listeners.run(org_id=None) == 2
+    assert all(check_at(event) > timezone.now() for event in events)
+    assert len(runs_waiting(broker)) == 2
