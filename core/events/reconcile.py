@@ -84,7 +84,8 @@ def _going_on(task_ids: list[str], now: datetime, bound: timedelta) -> tuple[set
         "task_id", "updated_at", "attempts"
     ):
         attempts[task_id] = len(logged)
-        if updated_at > recent:
+        # A loss logged by the reconciler itself says nothing of a retry under way.
+        if updated_at > recent and logged and logged[-1].get("kind") != "lost":
             going.add(task_id)
     return going, attempts
 

@@ -164,12 +164,10 @@ def test_a_run_lost_on_every_attempt_ends_as_a_dead_letter(owner, broker):
     for _ in range(attempts - 1):
         broker.purge()
         due(event)
-        JobLog.objects.filter(task_id=task_id).update(updated_at=timezone.now() - timedelta(days=1))
         assert reconcile_listener_runs() == 1
 
     broker.purge()
     due(event)
-    JobLog.objects.filter(task_id=task_id).update(updated_at=timezone.now() - timedelta(days=1))
     assert reconcile_listener_runs() == 0
     letter = DeadLetter.objects.get(task_id=task_id)
     assert letter.idempotency_key == outbox.listener_key(event.pk, PROBE_LISTENER)
@@ -216,3 +214,17 @@ def test_a_tick_checks_batch_after_batch_while_they_come_full(owner, broker, set
     assert reconcile_listeners.run(org_id=None) == 2
     assert all(check_at(event) > timezone.now() for event in events)
     assert len(runs_waiting(broker)) == 2
+
+
+def test_a_run_published_again_is_checked_again_one_bound_later(owner, broker):
+    event = create(owner)
+    others_finished(event)
+    broker.purge()
+    due(event)
+    assert reconcile_listener_runs() == 1
+
+    broker.purge()  # lost once more
+    due(event)  # one bound has passed: the loss the reconciler logged is no retry under way
+    assert reconcile_listener_runs() == 1
+    task_id = outbox.run_task_id(event.pk, PROBE_LISTENER)
+    assert [entry["kind"] for entry in JobLog.objects.get(task_id=task_id).attempts] == ["lost", "lost"]
