@@ -14,6 +14,7 @@ from core import services
 from core.events import outbox
 from core.events.reconcile import reconcile_listener_runs, reconcile_listeners
 from core.events.registry import queued_listeners
+from core.jobs.deadletters import replay
 from core.jobs.queues import Queue
 from core.models import DeadLetter, EventRecord, JobLog, JobReceipt, Record
 from tests import brokers, listeners, live
@@ -156,7 +157,7 @@ def test_a_run_that_failed_recently_may_be_retrying_and_is_left_alone(owner, bro
     assert broker.messages() == (0, 0)
 
 
-def test_a_run_lost_on_every_attempt_ends_as_a_dead_letter(owner, broker):
+def test_a_run_lost_on_every_attempt_ends_as_a_dead_letter_that_replays(owner, broker, workers):
     event = create(owner)
     others_finished(event)
     task_id = outbox.run_task_id(event.pk, PROBE_LISTENER)
@@ -175,6 +176,11 @@ def test_a_run_lost_on_every_attempt_ends_as_a_dead_letter(owner, broker):
     assert letter.kwargs["event_id"] == str(event.pk) and broker.messages() == (0, 0)
     due(event)
     assert reconcile_listener_runs() == 0 and check_at(event) is None
+
+    # Replayed once the operator has found why, it runs on a worker like any dead letter.
+    assert replay(letter, by="test") is not None
+    worker = start_worker(workers, broker)
+    live.wait_for(lambda: hits(event) == 1, timeout=30, what=f"the replayed run; {logs(worker)}")
 
 
 def test_an_event_dispatched_before_reconciliation_existed_is_never_published_again(owner, broker):
