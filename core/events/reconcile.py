@@ -1,6 +1,6 @@
 """Reconciliation of listener runs: publish again a `run_listener` job the broker lost.
 
-An event's check time is set with its dispatch mark; see docs/events.md#reconciliation."""
+An event's check time is set with its dispatch mark; see docs/events.md#reconciling-listener-runs."""
 
 from __future__ import annotations
 
