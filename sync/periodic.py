@@ -22,6 +22,7 @@ from django_celery_beat.models import (
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from core.events.outbox import sweep_outbox
+from core.events.reconcile import reconcile_listeners
 from core.jobs.consumers import consumers
 from core.jobs.reconcile import reconcile_kept_jobs
 from core.jobs.scheduling import release_scheduled_jobs
@@ -107,6 +108,15 @@ def declared() -> list[Periodic]:
             expires=60,
             description="Publishes again the kept jobs published but never finished past their time "
             "limit plus a margin (a broker that lost them).",
+        ),
+        Periodic(
+            "listener-reconciler",
+            reconcile_listeners.name,
+            every=settings.JOB_RECONCILE_INTERVAL_SECONDS,
+            kwargs=platform,
+            expires=60,
+            description="Publishes again the queued-listener runs of dispatched events that left no "
+            "receipt or dead letter past their time limit plus a margin (a broker that lost them).",
         ),
         Periodic(
             "purge",

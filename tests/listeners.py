@@ -7,12 +7,14 @@ from pathlib import Path
 
 from core import services
 from core.events import Envelope, SystemEvents, on_event
+from core.jobs.consumers import PermanentError
 from core.jobs.queues import Queue
 from core.models import Org, Record
 
 PROBE = "probe"  # creating a record of this datatype wakes the listeners below
 HIT = "probe-hit"
 FLAKY = "flaky"  # this one fails on its first attempt
+DOOMED = "doomed"  # this one fails for good: a dead letter at its first attempt
 
 
 @on_event(SystemEvents.COLLECTION_CREATE, datatype=PROBE, queue=Queue.NOTIFICATION)
@@ -35,3 +37,8 @@ def on_flaky_created(event: Envelope) -> None:
     Record.objects.create(
         org_id=event.orgid, datatype=HIT, data={"event": str(event.id), "listener": "flaky"}
     )
+
+
+@on_event(SystemEvents.COLLECTION_CREATE, datatype=DOOMED, queue=Queue.NOTIFICATION)
+def on_doomed_created(event: Envelope) -> None:
+    raise PermanentError(f"event {event.id} cannot ever be handled")

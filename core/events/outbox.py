@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any, NamedTuple
@@ -24,7 +25,7 @@ from core import context
 from core.events.envelope import Envelope
 from core.events.registry import QueuedListener, has_queued_listeners, queued_listener, queued_listeners
 from core.jobs.consumers import PermanentError, RetryPolicy, consumer, job_kwargs
-from core.jobs.publish import message_reprs
+from core.jobs.publish import message_reprs, reconcile_after
 from core.jobs.queues import Queue
 from core.models import EventRecord
 
@@ -36,6 +37,12 @@ LISTENER_RETRY = RetryPolicy(max_attempts=5, backoff=1.0, max_backoff=600.0)
 
 def listener_key(event_id: Any, listener: str) -> str:
     return f"listener:{event_id}:{listener}"
+
+
+def run_task_id(event_id: Any, listener: str) -> str:
+    """The task id of an event's run of one listener, the same at every publish (relay, sweeper,
+    reconciler): its retries, attempt log and dead letter are found by it."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, listener_key(event_id, listener)).hex
 
 
 class Pending(NamedTuple):
@@ -106,26 +113,14 @@ def _send(events: list[Pending]) -> int | None:
     pipeline; returns how many, or None (nothing sent) if the broker refused them."""
     # Who listens depends on (name, datatype, org) only: asked once per kind of event.
     listening: dict[tuple[str, str, uuid.UUID], list[QueuedListener]] = {}
-    sent = 0
+    runs: list[tuple[Pending, QueuedListener]] = []
+    for event in events:
+        kind = (event.name, event.datatype, event.orgid)
+        if kind not in listening:
+            listening[kind] = queued_listeners(*kind)
+        runs.extend((event, listener) for listener in listening[kind])
     try:
-        with current_app.producer_or_acquire() as producer, producer.batch():
-            for event in events:
-                kind = (event.name, event.datatype, event.orgid)
-                if kind not in listening:
-                    listening[kind] = queued_listeners(*kind)
-                for listener in listening[kind]:
-                    kwargs = job_kwargs(
-                        {"event_id": str(event.id), "listener": listener.key},
-                        org_id=event.orgid,
-                        correlation_id=event.correlation_id,
-                        idempotency_key=listener_key(event.id, listener.key),
-                    )
-                    options = message_reprs((), kwargs)
-                    queue = listener.queue.value
-                    run_listener.apply_async(
-                        kwargs=kwargs, queue=queue, retry=False, producer=producer, **options
-                    )
-                    sent += 1
+        return send_runs(runs)
     except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
         logger.warning(
             "outbox: publish of %d event(s) failed (%s); the sweeper will retry",
@@ -133,16 +128,45 @@ def _send(events: list[Pending]) -> int | None:
             type(exc).__name__,
         )
         return None
-    return sent
+
+
+def send_runs(
+    runs: Sequence[tuple[Pending, QueuedListener]], *, retries: dict[str, int] | None = None
+) -> int:
+    """Publish these (event, listener) runs in one pipeline, each under its own task id (with
+    `retries`, by task id: the attempts it already had); returns how many. Raises the broker's
+    error if it refused them."""
+    with current_app.producer_or_acquire() as producer, producer.batch():
+        for event, listener in runs:
+            kwargs = job_kwargs(
+                {"event_id": str(event.id), "listener": listener.key},
+                org_id=event.orgid,
+                correlation_id=event.correlation_id,
+                idempotency_key=listener_key(event.id, listener.key),
+            )
+            task_id = run_task_id(event.id, listener.key)
+            # The attempts a run already had (published again by the reconciler): counted on.
+            options = {**message_reprs((), kwargs), "retries": (retries or {}).get(task_id, 0)}
+            run_listener.apply_async(
+                kwargs=kwargs,
+                queue=listener.queue.value,
+                task_id=task_id,
+                retry=False,
+                producer=producer,
+                **options,
+            )
+    return len(runs)
 
 
 def mark_dispatched(event_ids: list[uuid.UUID]) -> int:
-    """Record that these events reached the broker: the sweeper leaves them alone."""
+    """Record that these events reached the broker: the sweeper leaves them alone, and the
+    reconciler asks after their listener runs once their time limit and a margin have passed."""
     now, changed = timezone.now(), 0
+    check_at = now + reconcile_after(run_listener)
     for start in range(0, len(event_ids), MARK_BATCH):
         changed += EventRecord.objects.filter(
             pk__in=event_ids[start : start + MARK_BATCH], dispatched_at__isnull=True
-        ).update(dispatched_at=now)
+        ).update(dispatched_at=now, check_at=check_at)
     return changed
 
 

@@ -20,6 +20,13 @@ from core.models import DeadLetter, DeadLetterStatus, JobLog, Org
 logger = logging.getLogger(__name__)
 
 
+class LostOnEveryDelivery(Exception):
+    """The job was published again and again and the broker lost it every time."""
+
+    def __init__(self, deliveries: int) -> None:
+        super().__init__(f"published {deliveries} times and never finished (lost with its broker or worker)")
+
+
 class WorkerLostOnEveryDelivery(Exception):
     """The broker delivered the job again and again and no attempt finished."""
 
@@ -58,16 +65,19 @@ def count_redelivery(job: JobContext) -> JobContext:
 
 
 def log_failure(job: JobContext, exc: BaseException) -> None:
-    entry = {
-        "at": timezone.now().isoformat(),
-        "attempt": job.attempt,
-        "kind": "failure",
-        "error": _describe(exc),
-    }
+    _log_attempt(job.task_id, job.task, job.attempt, "failure", _describe(exc))
+
+
+def log_loss(task_id: str, task: str, attempt: int) -> None:
+    """Record that delivery number `attempt` of this job was lost (published, never finished,
+    no longer in the broker): it counts as an attempt, as a redelivery does."""
+    _log_attempt(task_id, task, attempt, "lost", "published and never finished; the broker lost it")
+
+
+def _log_attempt(task_id: str, task: str, attempt: int, kind: str, error: str) -> None:
+    entry = {"at": timezone.now().isoformat(), "attempt": attempt, "kind": kind, "error": error}
     with transaction.atomic():
-        log, _ = JobLog.objects.select_for_update().get_or_create(
-            task_id=job.task_id, defaults={"task": job.task}
-        )
+        log, _ = JobLog.objects.select_for_update().get_or_create(task_id=task_id, defaults={"task": task})
         log.attempts = [*log.attempts, entry]
         log.save(update_fields=["attempts", "updated_at"])
 

@@ -22,12 +22,15 @@ class EventRecord(models.Model):
     occurred_at = models.DateTimeField(db_index=True)
     # Set once the record is handed to the broker; the sweeper re-publishes rows left null.
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Set with the dispatch mark: when the reconciler asks whether its listener runs finished
+    # (core/events/reconcile.py). Null once they all did, or when nothing was published.
+    check_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-occurred_at",)
         # Every emit's INSERT pays each index: these, no more. The API's reads are an org's
         # (orgid first, then a filter); the admin's and an operator's are by name, correlation
-        # or cause; the sweeper's and the purge's by time. Meta indexes, not db_index, so
+        # or cause; the sweeper's, the reconciler's and the purge's by time. Meta indexes, not db_index, so
         # Postgres gets no second LIKE index on the text columns.
         indexes = [
             models.Index(fields=["orgid", "-occurred_at"], name="event_org_occurred"),
@@ -36,6 +39,7 @@ class EventRecord(models.Model):
             models.Index(
                 fields=["occurred_at"], name="event_undispatched", condition=Q(dispatched_at__isnull=True)
             ),
+            models.Index(fields=["check_at"], name="event_check", condition=Q(check_at__isnull=False)),
         ]
 
     def __str__(self) -> str:

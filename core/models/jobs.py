@@ -17,7 +17,7 @@ class JobLog(models.Model):
     task_id = models.CharField(max_length=64, primary_key=True)
     task = models.CharField(max_length=200)
     deliveries = models.PositiveIntegerField(default=0)
-    # [{"at": iso, "attempt": n, "error": "Class: message", "kind": "failure" | "redelivered"}]
+    # [{"at": iso, "attempt": n, "error": "Class: message", "kind": "failure" | "redelivered" | "lost"}]
     attempts = models.JSONField(default=list)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 

@@ -29,6 +29,7 @@ MANAGED = {
     f"{PREFIX}outbox-sweeper",
     f"{PREFIX}scheduled-jobs-releaser",
     f"{PREFIX}job-reconciler",
+    f"{PREFIX}listener-reconciler",
     f"{PREFIX}purge",
 }
 
@@ -85,7 +86,7 @@ def test_a_declaration_has_a_slug_name_and_json_kwargs():
 def test_sync_creates_the_declared_tasks_and_a_second_run_changes_nothing():
     out = sync_command()
 
-    assert "4 created, 0 updated, 0 unchanged, 0 removed" in out
+    assert "5 created, 0 updated, 0 unchanged, 0 removed" in out
     assert f"created: {PREFIX}purge" in out
     found = rows()
     assert set(found) == MANAGED
@@ -100,6 +101,9 @@ def test_sync_creates_the_declared_tasks_and_a_second_run_changes_nothing():
     reconciler = found[f"{PREFIX}job-reconciler"]
     assert (reconciler.task, reconciler.queue) == ("core.reconcile_jobs", Queue.SCHEDULE.value)
     assert (reconciler.interval.every, reconciler.interval.period) == (30, IntervalSchedule.SECONDS)
+    listeners = found[f"{PREFIX}listener-reconciler"]
+    assert (listeners.task, listeners.queue) == ("core.events.reconcile_listeners", Queue.SCHEDULE.value)
+    assert (listeners.interval.every, listeners.interval.period) == (30, IntervalSchedule.SECONDS)
     purge = found[f"{PREFIX}purge"]
     assert (purge.task, purge.queue, purge.interval) == ("sync.purge", Queue.SCHEDULE.value, None)
     cron = purge.crontab
@@ -108,7 +112,7 @@ def test_sync_creates_the_declared_tasks_and_a_second_run_changes_nothing():
     )  # fmt: skip
     assert "PurgeScheduler" in purge.description
 
-    assert "0 created, 0 updated, 4 unchanged, 0 removed" in sync_command()
+    assert "0 created, 0 updated, 5 unchanged, 0 removed" in sync_command()
     assert {row.pk for row in rows().values()} == {row.pk for row in found.values()}
     assert IntervalSchedule.objects.count() == 3
     assert CrontabSchedule.objects.count() == 1
@@ -124,7 +128,7 @@ def test_sync_applies_changed_declarations_and_undoes_admin_edits_of_managed_row
     ):
         out = sync_command()
 
-    assert "0 created, 3 updated, 1 unchanged, 0 removed" in out
+    assert "0 created, 3 updated, 2 unchanged, 0 removed" in out
     found = rows()
     assert found[f"{PREFIX}outbox-sweeper"].interval.every == 7
     releaser = found[f"{PREFIX}scheduled-jobs-releaser"].interval
@@ -145,11 +149,11 @@ def test_sync_removes_rows_it_managed_and_the_legacy_ones_and_leaves_operators_r
 
     out = sync_command()
 
-    assert "4 created, 0 updated, 0 unchanged, 2 removed" in out
+    assert "5 created, 0 updated, 0 unchanged, 2 removed" in out
     assert f"removed: {PREFIX}retired" in out
     assert "removed: outbox-sweeper" in out
     assert set(rows()) == MANAGED | {"nightly report", "scheduled-jobs-releaser"}
-    assert "0 created, 0 updated, 4 unchanged, 0 removed" in sync_command()
+    assert "0 created, 0 updated, 5 unchanged, 0 removed" in sync_command()
 
 
 @pytest.mark.django_db
@@ -204,7 +208,7 @@ def test_beat_ticks_the_releaser_which_releases_a_due_job_exactly_once(owner, wo
     job.refresh_from_db()
     assert job.status == ScheduledJobStatus.RELEASED and job.released_at is not None
     assert output.count(f"Sending due task {PREFIX}scheduled-jobs-releaser") >= 3
-    assert "beat start: periodic tasks: 4 declared" in output
+    assert "beat start: periodic tasks: 5 declared" in output
     assert set(rows()) == MANAGED  # beat added no rows of its own
 
 
