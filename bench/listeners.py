@@ -57,6 +57,10 @@ def bare_stamp(sample: str) -> None:
 def _on_prerun(sender: Any = None, task: Any = None, args: Any = None, **kwargs: Any) -> None:
     if not KEY or task is None or task.name != "core.events.run_listener":
         return
-    started, event_id = time.time(), (kwargs.get("kwargs") or {}).get("event_id")
-    if event_id:
-        stamp("job", str(event_id), started)
+    started, job = time.time(), kwargs.get("kwargs") or {}
+    # The bench listener's run only: the event's other listeners (sync's datatype one) have theirs.
+    if (
+        job.get("event_id")
+        and job.get("listener") == f"{on_bench_record.__module__}.{on_bench_record.__qualname__}"
+    ):
+        stamp("job", str(job["event_id"]), started)
