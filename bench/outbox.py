@@ -14,13 +14,11 @@ transaction, so it runs right after COMMIT, before the outbox's own publish (or 
 .delay()). Latency = start stamp - commit stamp (same host clock).
 
 Real processes: a Celery worker subprocess (tests.live.Worker, every queue, concurrency 2)
-on Redis, with the bench database and EVENT_HANDLER_MODULES=bench.listeners. Redis is a
-private redis-server of this run (tests.live.PrivateRedis) on the embedded default, or
-REDIS_URL's server when it is set, in a database of its own (BENCH_REDIS_DB, default 15:
-on a shared server, other workers consuming db 0's queues would take our tasks and we
-theirs). No beat runs, so the outbox sweeper (which only re-publishes
-rows undispatched after OUTBOX_SWEEP_AFTER_SECONDS) never acts: every sample is the
-on-commit publish path.
+with the bench database and EVENT_HANDLER_MODULES=bench.listeners. Its broker: a private
+redis-server on the embedded default, REDIS_URL's server in a database of its own
+(BENCH_REDIS_DB, default 15), or with BROKER_URL=amqp://... a RabbitMQ vhost of the run's own
+(bench/_brokers.py; the stamps stay in Redis). No beat runs, so the sweeper never acts: every
+sample is the on-commit publish path.
 
 Traffic, in rounds alternating the order of subject and baseline: spaced events (a random
 20-60 ms gap, idle worker) and bursts (back to back), ~300 samples of each kind by default.
@@ -40,6 +38,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -154,25 +153,33 @@ def main() -> None:
     from django.test.utils import override_settings
 
     import bench.listeners  # the queued listener: makes the outbox publish our events
+    from bench._brokers import bench_brokers
     from core import services
     from core.events import outbox
     from core.models import EventRecord
-    from tests.brokers import RedisBroker
     from tests.live import Worker
 
     database = _common.describe_database()
     target_p99 = TARGET_P99_MS[connection.vendor]
-    private = settings.REDIS_EMBEDDED
-    redis_url, redis_server = _common.bench_broker()  # this process publishes where the worker consumes
+    # This process publishes where the worker consumes: Redis, or with BROKER_URL=amqp://... a
+    # RabbitMQ vhost of the run's own (the stamps and the cache in Redis either way).
+    stack = contextlib.ExitStack()
+    brokers = stack.enter_context(bench_brokers("bench-outbox-staging", bench.listeners.QUEUE.value))
+    redis_url = brokers.stamps_url
     # The relay asks automation's index (in the cache) who listens: the cache the worker uses.
     override_settings(CACHES={"default": {**settings.CACHES["default"], "LOCATION": redis_url}}).enable()
     client = redis.Redis.from_url(redis_url)
     key = f"bench:outbox:{uuid.uuid4().hex[:12]}"
     org, _ = services.org_create_with_owner(slug="bench-outbox", owner_email="bench-outbox@example.com")
     worker = Worker(
-        RedisBroker(redis_url),
+        brokers.worker,
         concurrency=args.concurrency,
-        extra_env={"EVENT_HANDLER_MODULES": "bench.listeners", **worker_env, "BENCH_OUTBOX_KEY": key},
+        extra_env={
+            "EVENT_HANDLER_MODULES": "bench.listeners",
+            **worker_env,
+            "BENCH_OUTBOX_KEY": key,
+            "REDIS_URL": redis_url,  # the stamps (and the cache), on either broker
+        },
     )
     lost: list[str] = []
     run = Run(org, client, key)
@@ -207,7 +214,7 @@ def main() -> None:
     finally:
         worker.stop()
         client.delete(f"{key}:start", f"{key}:job")
-        _common.stop_bench_broker(redis_server)
+        stack.close()
     worker_log = worker.output()
     if args.worker_log:
         args.worker_log.write_text(worker_log)
@@ -286,7 +293,7 @@ def main() -> None:
             ]
         )
 
-    redis_desc = _common.describe_redis(redis_url, private)
+    redis_desc = brokers.description
     _common.print_table(
         f"Outbox latency: commit -> queued listener start vs bare Celery task - {database}; {redis_desc}; "
         f"worker concurrency {args.concurrency} "
