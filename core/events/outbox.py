@@ -26,7 +26,7 @@ from core.events.envelope import Envelope
 from core.events.registry import QueuedListener, has_queued_listeners, queued_listener, queued_listeners
 from core.jobs.consumers import PermanentError, RetryPolicy, consumer, job_kwargs
 from core.jobs.publish import message_reprs, reconcile_after
-from core.jobs.queues import Queue
+from core.jobs.queues import CONSUME_ORDER, Queue
 from core.models import EventRecord
 
 logger = logging.getLogger(__name__)
@@ -135,9 +135,12 @@ def send_runs(
 ) -> int:
     """Publish these (event, listener) runs in one pipeline, each under its own task id (with
     `retries`, by task id: the attempts it already had); returns how many. Raises the broker's
-    error if it refused them."""
+    error if it refused them. The runs go out in CONSUME_ORDER of their queues, as a worker takes
+    them: on RabbitMQ, where each publish waits for its confirm, a listener's run need not wait
+    behind the search index's."""
+    ordered = sorted(runs, key=lambda run: CONSUME_ORDER.index(run[1].queue))
     with current_app.producer_or_acquire() as producer, producer.batch():
-        for event, listener in runs:
+        for event, listener in ordered:
             kwargs = job_kwargs(
                 {"event_id": str(event.id), "listener": listener.key},
                 org_id=event.orgid,
