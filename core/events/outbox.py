@@ -130,6 +130,16 @@ def _send(events: list[Pending]) -> int | None:
         return None
 
 
+def run_kwargs(event: Pending, listener: QueuedListener) -> dict[str, Any]:
+    """The job kwargs of an event's run of one listener, as every publish and dead letter has them."""
+    return job_kwargs(
+        {"event_id": str(event.id), "listener": listener.key},
+        org_id=event.orgid,
+        correlation_id=event.correlation_id,
+        idempotency_key=listener_key(event.id, listener.key),
+    )
+
+
 def send_runs(
     runs: Sequence[tuple[Pending, QueuedListener]], *, retries: dict[str, int] | None = None
 ) -> int:
@@ -141,12 +151,7 @@ def send_runs(
     ordered = sorted(runs, key=lambda run: CONSUME_ORDER.index(run[1].queue))
     with current_app.producer_or_acquire() as producer, producer.batch():
         for event, listener in ordered:
-            kwargs = job_kwargs(
-                {"event_id": str(event.id), "listener": listener.key},
-                org_id=event.orgid,
-                correlation_id=event.correlation_id,
-                idempotency_key=listener_key(event.id, listener.key),
-            )
+            kwargs = run_kwargs(event, listener)
             task_id = run_task_id(event.id, listener.key)
             # The attempts a run already had (published again by the reconciler): counted on.
             options = {**message_reprs((), kwargs), "retries": (retries or {}).get(task_id, 0)}

@@ -16,13 +16,14 @@ from core.events.outbox import (
     PENDING_FIELDS,
     Pending,
     listener_key,
+    run_kwargs,
     run_listener,
     run_task_id,
     send_runs,
 )
 from core.events.registry import QueuedListener, queued_listeners
 from core.jobs import deadletters
-from core.jobs.consumers import RetryPolicy, consumer, job_kwargs
+from core.jobs.consumers import RetryPolicy, consumer
 from core.jobs.context import JobContext
 from core.jobs.publish import reconcile_after
 from core.jobs.queues import Queue
@@ -92,12 +93,7 @@ def _going_on(task_ids: list[str], now: datetime, bound: timedelta) -> tuple[set
 
 def _bury(run: Run, attempts: int) -> None:
     """A run the broker lost on each of its allowed attempts: a dead letter, replayable."""
-    kwargs = job_kwargs(
-        {"event_id": str(run.event.id), "listener": run.listener.key},
-        org_id=run.event.orgid,
-        correlation_id=run.event.correlation_id,
-        idempotency_key=run.key,
-    )
+    kwargs = run_kwargs(run.event, run.listener)
     job = JobContext(
         task_id=run.task_id,
         task=run_listener.name,
