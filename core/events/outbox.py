@@ -114,12 +114,12 @@ def _send(events: list[Pending]) -> int | None:
     # Who listens depends on (name, datatype, org) only: asked once per kind of event.
     listening: dict[tuple[str, str, uuid.UUID], list[QueuedListener]] = {}
     runs: list[tuple[Pending, QueuedListener]] = []
-    for event in events:
-        kind = (event.name, event.datatype, event.orgid)
-        if kind not in listening:
-            listening[kind] = queued_listeners(*kind)
-        runs.extend((event, listener) for listener in listening[kind])
     try:
+        for event in events:
+            kind = (event.name, event.datatype, event.orgid)
+            if kind not in listening:  # a listener's `when` may read the cache, and fail
+                listening[kind] = queued_listeners(*kind)
+            runs.extend((event, listener) for listener in listening[kind])
         return send_runs(runs)
     except Exception as exc:  # the broker's errors vary by transport; all mean "not now"
         logger.warning(
@@ -224,7 +224,7 @@ class Relay:
     def add(self, event: Pending) -> None:
         with self._ready:
             self._pending.append(event)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
                 self._thread.start()
             self._ready.notify()
@@ -237,19 +237,28 @@ class Relay:
                     timeout = max(0.0, self._published_at + self.MARK_AFTER_SECONDS - time.monotonic())
                 busy = self._ready.wait_for(lambda: bool(self._pending), timeout=timeout)
                 marking = bool(self._published)
-            if busy or marking:
-                self._quiet.clear()
-                # Busy: gather what commits during the rest of the interval into this publish.
-                wait = self._last_publish + self.PUBLISH_INTERVAL_SECONDS - time.monotonic()
-                if busy and wait > 0:
-                    time.sleep(wait)
-                if self._publish():
-                    self._last_publish = time.monotonic()
-                self._mark(due_only=True)
-                close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE until idle
-            elif not self._quiet.is_set():
-                connections.close_all()  # this thread's
-                self._quiet.set()
+            try:
+                self._step(busy=busy, marking=marking)
+            except Exception:
+                # Nothing here may end the thread: what it held is committed, and the sweeper
+                # publishes whatever this pass dropped.
+                logger.exception("outbox: relay pass failed; the sweeper publishes what it dropped")
+                time.sleep(self.PUBLISH_INTERVAL_SECONDS)
+
+    def _step(self, *, busy: bool, marking: bool) -> None:
+        if busy or marking:
+            self._quiet.clear()
+            # Busy: gather what commits during the rest of the interval into this publish.
+            wait = self._last_publish + self.PUBLISH_INTERVAL_SECONDS - time.monotonic()
+            if busy and wait > 0:
+                time.sleep(wait)
+            if self._publish():
+                self._last_publish = time.monotonic()
+            self._mark(due_only=True)
+            close_old_connections()  # back to the pool, or kept per CONN_MAX_AGE until idle
+        elif not self._quiet.is_set():
+            connections.close_all()  # this thread's
+            self._quiet.set()
 
     def _publish(self) -> int:
         """Publish what is waiting (their marks wait in `_published`); returns how many."""
