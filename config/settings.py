@@ -224,6 +224,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publisher finding every pooled broker connection in use waits this long, then fails (the
+# outbox sweeper publishes later) rather than waiting forever.
+CELERY_BROKER_POOL_ACQUIRE_TIMEOUT = env.float("BROKER_POOL_ACQUIRE_TIMEOUT", default=5.0)
 # How long a delivered message may stay unacknowledged before the broker hands it out again:
 # Redis' visibility timeout; RabbitMQ's consumer_timeout (its default is 30 min), past which
 # it closes the channel. Every job's deadline and countdown must end well within it.

@@ -149,20 +149,24 @@ def send_runs(
     them: on RabbitMQ, where each publish waits for its confirm, a listener's run need not wait
     behind the search index's."""
     ordered = sorted(runs, key=lambda run: CONSUME_ORDER.index(run[1].queue))
-    with current_app.producer_or_acquire() as producer, producer.batch():
-        for event, listener in ordered:
-            kwargs = run_kwargs(event, listener)
-            task_id = run_task_id(event.id, listener.key)
-            # The attempts a run already had (published again by the reconciler): counted on.
-            options = {**message_reprs((), kwargs), "retries": (retries or {}).get(task_id, 0)}
-            run_listener.apply_async(
-                kwargs=kwargs,
-                queue=listener.queue.value,
-                task_id=task_id,
-                retry=False,
-                producer=producer,
-                **options,
-            )
+    # A pooled connection, waited for at most broker_pool_acquire_timeout: with every connection
+    # in use the publish fails (the sweeper's), where the producer pool would wait forever.
+    with current_app.connection_or_acquire() as connection:
+        producer: Any = current_app.amqp.Producer(connection, auto_declare=False)  # stubs lack batch()
+        with producer.batch():
+            for event, listener in ordered:
+                kwargs = run_kwargs(event, listener)
+                task_id = run_task_id(event.id, listener.key)
+                # The attempts a run already had (published again by the reconciler): counted on.
+                options = {**message_reprs((), kwargs), "retries": (retries or {}).get(task_id, 0)}
+                run_listener.apply_async(
+                    kwargs=kwargs,
+                    queue=listener.queue.value,
+                    task_id=task_id,
+                    retry=False,
+                    producer=producer,
+                    **options,
+                )
     return len(runs)
 
 

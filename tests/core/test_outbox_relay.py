@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from celery import current_app
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
@@ -159,6 +160,51 @@ def test_a_mark_that_fails_leaves_the_row_to_the_sweeper(
 
     assert outbox.sweep_outbox.run(org_id=None) >= 1  # sent once more: the receipts make it a no-op
     assert dispatched(event) and times_published(own_broker, event) == [2]
+
+
+def test_a_pass_that_fails_anywhere_leaves_the_relay_running(
+    owner, own_broker, monkeypatch: Any, caplog: Any
+) -> None:
+    """Whatever raises in a pass (here the connection cleanup after a publish), the thread goes
+    on: the next event is published and marked as usual."""
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("cleanup failed")
+
+    monkeypatch.setattr(outbox, "close_old_connections", broken)
+    first = create(owner, 6)
+    live.wait_for(lambda: "relay pass failed" in caplog.text, timeout=5, what="the failing pass")
+    second = create(owner, 7)
+
+    live.wait_for(lambda: dispatched(first, second), timeout=5, what="the relay, still running")
+    assert times_published(own_broker, first, second) == [1, 1]
+
+
+def test_a_publish_that_finds_every_broker_connection_in_use_gives_up_and_leaves_the_event_to_the_sweeper(
+    owner, own_broker, monkeypatch: Any, caplog: Any, settings: Any
+) -> None:
+    """An exhausted connection pool makes the relay wait a bounded time, never forever."""
+    settings.OUTBOX_SWEEP_AFTER_SECONDS = 0
+    monkeypatch.setattr(current_app.conf, "broker_pool_acquire_timeout", 0.2)
+    pool = current_app.pool
+    held = [pool.acquire(block=True) for _ in range(pool.limit)]
+    try:
+        event = create(owner, 8)
+        live.wait_for(
+            lambda: "publish of 1 event(s) failed" in caplog.text, timeout=5, what="the relay giving up"
+        )
+        assert not dispatched(event)
+    finally:
+        for connection in held:
+            connection.release()
+
+    assert outbox.sweep_outbox.run(org_id=None) >= 1
+    assert dispatched(event) and times_published(own_broker, event) == [1]
+    later = create(owner, 9)
+    live.wait_for(lambda: dispatched(later), timeout=5, what="the relay after the pool came back")
 
 
 def test_an_idle_relay_lets_go_of_its_database_connection(owner, own_broker) -> None:
