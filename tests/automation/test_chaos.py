@@ -1,6 +1,6 @@
-"""Chaos: the real `manage.py serve` on Postgres and a private Redis, a flow sending a signed
-webhook per contact, records posted while its processes and Redis are killed. Every committed
-record ends delivered (once, under one webhook-id, signed) or dead-lettered. Marker `chaos`."""
+"""Chaos: the real `manage.py serve` on Postgres and a private broker (Redis, or RabbitMQ with
+BROKER_URL=amqp://...), a webhook flow per contact, records posted while its processes and the
+broker are killed. Every committed record ends delivered once (one webhook-id, signed) or dead-lettered."""
 
 from __future__ import annotations
 
@@ -19,14 +19,13 @@ from automation.models import FlowRun
 from core.models import DeadLetter, EventRecord, Record
 from tests import brokers, live
 from tests.automation.receiver import Delivery, Receiver
-from tests.brokers import PrivateRedis, RedisBroker
+from tests.brokers import Broker, PrivateRedis, RedisBroker
 from tests.serving import Serve
 from tests.upstream.signing import new_whsec
 
 pytestmark = [
     pytest.mark.chaos,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(brokers.is_rabbit(), reason="Redis faults (RabbitMQ: not parametrized yet)"),
 ]
 
 RECORDS = int(os.environ.get("CHAOS_RECORDS", "200"))
@@ -48,12 +47,13 @@ SERVE_ENV = {
 
 
 @pytest.fixture
-def private_redis() -> Iterator[RedisBroker]:
+def chaos_broker(broker: Broker) -> Iterator[Broker]:
+    """The session's kind of broker, a private one: a Redis of the test's own, or on RabbitMQ
+    (BROKER_URL=amqp://...) the session's vhost behind a TCP proxy the test cuts."""
     if connection.vendor != "postgresql":
         pytest.skip("chaos runs on Postgres (DATABASE_URL=postgres://...)")
-    with brokers.private() as broker:
-        assert isinstance(broker, RedisBroker)
-        yield broker
+    with brokers.private() as private:
+        yield private
 
 
 class Poster(threading.Thread):
@@ -86,7 +86,7 @@ class Poster(threading.Thread):
         return response.status_code == 201
 
 
-def faults(serve: Serve, broker: RedisBroker, redis: PrivateRedis, log: Callable[[str], None]) -> None:
+def faults(serve: Serve, broker: Broker, log: Callable[[str], None]) -> None:
     """The faults, one after another, a few seconds apart."""
     time.sleep(4)
     pool = serve.pool()
@@ -99,21 +99,48 @@ def faults(serve: Serve, broker: RedisBroker, redis: PrivateRedis, log: Callable
     time.sleep(3)
     log(f"killed web; new pid {serve.kill('web')}")
     time.sleep(3)
-    redis.go_down(keep_data=True)
-    log("redis down")
-    time.sleep(5)
-    redis.back_up()
-    log("redis back with its data")
+    outage(broker, log)
     time.sleep(4)
     worker = serve.find("worker")
     os.killpg(worker, signal.SIGSTOP)  # a backlog piles up: queued and unacked messages
     time.sleep(3)
-    waiting, unacked = broker.messages()
-    redis.go_down(keep_data=False)
-    redis.back_up()
-    os.killpg(worker, signal.SIGCONT)
-    log(f"redis wiped with {waiting} messages waiting and {unacked} unacked, the worker stopped")
-    assert waiting + unacked > 0, "no backlog: the wipe lost nothing"
+    try:
+        backlog(broker, log)
+    finally:
+        os.killpg(worker, signal.SIGCONT)
+
+
+def outage(broker: Broker, log: Callable[[str], None]) -> None:
+    """The broker down 5 s: Redis stopped and started with its data; RabbitMQ cut off (TcpProxy)."""
+    if isinstance(broker, RedisBroker):
+        assert isinstance(broker.server, PrivateRedis)
+        broker.server.go_down(keep_data=True)
+    else:
+        broker.stop_server()
+    log("broker down")
+    time.sleep(5)
+    if isinstance(broker, RedisBroker):
+        broker.server.back_up()
+    else:
+        broker.start()
+    log("broker back with its data")
+
+
+def backlog(broker: Broker, log: Callable[[str], None]) -> None:
+    """With the worker stopped: Redis wiped (the backlog lost, for the reconcilers to find);
+    RabbitMQ cut off for 3 s (the worker's unacked messages handed back on reconnection)."""
+    if isinstance(broker, RedisBroker):
+        assert isinstance(broker.server, PrivateRedis)
+        waiting, unacked = broker.messages()
+        broker.server.go_down(keep_data=False)
+        broker.server.back_up()
+        log(f"redis wiped with {waiting} messages waiting and {unacked} unacked, the worker stopped")
+        assert waiting + unacked > 0, "no backlog: the wipe lost nothing"
+    else:
+        broker.stop_server()
+        time.sleep(3)
+        broker.start()
+        log("rabbitmq cut off 3 s with the worker stopped")
 
 
 def contact_id(delivery: Delivery) -> str:
@@ -138,9 +165,10 @@ def dead_lettered(record_ids: set[str]) -> set[str]:
     return found
 
 
-def test_every_record_is_delivered_once_or_dead_lettered_through_kills_and_redis_outages(
-    owner, private_redis
+def test_every_record_is_delivered_once_or_dead_lettered_through_kills_and_broker_outages(
+    owner, chaos_broker
 ):
+    broker = chaos_broker
     secret = new_whsec()
     lines: list[str] = []
     started = time.monotonic()
@@ -149,7 +177,7 @@ def test_every_record_is_delivered_once_or_dead_lettered_through_kills_and_redis
         lines.append(f"{time.monotonic() - started:6.1f}s {line}")
 
     with Receiver(secret) as receiver:
-        serve = Serve(live.process_env(private_redis, **SERVE_ENV), concurrency=2)
+        serve = Serve(live.process_env(broker, **SERVE_ENV), concurrency=2)
         try:
             serve.start()
             flow = requests.post(
@@ -171,8 +199,7 @@ def test_every_record_is_delivered_once_or_dead_lettered_through_kills_and_redis
             assert flow.status_code == 201, flow.text
             poster = Poster(serve, owner.key)
             poster.start()
-            assert isinstance(private_redis.server, PrivateRedis)
-            faults(serve, private_redis, private_redis.server, log)
+            faults(serve, broker, log)
             poster.join(timeout=POSTING_SECONDS + 120)
             assert not poster.is_alive(), "the poster never finished"
             log(f"posted ({poster.failures} failed requests retried)")
