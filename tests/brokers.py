@@ -26,6 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from django.conf import settings
 from kombu import Connection, pools
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.celery_app import app
 from core.jobs.queues import Queue
@@ -77,8 +79,11 @@ class PrivateRedis(EmbeddedRedis):
         snapshot as it stops, which `back_up` loads); otherwise it comes back empty (a server
         without persistence, or a new one)."""
         if keep_data:
+            # No retries: redis-py would reconnect for ~5 s after the server closed the connection.
+            no_retry = Retry(NoBackoff(), 0)
+            client = redis.Redis(unix_socket_path=str(self.sock), socket_timeout=10, retry=no_retry)
             with suppress(redis.ConnectionError):  # the server closes the connection as it exits
-                redis.Redis(unix_socket_path=str(self.sock), socket_timeout=10).shutdown(save=True)
+                client.shutdown(save=True)
         else:
             self.dump.unlink(missing_ok=True)
         self.stop()
