@@ -227,14 +227,21 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A publisher finding every pooled broker connection in use waits this long, then fails (the
 # outbox sweeper publishes later) rather than waiting forever.
 CELERY_BROKER_POOL_ACQUIRE_TIMEOUT = env.float("BROKER_POOL_ACQUIRE_TIMEOUT", default=5.0)
+# The longest deadline (hard time limit) a job may have; core.jobs.consumers.max_time_limit()
+# cuts it further to half the broker's ack timeout below.
+JOB_MAX_TIME_LIMIT_SECONDS = env.int("JOB_MAX_TIME_LIMIT_SECONDS", default=900)
 # How long a delivered message may stay unacknowledged before the broker hands it out again:
-# Redis' visibility timeout; RabbitMQ's consumer_timeout (its default is 30 min), past which
-# it closes the channel. Every job's deadline and countdown must end well within it.
+# Redis' visibility timeout (twice the longest deadline by default); RabbitMQ's consumer_timeout
+# (its default is 30 min), past which it closes the channel. Every job's deadline and countdown
+# must end well within it.
 BROKER_ACK_TIMEOUT_SECONDS = (
     env.int("RABBITMQ_CONSUMER_TIMEOUT", default=1800)
     if BROKER_IS_AMQP
-    else env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)
+    else env.int("BROKER_VISIBILITY_TIMEOUT", default=2 * JOB_MAX_TIME_LIMIT_SECONDS)
 )
+# Redis: how often a worker puts back the messages left unacknowledged past the visibility
+# timeout (a SIGKILLed worker's): kombu's unacked_restore_interval, scanning on every call.
+BROKER_UNACKED_SWEEP_SECONDS = env.int("BROKER_UNACKED_SWEEP_SECONDS", default=10)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     # A producer whose broker is down gives up after one quick retry instead of kombu's
     # default ~6 s of attempts: a request publishing after commit answers promptly and the
@@ -258,6 +265,9 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         # Longer than any task's hard time limit, so acks_late never re-delivers a running job.
         visibility_timeout=BROKER_ACK_TIMEOUT_SECONDS,
+        # kombu sweeps every interval x throttle seconds (10 x 10 by default): every interval.
+        unacked_restore_interval=BROKER_UNACKED_SWEEP_SECONDS,
+        unacked_restore_throttle=1,
         socket_connect_timeout=2,
         socket_timeout=5,
         # A worker of several queues takes from them in core.jobs.queues.CONSUME_ORDER.

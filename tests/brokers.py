@@ -26,6 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from django.conf import settings
 from kombu import Connection, pools
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.celery_app import app
 from core.jobs.queues import Queue
@@ -66,6 +68,33 @@ class PrivateRedis(EmbeddedRedis):
     def stop_server(self) -> None:
         """Stop the server as an outage would: clients find the socket gone."""
         self.stop()
+
+    @property
+    def dump(self) -> Path:
+        """Where the server keeps its snapshot, and reads it back from when it starts."""
+        return self.workdir / "dump.rdb"
+
+    def go_down(self, *, keep_data: bool) -> None:
+        """An outage. keep_data: a restart that keeps what Redis held (SHUTDOWN SAVE writes a
+        snapshot as it stops, which `back_up` loads); otherwise it comes back empty (a server
+        without persistence, or a new one)."""
+        if keep_data:
+            # No retries: redis-py would reconnect for ~5 s after the server closed the connection.
+            no_retry = Retry(NoBackoff(), 0)
+            client = redis.Redis(unix_socket_path=str(self.sock), socket_timeout=10, retry=no_retry)
+            with suppress(redis.ConnectionError):  # the server closes the connection as it exits
+                client.shutdown(save=True)
+        else:
+            self.dump.unlink(missing_ok=True)
+        self.stop()
+
+    def back_up(self) -> None:
+        """The server back on the same socket, with the snapshot `go_down` kept, if any."""
+        self.start()
+        self.dump.unlink(missing_ok=True)  # loaded: a later wipe must not bring it back
+
+    def keys(self) -> int:
+        return int(redis.Redis(unix_socket_path=str(self.sock), socket_timeout=5).dbsize())
 
 
 class Broker(ABC):

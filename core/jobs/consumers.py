@@ -247,9 +247,10 @@ def visibility_timeout() -> float:
 
 
 def max_time_limit() -> int:
-    """The longest deadline a job may have: half the visibility timeout, so that acks_late never
-    sees a job still running when the broker delivers its message again."""
-    return int(visibility_timeout() // 2)
+    """The longest deadline a job may have: JOB_MAX_TIME_LIMIT_SECONDS, and at most half the
+    visibility timeout, so that acks_late never sees a job still running when the broker
+    delivers its message again."""
+    return int(min(settings.JOB_MAX_TIME_LIMIT_SECONDS, visibility_timeout() // 2))
 
 
 def countdown_allowed(task: Task, delay: float) -> bool:  # type: ignore[type-arg]

@@ -83,7 +83,7 @@ def oneoff_time_limit() -> int:
     return int(run_oneoff_job.time_limit or max_time_limit())
 
 
-@consumer(Queue.ONEOFF, name="sync.oneoff", retry=ONEOFF_RETRY, time_limit=min(900, max_time_limit()))
+@consumer(Queue.ONEOFF, name="sync.oneoff", retry=ONEOFF_RETRY, time_limit=max_time_limit())
 def run_oneoff_job(*, oneoff: str, org_id: str | None, **kwargs: Any) -> Any:
     """Run one registered oneoff by name."""
     func = _registry.get(oneoff)

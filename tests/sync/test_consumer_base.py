@@ -3,8 +3,11 @@ on one (failure handling, retries, publishing), as plain calls where it is arith
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -24,11 +27,14 @@ from core.jobs.consumers import (
     enqueue,
     is_permanent,
     job_kwargs,
+    max_time_limit,
 )
+from core.jobs.oneoff import oneoff_time_limit, run_oneoff_job
 from core.jobs.queues import Queue
 from core.jobs.scheduling import release_due_jobs
 from core.models import DeadLetter, JobLog, JobReceipt, Record, ScheduledJob, ScheduledJobStatus
-from tests import jobs, live
+from tests import brokers, jobs, live
+from tests.processes import ROOT
 from tests.sync.workers import logs, start_worker, started_pids
 
 
@@ -329,7 +335,36 @@ def test_consumer_refuses_a_time_limit_too_long_for_the_visibility_timeout():
     # The default deadline (300 s) is cut to what the visibility timeout allows.
     assert default_deadline.time_limit == 50
     assert default_deadline.soft_time_limit == 45
-    assert jobs.record_effect.time_limit == 300  # the default, under the default 3600 s timeout
+    assert jobs.record_effect.time_limit == 300  # the default, under the default 1800 s timeout
+
+
+def test_the_longest_deadline_is_the_setting_and_at_most_half_the_visibility_timeout():
+    with override_settings(JOB_MAX_TIME_LIMIT_SECONDS=900, CELERY_BROKER_TRANSPORT_OPTIONS=transport(3600)):
+        assert max_time_limit() == 900
+        with pytest.raises(ValueError, match="time_limit 901s is too long"):
+            consumer(Queue.ONEOFF, name="tests.sync.past_the_setting", time_limit=901)
+    with override_settings(JOB_MAX_TIME_LIMIT_SECONDS=900, CELERY_BROKER_TRANSPORT_OPTIONS=transport(100)):
+        assert max_time_limit() == 50
+    with override_settings(JOB_MAX_TIME_LIMIT_SECONDS=20, CELERY_BROKER_TRANSPORT_OPTIONS=transport(3600)):
+        assert max_time_limit() == 20
+
+
+@pytest.mark.skipif(brokers.is_rabbit(), reason="Redis' transport options")
+def test_on_redis_the_visibility_timeout_defaults_to_twice_the_longest_deadline_and_is_swept_often():
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("BROKER_", "JOB_MAX"))}
+    code = (
+        "from django.conf import settings as s; o = s.CELERY_BROKER_TRANSPORT_OPTIONS; "
+        "print(s.JOB_MAX_TIME_LIMIT_SECONDS, o['visibility_timeout'], o['unacked_restore_interval'], "
+        "o['unacked_restore_throttle'])"
+    )
+    shell = [sys.executable, "-c", f"import django; django.setup(); {code}"]
+    defaults = subprocess.run(shell, env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert defaults.stdout.split() == ["900", "1800", "10", "1"]
+    env.update(JOB_MAX_TIME_LIMIT_SECONDS="30", BROKER_UNACKED_SWEEP_SECONDS="2")
+    shorter = subprocess.run(shell, env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert shorter.stdout.split() == ["30", "60", "2", "1"]
+    # The oneoff consumer takes the longest deadline there is (900 s under the defaults).
+    assert run_oneoff_job.time_limit == max_time_limit() == oneoff_time_limit()
 
 
 def test_a_wait_rides_the_countdown_only_when_short_and_within_the_visibility_timeout():

@@ -72,9 +72,9 @@ def test_a_job_whose_whole_worker_is_killed_mid_task_runs_on_the_next_worker_onc
 ):
     # kombu's Redis transport parks a delivered message in its `unacked` hash, scored with the
     # delivery time; a consumer's QoS.restore_visible() puts back those older than the
-    # visibility timeout. A worker runs it when it starts (on_poll_init), then only every
-    # unacked_restore_interval x unacked_restore_throttle (10 x 10 s): so the next worker is
-    # started once the message is older than the timeout, and its start-up sweep restores it.
+    # visibility timeout. A worker runs it when it starts (on_poll_init), then every
+    # BROKER_UNACKED_SWEEP_SECONDS: here the next worker is started once the message is older
+    # than the timeout, and its start-up sweep restores it (the next test: its periodic sweep).
     env = {"BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY)}
     first = start_worker(workers, private_broker, concurrency=1, **env)
 
@@ -102,6 +102,40 @@ def test_a_job_whose_whole_worker_is_killed_mid_task_runs_on_the_next_worker_onc
     assert len(pids) == 2, pids
     assert jobs.effects(key) == 1
     assert JobReceipt.objects.filter(key=task_id).count() == 1
+    assert f"slow_effect[{task_id}] succeeded" in second.output()
+    assert not DeadLetter.objects.exists()
+
+
+@pytest.mark.skipif(brokers.is_rabbit(), reason="Redis' visibility timeout and unacked sweep")
+def test_a_killed_workers_job_runs_on_a_worker_already_up_within_the_timeout_plus_one_sweep(
+    owner, private_broker, workers, key
+):
+    # The next worker starts at once, before the message is past the visibility timeout: its
+    # start-up sweep finds nothing, and its periodic one (every BROKER_UNACKED_SWEEP_SECONDS)
+    # hands the message out again once the timeout has passed.
+    sweep = 2
+    env = {"BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY + 2), "BROKER_UNACKED_SWEEP_SECONDS": str(sweep)}
+    first = start_worker(workers, private_broker, concurrency=1, **env)
+
+    task_id = enqueue(jobs.slow_effect, org_id=owner.org.pk, key=key, seconds=1.5)
+    [child] = live.wait_for(lambda: started_pids(key), timeout=30, what=f"the job to start; {logs(first)}")
+    os.killpg(first.process.pid, signal.SIGKILL)  # the parent and its children, no shutdown
+    first.process.wait(timeout=10)
+    [(_, delivered_at)] = redis.Redis.from_url(private_broker.url).zrange(
+        "unacked_index", 0, -1, withscores=True
+    )
+    second = start_worker(workers, private_broker, concurrency=1, **env)
+    assert time.time() < delivered_at + VISIBILITY + 2, "the second worker came up too late to test"
+    assert jobs.effects(key) == 0
+
+    # The timeout, one sweep, and the job's own 1.5 s plus a margin for a loaded machine.
+    bound = VISIBILITY + 2 + sweep + 6
+    live.wait_for(lambda: jobs.effects(key) == 1, timeout=bound + 10, what=f"the redelivery; {logs(second)}")
+    took = time.time() - delivered_at
+    assert took < bound, f"done {took:.1f}s after its delivery"
+    live.wait_for(lambda: JobReceipt.objects.filter(key=task_id).exists(), timeout=10, what="the receipt")
+    live.wait_for(lambda: live.broker_messages(private_broker) == (0, 0), timeout=10, what="the ack")
+    assert len(started_pids(key)) == 2 and started_pids(key)[1] != child
     assert f"slow_effect[{task_id}] succeeded" in second.output()
     assert not DeadLetter.objects.exists()
 
