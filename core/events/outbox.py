@@ -152,7 +152,8 @@ def send_runs(
     # A pooled connection, waited for at most broker_pool_acquire_timeout: with every connection
     # in use the publish fails (the sweeper's), where the producer pool would wait forever.
     with current_app.connection_or_acquire() as connection:
-        producer: Any = current_app.amqp.Producer(connection, auto_declare=False)  # stubs lack batch()
+        # Typed Any: kombu's type stubs do not declare Producer.batch(), which kombu 5.7 has.
+        producer: Any = current_app.amqp.Producer(connection, auto_declare=False)
         with producer.batch():
             for event, listener in ordered:
                 kwargs = run_kwargs(event, listener)
