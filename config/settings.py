@@ -317,6 +317,8 @@ CELERY_RESULT_EXPIRES = None
 # The PurgeScheduler (sync.purge): a cron spec, and how old rows get before they go.
 PURGE_CRON = env.str("PURGE_CRON", default="17 * * * *")  # hourly, off the top of the hour
 EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=90)
+# How long a write's Idempotency-Key is remembered: a retry within it gets the first response.
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 RECEIPT_RETENTION_DAYS = env.int("RECEIPT_RETENTION_DAYS", default=30)  # released ScheduledJobs too
 JOBLOG_RETENTION_DAYS = env.int("JOBLOG_RETENTION_DAYS", default=30)
 DEADLETTER_RETENTION_DAYS = env.int("DEADLETTER_RETENTION_DAYS", default=30)  # replayed/discarded only

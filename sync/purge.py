@@ -21,6 +21,7 @@ from core.models import (
     DeadLetter,
     DeadLetterStatus,
     EventRecord,
+    IdempotencyKey,
     JobLog,
     JobReceipt,
     ScheduledJob,
@@ -64,6 +65,13 @@ def targets(now: datetime) -> list[tuple[str, QuerySet[Any], Keep | None]]:
             None,
         ),
         ("receipts", JobReceipt.objects.filter(completed_at__lt=receipts_cutoff), None),
+        (
+            "idempotency_keys",
+            IdempotencyKey.objects.filter(
+                created_at__lt=now - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
+            ),
+            None,
+        ),
         ("job_logs", JobLog.objects.filter(updated_at__lt=now - _days(settings.JOBLOG_RETENTION_DAYS)), None),
         (
             "dead_letters",

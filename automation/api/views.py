@@ -33,6 +33,7 @@ from automation.api.serializers import (
 from automation.expressions import Invalid
 from automation.models import Flow, FlowRun
 from core.api.exceptions import ConflictError
+from core.api.idempotency import IdempotentWritesMixin
 from core.api.params import UUID_RE
 from core.api.scoping import IsOrgAdminOrReadOnly, OrgScopedMixin
 from core.models import EventRecord, User
@@ -56,7 +57,7 @@ def _invalid(exc: Invalid) -> ValidationError:
         summary="Change part of a flow (a new trigger or new steps make a new version)"
     ),
 )
-class FlowViewSet(OrgScopedMixin, viewsets.ModelViewSet[Flow]):
+class FlowViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[Flow]):
     """Automation flows: a trigger (an event of the catalog, or a cron schedule) and steps."""
 
     queryset = Flow.objects.all()
@@ -202,7 +203,7 @@ class FlowViewSet(OrgScopedMixin, viewsets.ModelViewSet[Flow]):
     list=extend_schema(parameters=[FlowRunFilterSerializer], summary="Runs of the org's flows, newest first"),
     retrieve=extend_schema(summary="A run with its steps (attempts, request/response summaries, outputs)"),
 )
-class FlowRunViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet[FlowRun]):
+class FlowRunViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ReadOnlyModelViewSet[FlowRun]):
     """Flow runs: what started them, on which version, how far they got."""
 
     queryset = FlowRun.objects.select_related("flow")

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core import services
+from core.api.idempotency import IdempotentWritesMixin
 from core.api.params import UUID_RE
 from core.api.scoping import IsOrgAdmin, OrgScopedMixin
 from core.api.serializers import (
@@ -42,6 +43,7 @@ _TOKEN_ERRORS = {
     destroy=extend_schema(description="Revoke a pending invitation (409 once it is no longer pending)."),
 )
 class InvitationViewSet(
+    IdempotentWritesMixin,
     OrgScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

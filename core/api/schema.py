@@ -11,6 +11,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import permissions
 
+from core.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from core.api.idempotency import IdempotentWritesMixin
 from core.api.scoping import OrgScopedMixin
 
 _ERROR_SCHEMA = {
@@ -34,6 +36,7 @@ _WHY = {
     "409": "The resource's state, or another resource, conflicts with this change.",
     "410": "No longer usable: expired, revoked or declined.",
     "413": "The request body is too large.",
+    "422": "This Idempotency-Key was used for a different request.",
     "429": "Too many requests: retry after the Retry-After header's seconds.",
 }
 
@@ -55,7 +58,24 @@ class AutoSchema(openapi.AutoSchema):
                     "belongs to several.",
                 )
             )
+        if self._idempotent():
+            parameters.append(
+                OpenApiParameter(
+                    IDEMPOTENCY_HEADER,
+                    OpenApiTypes.STR,
+                    OpenApiParameter.HEADER,
+                    description="A key of your choice (1-255 visible ASCII characters, a UUID is good) "
+                    "that makes a retry of this write safe: a retry with the same key and request, "
+                    "within IDEMPOTENCY_KEY_TTL_HOURS (24 h), answers the first response again, "
+                    "marked `Idempotent-Replayed: true`, and writes nothing. A failed write (4xx, 5xx) "
+                    "keeps no key. The same key with another request is a 422; while the first is "
+                    "still running, a 409.",
+                )
+            )
         return parameters
+
+    def _idempotent(self) -> bool:
+        return isinstance(self.view, IdempotentWritesMixin) and self.method in _UNSAFE
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
@@ -84,13 +104,15 @@ class AutoSchema(openapi.AutoSchema):
             not isinstance(permission, permissions.AllowAny) for permission in self.view.get_permissions()
         )
         statuses = {
-            # Org-scoped views answer 400 when the caller's org is ambiguous (X-Org).
-            "400": has_body or "query" in where or self._org_scoped(),
+            # Org-scoped views answer 400 when the caller's org is ambiguous (X-Org); a bad
+            # Idempotency-Key is a 400 too.
+            "400": has_body or "query" in where or self._org_scoped() or self._idempotent(),
             "401": authenticated,
             "403": authenticated,
             "404": "path" in where or paginated or self._org_scoped(),
             "409": self.method in _UNSAFE,
             "413": has_body,
+            "422": self._idempotent(),
             "429": bool(self.view.get_throttles()),
         }
         return [status for status, applies in statuses.items() if applies]

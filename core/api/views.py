@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from core import search, services
 from core.api import filters as data_filters
+from core.api.idempotency import IdempotentWritesMixin
 from core.api.params import UUID_RE, datetime_param
 from core.api.scoping import IsOrgAdmin, IsOrgAdminOrReadOnly, OrgScopedMixin
 from core.api.serializers import (
@@ -79,7 +80,7 @@ def acting_user(request: Request) -> User:
     partial_update=extend_schema(description="Top-level keys of `data` are merged into the record's data."),
     update=extend_schema(description="`data` replaces the record's data."),
 )
-class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
+class RecordViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[Record]):
     """Collection records of one datatype. A create body is `{"data": {...}}`."""
 
     serializer_class = RecordSerializer
@@ -167,7 +168,7 @@ class RecordViewSet(OrgScopedMixin, viewsets.ModelViewSet[Record]):
         responses={201: UserSerializer, 202: InvitationSentSerializer},
     )
 )
-class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
+class UserViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[User]):
     """Users of the caller's org. Creating one with an email that already has an account invites
     that account instead. Deleting removes the user from the org (and the account, once it
     belongs to no org)."""
@@ -252,7 +253,7 @@ class UserViewSet(OrgScopedMixin, viewsets.ModelViewSet[User]):
 # --- orgs --------------------------------------------------------------------------------------
 
 
-class OrgViewSet(viewsets.ModelViewSet[Org]):
+class OrgViewSet(IdempotentWritesMixin, viewsets.ModelViewSet[Org]):
     """The orgs the caller belongs to. Any signed-in user may create an org and becomes its owner;
     owners and admins update it; only an owner deletes it."""
 
@@ -312,7 +313,7 @@ class OrgViewSet(viewsets.ModelViewSet[Org]):
 # --- sites -------------------------------------------------------------------------------------
 
 
-class SiteViewSet(OrgScopedMixin, viewsets.ModelViewSet[Site]):
+class SiteViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[Site]):
     """Sites (domains) of the caller's org."""
 
     serializer_class = SiteSerializer

@@ -1,6 +1,7 @@
 """Core models: tenancy, the org-owned BaseModel, collection records, the event outbox and jobs."""
 
 from core.models.events import EventRecord
+from core.models.idempotency import IdempotencyKey
 from core.models.invitations import InvalidTransition, Invitation, InvitationStatus
 from core.models.jobs import (
     DeadLetter,
@@ -19,6 +20,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterStatus",
     "EventRecord",
+    "IdempotencyKey",
     "InvalidTransition",
     "Invitation",
     "InvitationStatus",

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from core.api import scoping
 from core.api.exceptions import error_response
+from core.api.idempotency import IdempotentWritesMixin
 from core.api.pagination import EventCursorPagination
 from core.api.params import UUID_RE
 from core.api.scoping import OrgScopedMixin
@@ -43,7 +44,7 @@ class InboxCursorPagination(EventCursorPagination):
     ),
     retrieve=extend_schema(summary="An inbound webhook with its headers, body and outcome"),
 )
-class InboxViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet[InboundWebhook]):
+class InboxViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ReadOnlyModelViewSet[InboundWebhook]):
     queryset = InboundWebhook.objects.all()
     serializer_class = InboundWebhookSerializer
     permission_classes = (permissions.IsAuthenticated, IsOrgAdmin)

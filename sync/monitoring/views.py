@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.exceptions import ConflictError
+from core.api.idempotency import IdempotentWritesMixin
 from core.api.params import UUID_RE
 from core.api.scoping import OrgScopedMixin
 from core.jobs import deadletters
@@ -85,7 +86,9 @@ class StaffOrOrgScopedMixin(OrgScopedMixin):
     list=extend_schema(parameters=[DeadLetterFilterSerializer], summary="Dead letters, newest first"),
     retrieve=extend_schema(summary="A dead letter with its arguments, traceback, attempts and replays"),
 )
-class DeadLetterViewSet(StaffOrOrgScopedMixin, viewsets.ReadOnlyModelViewSet[DeadLetter]):
+class DeadLetterViewSet(
+    IdempotentWritesMixin, StaffOrOrgScopedMixin, viewsets.ReadOnlyModelViewSet[DeadLetter]
+):
     """Dead letters: jobs that failed for good (who sees which: docs/jobs.md#dead-letters-and-replay)."""
 
     queryset = DeadLetter.objects.select_related("org")

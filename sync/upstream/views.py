@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from core.api import scoping
 from core.api.exceptions import ConflictError
+from core.api.idempotency import IdempotentWritesMixin
 from core.api.params import UUID_RE
 from core.api.scoping import OrgScopedMixin
 from core.models import User
@@ -49,7 +50,7 @@ def _invalid(exc: connections.InvalidConnection) -> ValidationError:
     retrieve=extend_schema(summary="A connection: credential key names, secret fingerprints, health"),
     destroy=extend_schema(summary="Delete a connection (its inbox rows and attempts are kept)"),
 )
-class ConnectionViewSet(OrgScopedMixin, viewsets.ModelViewSet[Connection]):
+class ConnectionViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[Connection]):
     queryset = Connection.objects.select_related("org")
     serializer_class = ConnectionSerializer
     permission_classes = (permissions.IsAuthenticated, IsOrgAdmin)

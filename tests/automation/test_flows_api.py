@@ -4,6 +4,7 @@ included: QUALITY.md row 11), secrets shown once and rotated, dry runs, roles an
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django_celery_beat.models import PeriodicTask
 
 from automation.models import Flow, FlowVersion
@@ -474,3 +475,16 @@ def test_the_step_type_catalog_lists_every_registered_type(owner):
     assert {"send-webhook", "create-record", "update-record", "wait", "condition"} <= set(by_name)
     assert by_name["send-webhook"]["signed"] is True
     assert by_name["condition"]["branches"] == ["then", "else"]
+
+
+def test_a_stored_response_is_encrypted_and_a_generated_secret_replays(owner, public_example):
+    key = "flow-create-1"
+    first = owner.client.post("/automation/flows/", spec_example(), format="json", HTTP_IDEMPOTENCY_KEY=key)
+    secret = first.json()["steps"][0]["config"]["secret"]
+    retry = owner.client.post("/automation/flows/", spec_example(), format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+    assert retry.json()["steps"][0]["config"]["secret"] == secret
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT response FROM core_idempotencykey")
+        [(stored,)] = cursor.fetchall()
+    assert secret not in stored and "steps" not in stored

@@ -18,6 +18,7 @@ from core.models import (
     DeadLetter,
     DeadLetterStatus,
     EventRecord,
+    IdempotencyKey,
     JobLog,
     JobReceipt,
     ScheduledJob,
@@ -86,6 +87,14 @@ def scheduled(*, age: timedelta, status: str) -> ScheduledJob:
     )  # fmt: skip
 
 
+def idempotency_key(*, age: timedelta) -> IdempotencyKey:
+    row = IdempotencyKey.objects.create(
+        scope="user:1", key=uuid.uuid4().hex, method="POST", path="/", fingerprint="f", status_code=201
+    )
+    IdempotencyKey.objects.filter(pk=row.pk).update(created_at=timezone.now() - age)
+    return row
+
+
 def remaining(model, rows) -> set[object]:
     return set(model.objects.filter(pk__in=[r.pk for r in rows]).values_list("pk", flat=True))
 
@@ -115,6 +124,10 @@ def test_purge_deletes_exactly_the_rows_past_their_retention(owner):
     }
 
     attempts = {"old": http_attempt(age=31 * DAY), "young": http_attempt(age=young)}
+    keys = {
+        "old": idempotency_key(age=timedelta(hours=25)),
+        "young": idempotency_key(age=timedelta(hours=23)),
+    }
     inbox = {
         status: inbound(owner.org, age=91 * DAY, status=status)
         for status in (InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.REJECTED,
@@ -125,10 +138,11 @@ def test_purge_deletes_exactly_the_rows_past_their_retention(owner):
     result = purge()
 
     assert result == {
-        "events": 1, "receipts": 1, "job_logs": 1, "dead_letters": 2, "scheduled_jobs": 2,
-        "http_attempts": 1, "inbound_webhooks": 3, "complete": True,
+        "events": 1, "receipts": 1, "idempotency_keys": 1, "job_logs": 1, "dead_letters": 2,
+        "scheduled_jobs": 2, "http_attempts": 1, "inbound_webhooks": 3, "complete": True,
     }  # fmt: skip
     assert remaining(HttpAttempt, attempts.values()) == {attempts["young"].pk}
+    assert remaining(IdempotencyKey, keys.values()) == {keys["young"].pk}
     # Failed and still-received rows are an operator's to reprocess: never purged.
     assert remaining(InboundWebhook, inbox.values()) == {
         inbox[k].pk for k in (InboundStatus.FAILED, InboundStatus.RECEIVED, "young")
