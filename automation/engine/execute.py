@@ -88,8 +88,6 @@ def execute_step(*, run_id: str, step_id: str, generation: int, replay: bool = F
         step_run.save(update_fields=["status", "started_at"])
     ctx = StepContext(flow=run.flow, run=run, step=node.step, step_run=step_run, data=run_data(run))
     outcome = _execute(step_type, ctx, run, node, step_run)
-    if outcome.disable_flow:
-        services.flow_disable(flow=ctx.flow, reason=outcome.disable_flow)
     if outcome.kind == "retry":
         raise RetryIn(outcome.delay, outcome.error)
     if outcome.kind == "failed" and outcome.dead_letter:
@@ -106,7 +104,7 @@ def _execute(
                 if not _still_current(run, ctx.step_id):
                     return Outcome("stale")
                 outcome = step_type.execute(ctx)
-                apply_outcome(run, node, step_run, outcome)
+                _settle(ctx, run, node, step_run, outcome)
             return outcome
         outcome = step_type.execute(ctx)
     except Exception as exc:  # a bug or an outage inside the step: retried a few times, then the run fails
@@ -114,8 +112,17 @@ def _execute(
     with transaction.atomic():
         if not _still_current(run, ctx.step_id):
             return Outcome("stale")
-        apply_outcome(run, node, step_run, outcome)
+        _settle(ctx, run, node, step_run, outcome)
     return outcome
+
+
+def _settle(
+    ctx: StepContext, run: FlowRun, node: definition.Node, step_run: StepRun, outcome: Outcome
+) -> None:
+    """The step's outcome on the run, and a flow turned off (410 Gone), in one transaction."""
+    apply_outcome(run, node, step_run, outcome)
+    if outcome.disable_flow:
+        services.flow_disable(flow=ctx.flow, reason=outcome.disable_flow)
 
 
 def _still_current(run: FlowRun, step_id: str) -> bool:

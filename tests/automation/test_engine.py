@@ -404,3 +404,47 @@ def test_reconcile_repairs_beat_rows_that_drifted(owner, make_flow):
     assert scheduler.reconcile() == {"synced": 1, "removed": 1}
     [row] = PeriodicTask.objects.filter(name__startswith=scheduler.PREFIX)
     assert row.name == scheduler.periodic_name(flow.pk) and row.enabled
+
+
+class GoneStep(StepType):
+    name = "test-gone"
+    description = "Fails as a send-webhook answered 410 Gone does: the flow is turned off."
+    transactional = False
+
+    def validate(self, config: dict[str, Any], *, org_id: Any) -> dict[str, Any]:
+        return {}
+
+    def execute(self, ctx: StepContext) -> Outcome:
+        return Outcome.failed("HTTP 410 Gone", disable_flow="disabled: the receiver is gone")
+
+
+@pytest.fixture
+def gone():
+    steps.register(GoneStep)
+    yield
+    steps.unregister(GoneStep.name)
+
+
+def test_a_410_fails_the_run_and_turns_the_flow_off_in_one_transaction(owner, gone, make_flow, monkeypatch):
+    """A process that dies between the two must not leave a failed run under an enabled flow (the
+    next event would post to the receiver that said Gone): both commit, or neither."""
+    flow = make_flow(owner.org, {"event": "collection-create", "datatype": "contact"},
+                     [{"type": "test-gone", "config": {}}])  # fmt: skip
+    [run] = engine.start_for_event(event(owner.org))
+
+    def dies(**kwargs: Any) -> None:
+        raise RuntimeError("injected: the process dies before the flow is turned off")
+
+    monkeypatch.setattr(services, "flow_disable", dies)
+    with pytest.raises(RuntimeError):
+        engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1)
+    run.refresh_from_db()
+    flow.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and flow.enabled  # rolled back together: redelivery redoes it
+
+    monkeypatch.undo()
+    assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "failed"
+    run.refresh_from_db()
+    flow.refresh_from_db()
+    assert run.status == RunStatus.FAILED and not flow.enabled
+    assert flow.disabled_reason == "disabled: the receiver is gone"
