@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -38,9 +38,16 @@ def starts(key: str) -> int:
     return len(marker.read_text().splitlines()) if marker.exists() else 0
 
 
+def wait_for(predicate: Callable[[], object], what: str, serve: Serve, timeout: float = 60) -> None:
+    """live.wait_for, the failure showing serve's log as it is then."""
+    try:
+        live.wait_for(predicate, timeout=timeout, interval=0.2, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; log:\n{serve.output()[-6000:]}") from None
+
+
 def once(key: str, serve: Serve) -> None:
-    what = f"job {key}'s effect; log:\n{serve.output()[-6000:]}"
-    live.wait_for(lambda: jobs.effects(key) >= 1, timeout=60, interval=0.5, what=what)
+    wait_for(lambda: jobs.effects(key) >= 1, f"job {key}'s effect", serve)
 
 
 def test_serve_rides_out_a_rabbitmq_outage_with_a_job_unacked_and_a_retry_scheduled(owner, private_rabbit):
@@ -54,10 +61,10 @@ def test_serve_rides_out_a_rabbitmq_outage_with_a_job_unacked_and_a_retry_schedu
 
         # Its first attempt fails: the retry waits RETRY_DELAY s in one of the broker's delay queues.
         enqueue(jobs.retry_until_fixed, org_id=owner.org.pk, key=retry, wait=RETRY_DELAY)
-        live.wait_for(lambda: starts(retry) == 1, timeout=30, what=f"the first attempt; {serve.output()}")
+        wait_for(lambda: starts(retry) == 1, "the retry's first attempt", serve, timeout=30)
         # Running when the broker goes: its message delivered and not acknowledged.
         enqueue(jobs.slow_effect, org_id=owner.org.pk, key=slow, seconds=6)
-        live.wait_for(lambda: starts(slow) == 1, timeout=30, what=f"the slow job; {serve.output()}")
+        wait_for(lambda: starts(slow) == 1, "the slow job", serve, timeout=30)
         waiting, _ = private_rabbit.messages()
         assert waiting >= 1, "the retry is not waiting in the broker"
 
