@@ -118,8 +118,8 @@ class Broker(ABC):
         return len(self.queued(queue))
 
     @abstractmethod
-    def purge(self) -> None:
-        """Drop every message waiting in our queues."""
+    def purge(self) -> int:
+        """Drop every message waiting in our queues; how many there were."""
 
     @abstractmethod
     def stop_server(self) -> None:
@@ -156,10 +156,12 @@ class RedisBroker(Broker):
     def depth(self, queue: str) -> int:
         return int(self._client().llen(queue))
 
-    def purge(self) -> None:
-        client = self._client()
+    def purge(self) -> int:
+        pipe = self._client().pipeline()  # MULTI/EXEC: nothing lands between the count and the delete
         for queue in Queue:
-            client.delete(queue.value)
+            pipe.llen(queue.value)
+            pipe.delete(queue.value)
+        return sum(int(n) for n in pipe.execute()[::2])
 
     def stop_server(self) -> None:
         self.server.stop_server()
@@ -220,15 +222,19 @@ class RabbitBroker(Broker):
     def depth(self, queue: str) -> int:
         return self._ready([queue])
 
-    def purge(self) -> None:
+    def purge(self) -> int:
+        """Our queues and the delay queues emptied (a countdown's message waits in one): the
+        broker's count of what each purge dropped, which unacknowledged messages are not part of."""
+        dropped = 0
         with Connection(self.direct_url) as connection:
             for name in [queue.value for queue in Queue] + DELAY_QUEUES:
                 channel: Any = connection.channel()
                 try:
-                    channel.queue_purge(name)
+                    dropped += int(channel.queue_purge(name) or 0)
                 except connection.channel_errors:
                     continue  # never declared here
                 channel.close()
+        return dropped
 
     def stop_server(self) -> None:
         assert self.proxy is not None, "a RabbitBroker made without a proxy cannot be cut"

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import requests
 
-from core.jobs.consumers import PermanentError, RetryPolicy, SoftTimeLimitExceeded, consumer, max_time_limit
+from core.jobs.consumers import (
+    PermanentError,
+    RetryIn,
+    RetryPolicy,
+    SoftTimeLimitExceeded,
+    consumer,
+    max_time_limit,
+)
 from core.jobs.context import current_job
 from core.jobs.queues import Queue
 from core.models import Record
@@ -60,6 +67,17 @@ def fail_until_fixed(*, org_id: str, key: str) -> None:
     """Fails until the marker file /tmp/fixed-<key> exists (what an operator's fix would do)."""
     if not (MARKERS / f"fixed-{key}").exists():
         raise RuntimeError(f"not fixed yet ({key})")
+    _effect(org_id, key)
+
+
+@consumer(Queue.ONEOFF, name="tests.jobs.retry_until_fixed", retry=FAST, idempotent=True)
+def retry_until_fixed(*, org_id: str, key: str, wait: float) -> None:
+    """Asks to be tried again in `wait` seconds (a countdown the broker holds) until the marker
+    /tmp/fixed-<key> exists; each attempt adds a line to /tmp/started-<key>."""
+    with (MARKERS / f"started-{key}").open("a") as marker:
+        marker.write(f"{os.getpid()}\n")
+    if not (MARKERS / f"fixed-{key}").exists():
+        raise RetryIn(wait, f"not fixed yet ({key})")
     _effect(org_id, key)
 
 
