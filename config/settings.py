@@ -197,6 +197,7 @@ def redis_cache(url: str) -> dict[str, Any]:
             "LOCATION": url,
             "KEY_PREFIX": "cache",
             "OPTIONS": {
+                "CONNECTION_FACTORY": "core.runtime.rediscache.SharedClientFactory",
                 "SOCKET_TIMEOUT": 0.5,
                 "SOCKET_CONNECT_TIMEOUT": 0.5,
             },
