@@ -409,6 +409,7 @@ SPECTACULAR_SETTINGS = {
         "InboundStatusEnum": "sync.models.InboundStatus",
         "RunStatusEnum": "automation.models.RunStatus",
         "StepStatusEnum": "automation.models.StepStatus",
+        "InvitationStatusEnum": "core.models.invitations.InvitationStatus",
     },
 }
 
