@@ -32,7 +32,7 @@ def hits() -> list[Record]:
 
 
 def queued_messages(broker: brokers.Broker) -> int:
-    return broker.messages()[0]
+    return broker.waiting()
 
 
 @pytest.fixture
