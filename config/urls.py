@@ -17,6 +17,7 @@ urlpatterns = [
     path("storefront/", include("storefront.urls")),
     path("banking/", include("banking.urls")),
     path("automation/", include("automation.urls")),
+    path("crm/", include("crm.urls")),
     path("", include("core.api.urls")),
 ]
 

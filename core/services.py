@@ -10,7 +10,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core import repository
+from core import datatypes, repository
 from core.events import SystemEvents
 from core.locking import lock
 from core.models import (
@@ -38,14 +38,17 @@ class Gone(Exception):
 
 
 def record_create(*, org: Org, actor: User | None, datatype: str, data: dict[str, Any]) -> Record:
+    datatypes.refuse_reserved(datatype)
     return repository.create(Record, org=org, actor=actor, datatype=datatype, data=data)
 
 
 def record_update(*, record: Record, actor: User | None, data: dict[str, Any]) -> Record:
+    datatypes.refuse_reserved(record.datatype)
     return repository.update(record, org=record.org, actor=actor, data=data)
 
 
 def record_delete(*, record: Record, actor: User | None) -> None:
+    datatypes.refuse_reserved(record.datatype)
     repository.delete(record, org=record.org, actor=actor)
 
 
@@ -67,6 +70,7 @@ _WHAT: dict[str, str] = {RecordStatus.DRAFT: "a draft", RecordStatus.PUBLISHED: 
 def _transition(record: Record, actor: User | None, source: str, target: str, event: SystemEvents) -> Record:
     # The row is locked while its status is checked, so of two concurrent publishes one
     # wins and the other is a 409 (on SQLite the IMMEDIATE transaction serializes them).
+    datatypes.refuse_reserved(record.datatype)
     with transaction.atomic():
         record = lock(Record.objects.select_related("org"), pk=record.pk)
         if record.status != source:

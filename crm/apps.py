@@ -7,8 +7,12 @@ class CrmConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: the vendor modules load models, which needs the app registry ready.
+        from core import datatypes
+        from crm.models import CONTACT, TAG
         from crm.webhooks import sendgrid, twilio
         from sync.inbox import registry
 
         registry.register(twilio.webhooks)
         registry.register(sendgrid.webhooks)
+        datatypes.reserve(CONTACT, route="/crm/contacts/")
+        datatypes.reserve(TAG, route="/crm/tags/")

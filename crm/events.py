@@ -69,6 +69,12 @@ TAG_ADDED = declare(
     payload=TagAdded,
     description="A tag is applied to a contact.",
 )
+TAG_REMOVED = declare(
+    "tag.removed",
+    app="crm",
+    payload=TagAdded,
+    description="A tag is taken off a contact.",
+)
 
 
 # --- Email delivery outcomes (SendGrid's event webhook) -------------------------------------

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from automation import expressions
 from automation.steps.base import Outcome, StepContext, StepType, register
-from core import context, services
+from core import context, datatypes, services
 from core.models import Org, Record
 
 DATATYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -39,6 +39,8 @@ def _check_datatype(config: dict[str, Any], errors: dict[str, Any], *, required:
         return
     if not isinstance(datatype, str) or not DATATYPE_RE.match(datatype):
         errors["datatype"] = ["A datatype: 1-64 lowercase letters, digits, _ and -."]
+    elif route := datatypes.route_of(datatype):
+        errors["datatype"] = [f"'{datatype}' is not a collection record: it is managed at {route}."]
 
 
 def _unknown(config: dict[str, Any], allowed: set[str], errors: dict[str, Any]) -> None:
@@ -129,6 +131,8 @@ class UpdateRecord(StepType):
             record = found.first()
             if record is None:
                 return Outcome.failed(f"record {pk} not found in this organization")
+            if route := datatypes.route_of(record.datatype):
+                return Outcome.failed(f"record {pk} is a '{record.datatype}', managed at {route}")
             changes = ctx.render(ctx.config["data"])
             data = changes if ctx.config.get("replace") else {**record.data, **changes}
             with _caused_by_run(ctx):

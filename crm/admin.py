@@ -1,0 +1,85 @@
+"""Admin for contacts and tags: every write goes through crm.services, so an admin edit
+emits what the API emits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from core.admin.base import ServiceAdmin, acting_user, adopt
+from crm import services
+from crm.models import Contact, ContactSource, Tag
+
+CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "custom_fields", "consent")
+
+
+class ContactForm(forms.ModelForm[Contact]):
+    class Meta:
+        model = Contact
+        fields = ("org", *CONTACT_FIELDS)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        current = self.instance if self.instance.pk else None
+        given = {name: cleaned[name] for name in CONTACT_FIELDS if name in cleaned}
+        for name in ("custom_fields", "consent"):
+            if given.get(name) is None:
+                given[name] = {}
+        if current is not None and given.get("consent") == current.consent:
+            given.pop("consent")  # unchanged: keep the stored entries as they are
+        try:
+            cleaned.update(services.clean_contact(given, current=current))
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        return cleaned
+
+
+@admin.register(Contact)
+class ContactAdmin(ServiceAdmin):
+    form = ContactForm
+    list_display = ("__str__", "email", "phone", "source", "org", "created_at")
+    list_filter = ("source", "org")
+    search_fields = ("email", "first_name", "last_name", "phone")
+    readonly_fields = ("id", "source", "created_at", "updated_at", "created_by")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (*self.readonly_fields, "org") if obj is not None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Contact, form: Any, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in CONTACT_FIELDS if name in form.cleaned_data}
+        actor = acting_user(request)
+        if change:
+            services.contact_update(contact=obj, actor=actor, **fields)
+            return
+        created = services.contact_create(org=obj.org, actor=actor, source=ContactSource.ADMIN, **fields)
+        adopt(obj, created)
+
+    def delete_one(self, request: HttpRequest, obj: Contact) -> None:
+        services.contact_delete(contact=obj, actor=acting_user(request))
+
+
+@admin.register(Tag)
+class TagAdmin(ServiceAdmin):
+    list_display = ("name", "org", "created_at")
+    list_filter = ("org",)
+    search_fields = ("name",)
+    fields = ("org", "name", "description", "created_at", "updated_at", "created_by")
+    readonly_fields = ("created_at", "updated_at", "created_by")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (*self.readonly_fields, "org") if obj is not None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Tag, form: Any, change: bool) -> None:
+        actor = acting_user(request)
+        if change:
+            services.tag_update(tag=obj, actor=actor, name=obj.name, description=obj.description)
+            return
+        adopt(obj, services.tag_create(org=obj.org, actor=actor, name=obj.name, description=obj.description))
+
+    def delete_one(self, request: HttpRequest, obj: Tag) -> None:
+        services.tag_delete(tag=obj, actor=acting_user(request))

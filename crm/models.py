@@ -1,0 +1,123 @@
+"""CRM models: contacts, their per-channel consent, and tags. Written through crm.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models.functions import Lower
+
+from core.event_names import SystemEvents
+from core.models import BaseModel, User
+from core.models.tenancy import CrudEvents
+
+CONTACT = "contact"
+TAG = "tag"
+
+COLLECTION_EVENTS = CrudEvents(
+    SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
+)
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+
+
+class ContactSource(models.TextChoices):
+    API = "api"
+    FORM = "form"
+    IMPORT = "import"
+    CHAT = "chat"
+    STOREFRONT = "storefront"
+    ADMIN = "admin"
+    AUTOMATION = "automation"
+
+
+class Contact(BaseModel):
+    """A person an org talks to. `email` is unique per org, compared without case; `phone` is E.164.
+    `consent` maps a channel to {"granted", "at", "how"}."""
+
+    email = models.EmailField(max_length=254, blank=True, default="")
+    phone = models.CharField(max_length=16, blank=True, default="")
+    first_name = models.CharField(max_length=150, blank=True, default="")
+    last_name = models.CharField(max_length=150, blank=True, default="")
+    custom_fields = models.JSONField(default=dict, blank=True)
+    consent = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=20, choices=ContactSource.choices, default=ContactSource.API)
+    tags: models.ManyToManyField[Tag, ContactTag] = models.ManyToManyField(
+        "Tag", through="ContactTag", related_name="contacts", blank=True
+    )
+
+    crud_events = COLLECTION_EVENTS
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                "org",
+                Lower("email"),
+                condition=~models.Q(email=""),
+                name="contact_org_email_ci",
+                violation_error_message="A contact with this email already exists.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["org", "-created_at"], name="contact_org_created"),
+            models.Index(fields=["org", "phone"], name="contact_org_phone"),
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = CONTACT
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        name = f"{self.first_name} {self.last_name}".strip()
+        return name or self.email or self.phone or str(self.pk)
+
+    def has_consent(self, channel: str) -> bool:
+        entry = (self.consent or {}).get(channel)
+        return isinstance(entry, dict) and entry.get("granted") is True
+
+
+class Tag(BaseModel):
+    """A label an org puts on contacts; its name is unique per org, compared without case."""
+
+    name = models.CharField(max_length=64)
+    description = models.CharField(max_length=500, blank=True, default="")
+
+    crud_events = COLLECTION_EVENTS
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [
+            models.UniqueConstraint(
+                "org",
+                Lower("name"),
+                name="tag_org_name_ci",
+                violation_error_message="A tag with this name already exists.",
+            ),
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = TAG
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ContactTag(models.Model):
+    """A tag on a contact: once (adding it again changes nothing)."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["contact", "tag"], name="contact_tag_once")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}:{self.tag_id}"
