@@ -8,7 +8,7 @@ class CrmConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the vendor modules load models, which needs the app registry ready.
         from core import datatypes
-        from crm.models import CONTACT, TAG
+        from crm.models import CONTACT, CONTACT_IMPORT, TAG
         from crm.webhooks import sendgrid, twilio
         from sync.inbox import registry
 
@@ -16,3 +16,4 @@ class CrmConfig(AppConfig):
         registry.register(sendgrid.webhooks)
         datatypes.reserve(CONTACT, route="/crm/contacts/")
         datatypes.reserve(TAG, route="/crm/tags/")
+        datatypes.reserve(CONTACT_IMPORT, route="/crm/contacts/import/")

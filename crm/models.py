@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import models
 from django.db.models.functions import Lower
@@ -13,6 +13,7 @@ from core.models.tenancy import CrudEvents
 
 CONTACT = "contact"
 TAG = "tag"
+CONTACT_IMPORT = "contact-import"
 
 COLLECTION_EVENTS = CrudEvents(
     SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
@@ -121,3 +122,38 @@ class ContactTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact_id}:{self.tag_id}"
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class ContactImport(BaseModel):
+    """A CSV of contacts being imported, a chunk of rows per job; the file is kept in the row
+    (workers need not share a disk) until the import is done."""
+
+    filename = models.CharField(max_length=255, blank=True, default="")
+    content = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=10, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)  # rows processed, in file order
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)  # [{"row": n, "errors": {...}}], the first ones
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    crud_events = COLLECTION_EVENTS
+    snapshot_exclude: ClassVar[frozenset[str]] = frozenset({"content", "errors"})
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = CONTACT_IMPORT
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.filename or 'import'} ({self.done}/{self.total})"

@@ -1,4 +1,4 @@
-"""Routes under /crm/: contacts and tags."""
+"""Routes under /crm/: contacts, tags and contact imports."""
 
 from rest_framework.routers import DefaultRouter
 
@@ -7,5 +7,6 @@ from crm.api import views
 router = DefaultRouter()
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("tags", views.TagViewSet, basename="tag")
+router.register("imports", views.ContactImportViewSet, basename="contact-import")
 
 urlpatterns = router.urls

@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from core.api.serializers import JSONObjectField
-from crm.models import Contact, Tag
+from crm.models import Contact, ContactImport, Tag
 
 
 class ContactSerializer(serializers.ModelSerializer[Contact]):
@@ -68,3 +68,34 @@ class TagSerializer(serializers.ModelSerializer[Tag]):
 
 class TagApplySerializer(serializers.Serializer[Any]):
     tag = serializers.CharField(max_length=64, help_text="The tag's name; created if the org has none by it.")
+
+
+class ContactImportSerializer(serializers.ModelSerializer[ContactImport]):
+    class Meta:
+        model = ContactImport
+        fields = (
+            "id",
+            "filename",
+            "status",
+            "total",
+            "done",
+            "created",
+            "updated",
+            "failed",
+            "errors",
+            "created_at",
+            "finished_at",
+            "created_by",
+        )
+        read_only_fields = fields
+        extra_kwargs: dict[str, Any] = {
+            "errors": {"help_text": 'The first 1000 failed rows: [{"row": line number, "errors": {...}}].'},
+            "done": {"help_text": "Rows processed so far, failed ones included."},
+        }
+
+
+class ContactImportUploadSerializer(serializers.Serializer[Any]):
+    file = serializers.FileField(
+        help_text="A CSV (UTF-8) whose first line names the columns: email and/or phone, first_name, "
+        "last_name, tags (separated by ;); any other column goes to custom_fields."
+    )

@@ -10,17 +10,25 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.exceptions import PayloadTooLarge
 from core.api.idempotency import IdempotentWritesMixin
 from core.api.params import UUID_RE, datetime_param
 from core.api.scoping import OrgScopedMixin
 from core.models import User
-from crm import services
-from crm.api.serializers import ContactSerializer, TagApplySerializer, TagSerializer
-from crm.models import Contact, ContactSource, Tag
+from crm import imports, services, tasks
+from crm.api.serializers import (
+    ContactImportSerializer,
+    ContactImportUploadSerializer,
+    ContactSerializer,
+    TagApplySerializer,
+    TagSerializer,
+)
+from crm.models import Contact, ContactImport, ContactSource, Tag
 
 MAX_SEARCH = 200
 ORDERINGS = frozenset({"created_at", "-created_at", "updated_at", "-updated_at", "email", "-email"})
@@ -112,6 +120,37 @@ class ContactViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSe
     def perform_destroy(self, instance: Contact) -> None:
         services.contact_delete(contact=instance, actor=_actor(self.request))
 
+    @extend_schema(
+        request={"multipart/form-data": ContactImportUploadSerializer},
+        responses={202: ContactImportSerializer},
+        description="Import contacts from a CSV file, as a job: 202 with the import, whose progress "
+        "and per-row errors `GET /crm/imports/<id>/` shows. A row whose email an existing contact has "
+        "updates it (blank cells keep what it had); a new one is created with source `import`.",
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        url_name="import",
+        parser_classes=(MultiPartParser,),
+    )
+    def import_csv(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = ContactImportUploadSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        upload = body.validated_data["file"]
+        if upload.size > imports.MAX_BYTES:
+            raise PayloadTooLarge(f"The file is larger than {imports.MAX_BYTES // (1024 * 1024)} MB.")
+        try:
+            contact_import = tasks.queue_import(
+                org=self.org, actor=_actor(request), raw=upload.read(), filename=upload.name or ""
+            )
+        except imports.InvalidFile as exc:
+            raise ValidationError({"file": [str(exc)]}) from None
+        data = ContactImportSerializer(contact_import).data
+        return Response(
+            data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/crm/imports/{contact_import.pk}/"}
+        )
+
     def _show(self, contact: Contact, code: int) -> Response:
         fresh = self.get_queryset().get(pk=contact.pk)
         return Response(self.get_serializer(fresh).data, status=code)
@@ -143,6 +182,14 @@ class ContactViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSe
         if not services.contact_remove_tag(contact=contact, actor=_actor(request), name=tag):
             raise NotFound(f"This contact has no tag {tag!r}.")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ContactImportViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet[ContactImport]):
+    """The org's contact imports: progress, counts and the rows that failed."""
+
+    serializer_class = ContactImportSerializer
+    queryset = ContactImport.objects.defer("content")
+    lookup_value_regex = UUID_RE
 
 
 class CanDeleteTags(permissions.BasePermission):
