@@ -126,7 +126,7 @@ def run_chunk(contact_import: ContactImport, *, size: int | None = None) -> bool
     """Import the next `size` (CHUNK_ROWS) rows in one transaction; True while rows are left."""
     size = size or CHUNK_ROWS
     with transaction.atomic():
-        job = lock(ContactImport.objects.select_related("org", "created_by"), pk=contact_import.pk)
+        job = lock(ContactImport.objects.select_related("org"), pk=contact_import.pk)
         if job.status == ImportStatus.DONE:
             return False
         job.status = ImportStatus.RUNNING
