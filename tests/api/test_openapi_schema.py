@@ -178,8 +178,8 @@ def test_every_writable_boolean_of_the_api_is_strict():
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        ("/collections/contact/", {"data": {"name\u0000": "x"}}),
-        ("/collections/contact/", {"data": {"tags": [["x\u0000"]]}}),
+        ("/collections/lead/", {"data": {"name\u0000": "x"}}),
+        ("/collections/lead/", {"data": {"tags": [["x\u0000"]]}}),
         ("/automation/flows/", {"name": "n", "trigger": {"event": "a\u0000"}, "steps": []}),
     ],
 )

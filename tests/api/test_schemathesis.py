@@ -45,7 +45,7 @@ CHECKS = [
 def _things(owner: Caller) -> dict[str, dict[str, str]]:
     """One of each thing the API's paths name, in the owner's org: path prefix -> path parameters."""
     org, actor = owner.org, owner.user
-    record = services.record_create(org=org, actor=actor, datatype="contact", data={"name": "Ada"})
+    record = services.record_create(org=org, actor=actor, datatype="lead", data={"name": "Ada"})
     event = EventRecord.objects.filter(orgid=org.pk).first()
     assert event is not None
     member = make_user(org, Role.MEMBER)
@@ -55,7 +55,7 @@ def _things(owner: Caller) -> dict[str, dict[str, str]]:
         org=org,
         actor=actor,
         name="notify",
-        trigger={"event": "collection-create", "datatype": "contact"},
+        trigger={"event": "collection-create", "datatype": "lead"},
         steps=[{"type": "send-webhook", "config": {"url": "http://127.0.0.1:9/hook"}}],
     ).flow
     run = FlowRun.objects.create(
@@ -72,7 +72,7 @@ def _things(owner: Caller) -> dict[str, dict[str, str]]:
         status=InboundStatus.FAILED,
     )  # fmt: skip
     return {
-        "/collections/": {"datatype": "contact", "id": str(record.pk)},
+        "/collections/": {"datatype": "lead", "id": str(record.pk)},
         "/users/": {"id": str(member.pk)},
         # Not the org the caller acts in: deleting it must not end the run early.
         "/orgs/": {"id": str(other_org.pk)},

@@ -30,7 +30,7 @@ def flow(owner, django_capture_on_commit_callbacks) -> Flow:
             org=owner.org,
             actor=None,
             name="notify",
-            trigger={"event": "collection-create", "datatype": "contact"},
+            trigger={"event": "collection-create", "datatype": "lead"},
             steps=[
                 {"type": "update-record", "config": {"record": "{{ event.data.target }}", "data": {"x": 1}}},
                 {"type": "send-webhook", "config": {"url": "http://127.0.0.1:9/hook", "secret": secret}},
@@ -57,7 +57,7 @@ def test_flows_are_disabled_and_enabled_through_the_services(staff, flow):
 
 
 def test_a_failed_run_is_shown_and_retried(staff, owner, flow):
-    envelope, _ = emit_envelope("collection-create", org=owner.org, datatype="contact",
+    envelope, _ = emit_envelope("collection-create", org=owner.org, datatype="lead",
                                 data={"id": "x", "target": "not-a-record"}, validate=False)  # fmt: skip
     [run] = engine.start_for_event(envelope)
     assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "failed"

@@ -1,5 +1,5 @@
 """Chaos: the real `manage.py serve` on Postgres and a private broker (Redis, or RabbitMQ with
-BROKER_URL=amqp://...), a webhook flow per contact, records posted while its processes and the
+BROKER_URL=amqp://...), a webhook flow per lead, records posted while its processes and the
 broker are killed. Every committed record ends delivered once (one webhook-id, signed) or dead-lettered."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def chaos_broker(broker: Broker) -> Iterator[Broker]:
 
 
 class Poster(threading.Thread):
-    """Posts `RECORDS` contacts over POSTING_SECONDS; a request that fails (web down) is tried
+    """Posts `RECORDS` leads over POSTING_SECONDS; a request that fails (web down) is tried
     again with the same Idempotency-Key, so a retry of a write that committed is not a second
     record. Whatever it committed is read from the database at the end, not from its answers."""
 
@@ -80,7 +80,7 @@ class Poster(threading.Thread):
     def _post(self, n: int) -> bool:
         try:
             response = requests.post(
-                f"{self.serve.base}/collections/contact/",
+                f"{self.serve.base}/collections/lead/",
                 json={"data": {"email": f"c{n}@example.com", "n": n}},
                 headers={"Authorization": f"Token {self.token}", "Idempotency-Key": f"chaos-{n}"},
                 timeout=10,
@@ -152,7 +152,7 @@ def backlog(broker: Broker, log: Callable[[str], None]) -> None:
     assert lost > 0, "no backlog: the purge lost nothing"
 
 
-def contact_id(delivery: Delivery) -> str:
+def lead_id(delivery: Delivery) -> str:
     return str(json.loads(delivery.body)["record"]["pk"])
 
 
@@ -193,7 +193,7 @@ def test_every_record_is_delivered_once_or_dead_lettered_through_kills_and_broke
                 f"{serve.base}/automation/flows/",
                 json={
                     "name": "chaos",
-                    "trigger": {"event": "collection-create", "datatype": "contact"},
+                    "trigger": {"event": "collection-create", "datatype": "lead"},
                     "steps": [
                         {
                             "id": "hook",
@@ -215,14 +215,12 @@ def test_every_record_is_delivered_once_or_dead_lettered_through_kills_and_broke
 
             ids = {
                 str(pk)
-                for pk in Record.objects.filter(org=owner.org, datatype="contact").values_list(
-                    "pk", flat=True
-                )
+                for pk in Record.objects.filter(org=owner.org, datatype="lead").values_list("pk", flat=True)
             }
             assert len(ids) == RECORDS, "a retried post was stored twice (or lost)"
 
             def settled() -> bool:
-                delivered = {contact_id(d) for d in list(receiver.deliveries)}
+                delivered = {lead_id(d) for d in list(receiver.deliveries)}
                 return not ids - delivered - dead_lettered(ids - delivered)
 
             what = f"every record delivered or dead-lettered; {lines}; log:\n{serve.output()[-8000:]}"
@@ -233,7 +231,7 @@ def test_every_record_is_delivered_once_or_dead_lettered_through_kills_and_broke
             code = serve.stop()
     by_record: dict[str, set[str]] = {}
     for delivery in deliveries:
-        by_record.setdefault(contact_id(delivery), set()).add(delivery.webhook_id)
+        by_record.setdefault(lead_id(delivery), set()).add(delivery.webhook_id)
     twice = {record: hook_ids for record, hook_ids in by_record.items() if len(hook_ids) > 1}
     assert not twice, f"records delivered under several webhook-ids: {twice}"
     assert all(delivery.verified for delivery in deliveries)

@@ -46,7 +46,7 @@ def automation_wants(name: str, datatype: str, org) -> bool:
     return any(lst.key == LISTENER for lst in queued_listeners(name, datatype, org.pk))
 
 
-def event(org, name="collection-create", datatype="contact", causation=None, **data: Any):
+def event(org, name="collection-create", datatype="lead", causation=None, **data: Any):
     envelope, _ = emit_envelope(name, org=org, datatype=datatype, data={"id": "r1", **data},
                                 causation_id=causation, validate=False)  # fmt: skip
     return envelope
@@ -58,27 +58,27 @@ def event(org, name="collection-create", datatype="contact", causation=None, **d
 def test_the_index_knows_a_flow_from_the_moment_it_commits(
     owner, outsider, make_flow, django_capture_on_commit_callbacks
 ):
-    assert not index.wants("collection-create", owner.org.pk, "contact")
-    flow = make_flow(owner.org, {"event": "collection-create", "datatype": "contact"}, [note_step()])
-    assert index.wants("collection-create", owner.org.pk, "contact")
-    assert automation_wants("collection-create", "contact", owner.org)
+    assert not index.wants("collection-create", owner.org.pk, "lead")
+    flow = make_flow(owner.org, {"event": "collection-create", "datatype": "lead"}, [note_step()])
+    assert index.wants("collection-create", owner.org.pk, "lead")
+    assert automation_wants("collection-create", "lead", owner.org)
     assert not index.wants("collection-create", owner.org.pk, "deal")
-    assert not index.wants("collection-update", owner.org.pk, "contact")
-    assert not index.wants("collection-create", outsider.org.pk, "contact")  # per org
+    assert not index.wants("collection-update", owner.org.pk, "lead")
+    assert not index.wants("collection-create", outsider.org.pk, "lead")  # per org
 
     make_flow(owner.org, {"event": "tag.added"}, [note_step()])  # no datatype: any
     assert index.wants("tag.added", owner.org.pk, "")
-    assert index.wants("tag.added", owner.org.pk, "contact")
+    assert index.wants("tag.added", owner.org.pk, "lead")
 
     with django_capture_on_commit_callbacks(execute=True):
         services.flow_update(flow=flow, actor=None, enabled=False)
-    assert not index.wants("collection-create", owner.org.pk, "contact")
+    assert not index.wants("collection-create", owner.org.pk, "lead")
     with django_capture_on_commit_callbacks(execute=True):
         services.flow_update(flow=flow, actor=None, enabled=True)
-    assert index.wants("collection-create", owner.org.pk, "contact")
+    assert index.wants("collection-create", owner.org.pk, "lead")
     with django_capture_on_commit_callbacks(execute=True):
         services.flow_delete(flow=flow)
-    assert not index.wants("collection-create", owner.org.pk, "contact")
+    assert not index.wants("collection-create", owner.org.pk, "lead")
 
 
 def test_the_index_answers_from_memory_until_the_generation_moves(
@@ -103,7 +103,7 @@ def test_a_cache_outage_means_publish_and_let_the_consumer_decide(owner, setting
             "OPTIONS": {"socket_timeout": 0.2, "socket_connect_timeout": 0.2},
         }
     }
-    assert index.wants("collection-create", owner.org.pk, "contact") is True
+    assert index.wants("collection-create", owner.org.pk, "lead") is True
 
 
 def test_an_event_no_flow_wants_is_not_published_for_automation(owner):
@@ -117,7 +117,7 @@ def test_an_event_no_flow_wants_is_not_published_for_automation(owner):
 
 
 def test_an_event_starts_each_matching_flow_once(owner, make_flow):
-    wanted = make_flow(owner.org, {"event": "collection-create", "datatype": "contact",
+    wanted = make_flow(owner.org, {"event": "collection-create", "datatype": "lead",
                                    "conditions": {"path": "data.plan", "op": "equals", "value": "vip"}},
                        [note_step()])  # fmt: skip
     make_flow(owner.org, {"event": "collection-create", "datatype": "deal"}, [note_step()])
@@ -191,7 +191,7 @@ def engine_envelope(record: EventRecord):
 
 
 def test_a_run_executes_the_version_it_started_with(owner, make_flow):
-    flow = make_flow(owner.org, {"event": "collection-create", "datatype": "contact"},
+    flow = make_flow(owner.org, {"event": "collection-create", "datatype": "lead"},
                      [note_step("v1", email="{{ event.data.email }}")])  # fmt: skip
     [run] = engine.start_for_event(event(owner.org, email="a@b.c"))
     services.flow_update(flow=flow, actor=None, steps=[note_step("v2")])
@@ -212,7 +212,7 @@ def test_a_run_executes_the_version_it_started_with(owner, make_flow):
 
 
 def test_a_wait_parks_the_run_on_a_scheduled_job(owner, make_flow):
-    make_flow(owner.org, {"event": "collection-create", "datatype": "contact"},
+    make_flow(owner.org, {"event": "collection-create", "datatype": "lead"},
               [{"type": "wait", "config": {"duration": {"hours": 2}}}, note_step()])  # fmt: skip
     [run] = engine.start_for_event(event(owner.org))
     before = timezone.now()
@@ -233,7 +233,7 @@ def test_a_wait_parks_the_run_on_a_scheduled_job(owner, make_flow):
 
 
 def test_a_condition_takes_its_branch_and_the_run_carries_on_after_it(owner, make_flow):
-    make_flow(owner.org, {"event": "collection-create", "datatype": "contact"}, [
+    make_flow(owner.org, {"event": "collection-create", "datatype": "lead"}, [
         {"id": "if", "type": "condition", "config": {"if": {"path": "event.data.n", "op": "greater-than",
                                                              "value": 5}},
          "then": [note_step("big")], "else": [note_step("small")]},
@@ -255,7 +255,7 @@ def test_a_condition_takes_its_branch_and_the_run_carries_on_after_it(owner, mak
 
 
 def test_an_update_of_a_missing_record_fails_the_run_and_retry_resumes_there(owner, make_flow):
-    make_flow(owner.org, {"event": "collection-create", "datatype": "contact"},
+    make_flow(owner.org, {"event": "collection-create", "datatype": "lead"},
               [note_step("first"), {"type": "update-record", "config": {"record": "{{ event.data.target }}",
                                                                        "data": {"done": True}}}])  # fmt: skip
     target = core_services.record_create(org=owner.org, actor=None, datatype="task", data={})
@@ -285,7 +285,7 @@ def test_an_update_of_a_missing_record_fails_the_run_and_retry_resumes_there(own
 
 
 def test_retrying_a_run_that_did_not_fail_is_a_409(owner, make_flow):
-    make_flow(owner.org, {"event": "collection-create", "datatype": "contact"}, [note_step()])
+    make_flow(owner.org, {"event": "collection-create", "datatype": "lead"}, [note_step()])
     [run] = engine.start_for_event(event(owner.org))
     response = owner.client.post(f"/automation/runs/{run.pk}/retry/")
     assert response.status_code == 409
@@ -327,7 +327,7 @@ def test_a_step_type_registered_elsewhere_validates_and_runs(owner, shout, make_
     with pytest.raises(Invalid) as raised:
         make_flow(owner.org, {"event": "collection-create"}, [{"type": "test-shout", "config": {}}])
     assert raised.value.detail == {"steps": {"0": {"config": {"text": ["Required: a string."]}}}}
-    make_flow(owner.org, {"event": "collection-create", "datatype": "contact"},
+    make_flow(owner.org, {"event": "collection-create", "datatype": "lead"},
               [{"type": "test-shout", "config": {"text": "hi {{ event.data.who }}"}}])  # fmt: skip
     [run] = engine.start_for_event(event(owner.org, who="ada"))
     assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "done"
@@ -355,7 +355,7 @@ def broken():
 def test_a_step_that_raises_records_a_short_reason_and_no_traceback_members_can_read(
     owner, member, broken, make_flow
 ):
-    make_flow(owner.org, {"event": "collection-create", "datatype": "contact"},
+    make_flow(owner.org, {"event": "collection-create", "datatype": "lead"},
               [{"type": "test-broken", "config": {}}])  # fmt: skip
     [run] = engine.start_for_event(event(owner.org))
     with pytest.raises(RetryIn):
@@ -428,7 +428,7 @@ def gone():
 def test_a_410_fails_the_run_and_turns_the_flow_off_in_one_transaction(owner, gone, make_flow, monkeypatch):
     """A process that dies between the two must not leave a failed run under an enabled flow (the
     next event would post to the receiver that said Gone): both commit, or neither."""
-    flow = make_flow(owner.org, {"event": "collection-create", "datatype": "contact"},
+    flow = make_flow(owner.org, {"event": "collection-create", "datatype": "lead"},
                      [{"type": "test-gone", "config": {}}])  # fmt: skip
     [run] = engine.start_for_event(event(owner.org))
 

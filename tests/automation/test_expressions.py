@@ -16,7 +16,7 @@ from automation.expressions import (
 
 EVENT = {
     "name": "collection-create",
-    "datatype": "contact",
+    "datatype": "lead",
     "data": {"email": "ada@acme.test", "age": 36, "tags": ["vip", "beta"], "plan": None, "meta": {"k": 1}},
     "record": {"label": "core.record", "pk": "42"},
 }
@@ -35,7 +35,7 @@ EVENT = {
         ("contains", "data.tags", "vip", True),
         ("contains", "data.tags", "gold", False),
         ("contains", "data.meta", "k", True),
-        ("in", "datatype", ["contact", "lead"], True),
+        ("in", "datatype", ["account", "lead"], True),
         ("in", "datatype", ["deal"], False),
         ("greater-than", "data.age", 30, True),
         ("greater-than", "data.age", 36, False),
@@ -58,12 +58,12 @@ def test_each_operator_reads_the_envelope(op, path, value, expected):
 def test_groups_combine_with_all_and_any_and_a_bare_list_means_all():
     both = check_condition(
         [
-            {"path": "datatype", "op": "equals", "value": "contact"},
+            {"path": "datatype", "op": "equals", "value": "lead"},
             {"path": "data.age", "op": "less-than", "value": 30},
         ],
         ENVELOPE_ROOTS,
     )
-    assert both == {"all": [{"path": "datatype", "op": "equals", "value": "contact"},
+    assert both == {"all": [{"path": "datatype", "op": "equals", "value": "lead"},
                             {"path": "data.age", "op": "less-than", "value": 30}]}  # fmt: skip
     assert matches(both, EVENT) is False
     either = check_condition(
@@ -142,7 +142,7 @@ def test_templates_keep_types_for_whole_placeholders_and_interpolate_inside_text
         "made": "r1",
         "absent": None,
         "absent_in_text": "[]",
-        "nested": [{"k": "contact"}, 7],
+        "nested": [{"k": "lead"}, 7],
     }
 
 

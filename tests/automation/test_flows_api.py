@@ -21,7 +21,7 @@ def spec_example(secret: str | None = None) -> dict:
     config = {"url": HOOK, **({"secret": secret} if secret else {})}
     return {
         "name": "notify",
-        "trigger": {"event": "collection-create", "datatype": "contact"},
+        "trigger": {"event": "collection-create", "datatype": "lead"},
         "steps": [{"type": "send-webhook", "config": config}],
     }
 
@@ -36,7 +36,7 @@ def test_the_spec_example_answers_201_and_never_echoes_the_secret(owner, public_
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["name"] == "notify" and body["enabled"] is True and body["version"] == 1
-    assert body["trigger"] == {"event": "collection-create", "datatype": "contact"}
+    assert body["trigger"] == {"event": "collection-create", "datatype": "lead"}
     [step] = body["steps"]
     assert step["id"] == "step-1" and step["type"] == "send-webhook"
     assert step["config"]["url"] == HOOK
@@ -368,7 +368,7 @@ def test_secret_rotation_signs_with_both_until_the_old_one_is_dropped(owner, pub
 def test_a_dry_run_walks_the_steps_against_a_sample_and_sends_nothing(owner, public_example):
     body = {
         "name": "vip",
-        "trigger": {"event": "collection-create", "datatype": "contact"},
+        "trigger": {"event": "collection-create", "datatype": "lead"},
         "steps": [
             {"id": "check", "type": "condition",
              "config": {"if": {"path": "event.data.plan", "op": "equals", "value": "vip"}},
@@ -399,7 +399,7 @@ def test_a_dry_run_walks_the_steps_against_a_sample_and_sends_nothing(owner, pub
     past = owner.client.post(f"/automation/flows/{flow_id}/test/", {"event_id": str(event.pk)}, format="json")
     assert past.status_code == 200
     assert past.json()["matched"] is False
-    assert past.json()["reason"] == "the flow wants datatype 'contact', not 'deal'"
+    assert past.json()["reason"] == "the flow wants datatype 'lead', not 'deal'"
     assert [s["id"] for s in past.json()["steps"]] == ["check", "note", "pause"]
     assert not Flow.objects.get(pk=flow_id).runs.exists()
 
@@ -439,7 +439,7 @@ def test_another_orgs_flows_and_runs_are_404_on_every_route(owner, outsider, pub
 
     with django_capture_on_commit_callbacks(execute=True):
         flow_id = create(owner, spec_example(new_whsec())).json()["id"]
-    envelope, _ = emit_envelope("collection-create", org=owner.org, datatype="contact", data={"id": "x"},
+    envelope, _ = emit_envelope("collection-create", org=owner.org, datatype="lead", data={"id": "x"},
                                 validate=False)  # fmt: skip
     [run] = engine.start_for_event(envelope)
     routes = [

@@ -36,7 +36,7 @@ LISTENER = "automation.handlers.on_event_start_flows"
 def hook_flow(caller, url: str, secret: str, *, before: list[dict] | None = None, **trigger: Any) -> str:
     body = {
         "name": "notify",
-        "trigger": trigger or {"event": "collection-create", "datatype": "contact"},
+        "trigger": trigger or {"event": "collection-create", "datatype": "lead"},
         "steps": [
             *(before or []),
             {"id": "hook", "type": "send-webhook", "config": {"url": url, "secret": secret}},
@@ -47,8 +47,8 @@ def hook_flow(caller, url: str, secret: str, *, before: list[dict] | None = None
     return str(response.json()["id"])
 
 
-def add_contact(caller, **data: Any) -> str:
-    response = caller.client.post("/collections/contact/", {"data": {"email": "ada@example.com", **data}},
+def add_lead(caller, **data: Any) -> str:
+    response = caller.client.post("/collections/lead/", {"data": {"email": "ada@example.com", **data}},
                                   format="json")  # fmt: skip
     assert response.status_code == 201, response.content
     return str(response.json()["id"])
@@ -67,11 +67,11 @@ def hook_step(run: FlowRun) -> StepRun:
     return StepRun.objects.get(run=run, step_id="hook")
 
 
-def test_the_spec_example_posts_one_signed_request_when_a_contact_is_created(owner, worker):
+def test_the_spec_example_posts_one_signed_request_when_a_lead_is_created(owner, worker):
     secret = new_whsec()
     with Receiver(secret) as receiver:
         flow_id = hook_flow(owner, receiver.url, secret)
-        contact_id = add_contact(owner)
+        lead_id = add_lead(owner)
         [delivery] = receiver.wait_for(1, timeout=30)
         run = finished_run(flow_id, worker)
 
@@ -79,11 +79,11 @@ def test_the_spec_example_posts_one_signed_request_when_a_contact_is_created(own
         body = json.loads(delivery.body)
         assert (body["name"], body["datatype"], body["orgid"]) == (
             "collection-create",
-            "contact",
+            "lead",
             str(owner.org.pk),
         )
-        assert body["data"]["id"] == contact_id and body["data"]["data"] == {"email": "ada@example.com"}
-        assert body["record"] == {"label": "core.record", "pk": contact_id}
+        assert body["data"]["id"] == lead_id and body["data"]["data"] == {"email": "ada@example.com"}
+        assert body["record"] == {"label": "core.record", "pk": lead_id}
         assert delivery.headers["content-type"] == "application/json"
 
         assert run.status == RunStatus.SUCCEEDED and run.version == 1
@@ -96,7 +96,7 @@ def test_the_spec_example_posts_one_signed_request_when_a_contact_is_created(own
         assert detail["steps"][0]["attempts"][0]["status"] == 200
 
         # Redelivered, twice, and once more past its receipt: the flow still starts once.
-        event = EventRecord.objects.get(name="collection-create", record_pk=contact_id)
+        event = EventRecord.objects.get(name="collection-create", record_pk=lead_id)
         assert run.trigger_event_id == event.pk
         for _ in range(2):
             assert outbox.publish(event)
@@ -117,7 +117,7 @@ def test_500_then_a_timeout_are_retried_with_one_webhook_id_and_fresh_signatures
     with Receiver(secret) as receiver:
         receiver.respond_with((500, {}, b"down"), (200, {}, b"too late", 2.5))
         flow_id = hook_flow(owner, receiver.url, secret)
-        add_contact(owner)
+        add_lead(owner)
         first, second, third = receiver.wait_for(3, timeout=30)
         run = finished_run(flow_id, worker)
 
@@ -138,7 +138,7 @@ def test_429_retry_after_is_honoured(owner, worker):
     with Receiver(secret) as receiver:
         receiver.respond_with((429, {"Retry-After": "2"}, b"slow down"))
         flow_id = hook_flow(owner, receiver.url, secret)
-        add_contact(owner)
+        add_lead(owner)
         first, second = receiver.wait_for(2, timeout=30)
         run = finished_run(flow_id, worker)
     assert second.received_at - first.received_at >= 1.9  # not the schedule's 0.3 s
@@ -152,7 +152,7 @@ def test_a_redirect_fails_without_retry_and_is_not_followed(owner, worker):
     with Receiver(secret) as receiver, Receiver(secret) as elsewhere:
         receiver.respond_with((307, {"Location": elsewhere.url}, b""))
         flow_id = hook_flow(owner, receiver.url, secret)
-        add_contact(owner)
+        add_lead(owner)
         receiver.wait_for(1, timeout=30)
         run = finished_run(flow_id, worker)
         time.sleep(1.0)
@@ -169,7 +169,7 @@ def test_410_disables_the_flow_and_says_why(owner, worker):
     with Receiver(secret) as receiver:
         receiver.respond_with((410, {}, b"unsubscribed"))
         flow_id = hook_flow(owner, receiver.url, secret)
-        add_contact(owner)
+        add_lead(owner)
         receiver.wait_for(1, timeout=30)
         run = finished_run(flow_id, worker)
         flow = Flow.objects.get(pk=flow_id)
@@ -182,7 +182,7 @@ def test_410_disables_the_flow_and_says_why(owner, worker):
             == flow.disabled_reason
         )
 
-        add_contact(owner, email="grace@example.com")
+        add_lead(owner, email="grace@example.com")
         live.wait_for(lambda: live.broker_messages() == (0, 0), timeout=20, what="queues drained")
         time.sleep(1.0)
         assert FlowRun.objects.filter(flow_id=flow_id).count() == 1 and len(receiver.deliveries) == 1
@@ -193,7 +193,7 @@ def test_a_spent_schedule_is_a_dead_letter_and_replaying_it_retries_the_run(owne
     with Receiver(secret) as receiver:
         receiver.respond_with(*[(503, {}, b"")] * 4)
         flow_id = hook_flow(owner, receiver.url, secret)
-        add_contact(owner)
+        add_lead(owner)
         deliveries = receiver.wait_for(4, timeout=30)
         run = finished_run(flow_id, worker)
         letter = live.wait_for(
@@ -227,7 +227,7 @@ def test_an_internal_address_is_refused_at_send_without_opening_a_socket(owner, 
     secret = new_whsec()
     with Receiver(secret) as receiver:
         flow_id = hook_flow(owner, receiver.url, secret)
-        add_contact(owner)
+        add_lead(owner)
         run = finished_run(flow_id, worker)
         assert receiver.connections == 0 and receiver.deliveries == []
     assert run.status == RunStatus.FAILED
@@ -241,7 +241,7 @@ def test_retry_resumes_a_failed_run_from_its_failed_step_with_the_same_webhook_i
         receiver.respond_with((400, {}, b"bad"))
         first_step = {"id": "note", "type": "create-record", "config": {"datatype": "note", "data": {"n": 1}}}
         flow_id = hook_flow(owner, receiver.url, secret, before=[first_step])
-        add_contact(owner)
+        add_lead(owner)
         [refused] = receiver.wait_for(1, timeout=30)
         run = finished_run(flow_id, worker)
         assert run.status == RunStatus.FAILED and run.current_step == "hook"
@@ -312,7 +312,7 @@ def test_a_wait_is_released_by_the_scheduled_job_tick(owner, worker, beats):
         pause = {"id": "pause", "type": "wait", "config": {"duration": {"seconds": 3}}}
         flow_id = hook_flow(owner, receiver.url, secret, before=[pause])
         started = time.monotonic()
-        add_contact(owner)
+        add_lead(owner)
         waiting = live.wait_for(
             lambda: FlowRun.objects.filter(flow_id=flow_id, status=RunStatus.WAITING).first(),
             timeout=30,

@@ -10,7 +10,7 @@ from core import services
 from core.models import Record, RecordStatus
 
 
-def _create(caller, data, datatype="contact"):
+def _create(caller, data, datatype="lead"):
     response = caller.client.post(f"/collections/{datatype}/", {"data": data}, format="json")
     assert response.status_code == 201, response.content
     return response.data
@@ -26,25 +26,25 @@ def _names(response):
 
 def test_it_creates_a_draft_record_from_a_data_object(owner):
     response = owner.client.post(
-        "/collections/contact/", {"data": {"name": "Ada", "tags": ["x"]}}, format="json"
+        "/collections/lead/", {"data": {"name": "Ada", "tags": ["x"]}}, format="json"
     )
 
     assert response.status_code == 201
-    assert response.data["datatype"] == "contact"
+    assert response.data["datatype"] == "lead"
     assert response.data["data"] == {"name": "Ada", "tags": ["x"]}
     assert response.data["status"] == "draft"
     assert response.data["created_by"] == owner.user.pk
     record = Record.objects.get(pk=response.data["id"])
     assert (record.org, record.datatype, record.data) == (
         owner.org,
-        "contact",
+        "lead",
         {"name": "Ada", "tags": ["x"]},
     )
 
 
 @pytest.mark.parametrize("data", [["a"], "text", 3, True])
 def test_it_refuses_data_that_is_not_an_object(owner, data):
-    response = owner.client.post("/collections/contact/", {"data": data}, format="json")
+    response = owner.client.post("/collections/lead/", {"data": data}, format="json")
 
     assert response.status_code == 400
     assert response.data == {"data": ["Must be a JSON object."]}
@@ -52,7 +52,7 @@ def test_it_refuses_data_that_is_not_an_object(owner, data):
 
 
 def test_it_requires_data(owner):
-    response = owner.client.post("/collections/contact/", {}, format="json")
+    response = owner.client.post("/collections/lead/", {}, format="json")
 
     assert response.status_code == 400
     assert response.data == {"data": ["This field is required."]}
@@ -66,10 +66,10 @@ def test_it_ignores_read_only_fields_in_a_create_body(owner):
         "id": "00000000-0000-0000-0000-000000000000",
     }
 
-    response = owner.client.post("/collections/contact/", body, format="json")
+    response = owner.client.post("/collections/lead/", body, format="json")
 
     assert response.status_code == 201
-    assert (response.data["status"], response.data["datatype"]) == ("draft", "contact")
+    assert (response.data["status"], response.data["datatype"]) == ("draft", "lead")
     assert response.data["id"] != body["id"]
 
 
@@ -80,8 +80,8 @@ def test_it_pages_the_list(owner):
     for n in range(5):
         _create(owner, {"name": f"r{n}", "n": n})
 
-    first = owner.client.get("/collections/contact/", {"page_size": 2, "ordering": "created_at"})
-    third = owner.client.get("/collections/contact/", {"page_size": 2, "page": 3, "ordering": "created_at"})
+    first = owner.client.get("/collections/lead/", {"page_size": 2, "ordering": "created_at"})
+    third = owner.client.get("/collections/lead/", {"page_size": 2, "page": 3, "ordering": "created_at"})
 
     assert first.data["count"] == 5
     assert _names(first) == ["r0", "r1"]
@@ -94,7 +94,7 @@ def test_it_pages_the_list(owner):
 def test_it_walks_every_page_once(owner):
     created = {_create(owner, {"name": f"r{n}"})["id"] for n in range(7)}
     seen: list[str] = []
-    url: str | None = "/collections/contact/?page_size=3"
+    url: str | None = "/collections/lead/?page_size=3"
     while url:
         response = owner.client.get(url)
         seen += [item["id"] for item in response.data["results"]]
@@ -108,7 +108,7 @@ def test_it_answers_404_to_a_page_that_does_not_exist(owner, page):
     for n in range(5):
         _create(owner, {"name": f"r{n}"})
 
-    response = owner.client.get("/collections/contact/", {"page_size": 2, "page": page})
+    response = owner.client.get("/collections/lead/", {"page_size": 2, "page": page})
 
     assert response.status_code == 404
     assert response.data["detail"] == "Invalid page."
@@ -116,7 +116,7 @@ def test_it_answers_404_to_a_page_that_does_not_exist(owner, page):
 
 @pytest.mark.parametrize("page_size", ["abc", "0", "-1", "2.5", "1e3"])
 def test_it_refuses_a_page_size_that_is_not_a_positive_integer(owner, page_size):
-    response = owner.client.get("/collections/contact/", {"page_size": page_size})
+    response = owner.client.get("/collections/lead/", {"page_size": page_size})
 
     assert response.status_code == 400
     assert response.data == {"page_size": ["Must be a positive integer."]}
@@ -125,7 +125,7 @@ def test_it_refuses_a_page_size_that_is_not_a_positive_integer(owner, page_size)
 def test_it_caps_the_page_size(owner):
     _create(owner, {})
 
-    response = owner.client.get("/collections/contact/", {"page_size": 100000})
+    response = owner.client.get("/collections/lead/", {"page_size": 100000})
 
     assert response.status_code == 200
     assert response.data["count"] == 1
@@ -136,14 +136,14 @@ def test_it_caps_the_page_size(owner):
 
 def test_it_filters_by_status(owner):
     _, published, approved = (_create(owner, {"name": name}) for name in ("draft", "pub", "ok"))
-    owner.client.post(f"/collections/contact/{published['id']}/publish/")
-    owner.client.post(f"/collections/contact/{approved['id']}/publish/")
-    owner.client.post(f"/collections/contact/{approved['id']}/approve/")
+    owner.client.post(f"/collections/lead/{published['id']}/publish/")
+    owner.client.post(f"/collections/lead/{approved['id']}/publish/")
+    owner.client.post(f"/collections/lead/{approved['id']}/approve/")
 
-    assert _names(owner.client.get("/collections/contact/?status=draft")) == ["draft"]
-    assert _names(owner.client.get("/collections/contact/?status=published")) == ["pub"]
-    assert _names(owner.client.get("/collections/contact/?status=approved")) == ["ok"]
-    bad = owner.client.get("/collections/contact/?status=archived")
+    assert _names(owner.client.get("/collections/lead/?status=draft")) == ["draft"]
+    assert _names(owner.client.get("/collections/lead/?status=published")) == ["pub"]
+    assert _names(owner.client.get("/collections/lead/?status=approved")) == ["ok"]
+    bad = owner.client.get("/collections/lead/?status=archived")
     assert bad.status_code == 400
     assert bad.data == {"status": ["Must be one of draft, published, approved."]}
 
@@ -154,16 +154,14 @@ def dated(owner):
     days = {"jan": datetime(2024, 1, 1, tzinfo=UTC), "jun": datetime(2024, 6, 1, tzinfo=UTC)}
     days["dec"] = datetime(2024, 12, 1, tzinfo=UTC)
     for name, day in days.items():
-        record = services.record_create(
-            org=owner.org, actor=owner.user, datatype="contact", data={"name": name}
-        )
+        record = services.record_create(org=owner.org, actor=owner.user, datatype="lead", data={"name": name})
         Record.objects.filter(pk=record.pk).update(created_at=day)
     return days
 
 
 def test_it_filters_by_creation_time(owner, dated):
     def names(**params):
-        return sorted(_names(owner.client.get("/collections/contact/", params)))
+        return sorted(_names(owner.client.get("/collections/lead/", params)))
 
     assert names(created_after="2024-06-01T00:00:00Z") == ["dec", "jun"]  # inclusive
     assert names(created_before="2024-06-01T00:00:00Z") == ["jan"]  # exclusive
@@ -176,7 +174,7 @@ def test_it_filters_by_creation_time(owner, dated):
 @pytest.mark.parametrize("value", ["yesterday", "2024-13-01T00:00:00Z", "2024-01-01T25:00:00Z", "1700000000"])
 @pytest.mark.parametrize("param", ["created_after", "created_before"])
 def test_it_refuses_a_creation_time_that_is_not_a_date_time(owner, param, value):
-    response = owner.client.get("/collections/contact/", {param: value})
+    response = owner.client.get("/collections/lead/", {param: value})
 
     assert response.status_code == 400
     assert response.data == {param: [f"Not an ISO 8601 date-time: {value!r}."]}
@@ -184,7 +182,7 @@ def test_it_refuses_a_creation_time_that_is_not_a_date_time(owner, param, value)
 
 @pytest.mark.parametrize("value", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+01:00"])
 def test_it_refuses_a_creation_time_with_no_utc_equivalent(owner, value):
-    response = owner.client.get("/collections/contact/", {"created_after": value})
+    response = owner.client.get("/collections/lead/", {"created_after": value})
 
     assert response.status_code == 400
     assert response.data == {"created_after": [f"Out of range in UTC: {value!r}."]}
@@ -218,25 +216,25 @@ def people(owner):
     ],
 )
 def test_it_filters_by_a_top_level_data_key(owner, people, query, expected):
-    response = owner.client.get(f"/collections/contact/?{query}")
+    response = owner.client.get(f"/collections/lead/?{query}")
 
     assert sorted(_names(response)) == expected
 
 
 def test_it_orders_by_creation_and_update_time(owner, dated):
     jan = Record.objects.get(data__name="jan")
-    owner.client.patch(f"/collections/contact/{jan.pk}/", {"data": {"touched": True}}, format="json")
+    owner.client.patch(f"/collections/lead/{jan.pk}/", {"data": {"touched": True}}, format="json")
 
-    assert _names(owner.client.get("/collections/contact/")) == ["dec", "jun", "jan"]  # newest first
-    assert _names(owner.client.get("/collections/contact/?ordering=-created_at")) == ["dec", "jun", "jan"]
-    assert _names(owner.client.get("/collections/contact/?ordering=created_at")) == ["jan", "jun", "dec"]
-    assert _names(owner.client.get("/collections/contact/?ordering=-updated_at"))[0] == "jan"
-    assert _names(owner.client.get("/collections/contact/?ordering=updated_at"))[-1] == "jan"
+    assert _names(owner.client.get("/collections/lead/")) == ["dec", "jun", "jan"]  # newest first
+    assert _names(owner.client.get("/collections/lead/?ordering=-created_at")) == ["dec", "jun", "jan"]
+    assert _names(owner.client.get("/collections/lead/?ordering=created_at")) == ["jan", "jun", "dec"]
+    assert _names(owner.client.get("/collections/lead/?ordering=-updated_at"))[0] == "jan"
+    assert _names(owner.client.get("/collections/lead/?ordering=updated_at"))[-1] == "jan"
 
 
 @pytest.mark.parametrize("ordering", ["name", "data", "-id", "created_at,updated_at", "?"])
 def test_it_refuses_an_unknown_ordering(owner, ordering):
-    response = owner.client.get("/collections/contact/", {"ordering": ordering})
+    response = owner.client.get("/collections/lead/", {"ordering": ordering})
 
     assert response.status_code == 400
     assert response.data == {"ordering": ["Must be one of -created_at, -updated_at, created_at, updated_at."]}
@@ -252,7 +250,7 @@ def ada(owner):
 
 def test_it_replaces_data_on_put(owner, ada):
     response = owner.client.put(
-        f"/collections/contact/{ada['id']}/", {"data": {"name": "Ada L."}}, format="json"
+        f"/collections/lead/{ada['id']}/", {"data": {"name": "Ada L."}}, format="json"
     )
 
     assert response.status_code == 200
@@ -261,7 +259,7 @@ def test_it_replaces_data_on_put(owner, ada):
 
 
 def test_it_requires_data_on_put(owner, ada):
-    response = owner.client.put(f"/collections/contact/{ada['id']}/", {}, format="json")
+    response = owner.client.put(f"/collections/lead/{ada['id']}/", {}, format="json")
 
     assert response.status_code == 400
     assert Record.objects.get(pk=ada["id"]).data["city"] == "Paris"
@@ -269,7 +267,7 @@ def test_it_requires_data_on_put(owner, ada):
 
 def test_it_merges_top_level_keys_on_patch(owner, ada):
     response = owner.client.patch(
-        f"/collections/contact/{ada['id']}/",
+        f"/collections/lead/{ada['id']}/",
         {"data": {"city": "London", "born": 1815, "address": {"zip": "W1"}}},
         format="json",
     )
@@ -282,14 +280,14 @@ def test_it_merges_top_level_keys_on_patch(owner, ada):
 
 
 def test_it_keeps_data_on_a_patch_without_it(owner, ada):
-    response = owner.client.patch(f"/collections/contact/{ada['id']}/", {}, format="json")
+    response = owner.client.patch(f"/collections/lead/{ada['id']}/", {}, format="json")
 
     assert response.status_code == 200
     assert response.data["data"] == ada["data"]
 
 
 def test_it_refuses_a_patch_whose_data_is_not_an_object(owner, ada):
-    response = owner.client.patch(f"/collections/contact/{ada['id']}/", {"data": [1]}, format="json")
+    response = owner.client.patch(f"/collections/lead/{ada['id']}/", {"data": [1]}, format="json")
 
     assert response.status_code == 400
     assert response.data == {"data": ["Must be a JSON object."]}
@@ -297,20 +295,20 @@ def test_it_refuses_a_patch_whose_data_is_not_an_object(owner, ada):
 
 def test_it_does_not_let_an_edit_change_status_or_datatype(owner, ada):
     owner.client.patch(
-        f"/collections/contact/{ada['id']}/",
+        f"/collections/lead/{ada['id']}/",
         {"data": {}, "status": "approved", "datatype": "deal"},
         format="json",
     )
 
     record = Record.objects.get(pk=ada["id"])
-    assert (record.status, record.datatype) == (RecordStatus.DRAFT, "contact")
+    assert (record.status, record.datatype) == (RecordStatus.DRAFT, "lead")
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
 
 
 def test_it_publishes_a_draft_and_approves_a_published_record(owner, ada):
-    url = f"/collections/contact/{ada['id']}/"
+    url = f"/collections/lead/{ada['id']}/"
 
     published = owner.client.post(f"{url}publish/")
     assert published.status_code == 200
@@ -337,7 +335,7 @@ def test_it_publishes_a_draft_and_approves_a_published_record(owner, ada):
     ],
 )
 def test_it_answers_409_to_a_transition_the_status_does_not_allow(owner, ada, steps, action, message):
-    url = f"/collections/contact/{ada['id']}/"
+    url = f"/collections/lead/{ada['id']}/"
     for step in steps:
         assert owner.client.post(f"{url}{step}/").status_code == 200
     status_before = Record.objects.get(pk=ada["id"]).status
@@ -350,7 +348,7 @@ def test_it_answers_409_to_a_transition_the_status_does_not_allow(owner, ada, st
 
 
 def test_it_deletes_a_record_and_then_answers_404(owner, ada):
-    url = f"/collections/contact/{ada['id']}/"
+    url = f"/collections/lead/{ada['id']}/"
 
     assert owner.client.delete(url).status_code == 204
     assert owner.client.get(url).status_code == 404
@@ -365,13 +363,13 @@ def test_it_deletes_a_record_and_then_answers_404(owner, ada):
 @pytest.mark.parametrize(
     "path",
     [
-        "/collections/Contact/",
-        "/collections/-contact/",
-        "/collections/con%20tact/",
-        "/collections/con.tact/",
+        "/collections/Lead/",
+        "/collections/-lead/",
+        "/collections/le%20ad/",
+        "/collections/le.ad/",
         f"/collections/{'a' * 65}/",
         "/collections/",
-        "/collections/contact/not-a-uuid/",
+        "/collections/lead/not-a-uuid/",
     ],
 )
 def test_it_answers_404_to_an_invalid_datatype_or_id_in_the_url(owner, path):
@@ -388,14 +386,14 @@ def test_it_accepts_datatypes_of_digits_hyphens_and_underscores(owner):
 def test_it_keeps_each_datatypes_records_apart(owner, ada):
     deal = _create(owner, {"name": "Big deal"}, datatype="deal")
 
-    contacts = owner.client.get("/collections/contact/")
+    leads = owner.client.get("/collections/lead/")
     deals = owner.client.get("/collections/deal/")
 
-    assert [item["id"] for item in contacts.data["results"]] == [ada["id"]]
+    assert [item["id"] for item in leads.data["results"]] == [ada["id"]]
     assert [item["id"] for item in deals.data["results"]] == [deal["id"]]
     for method, suffix in (("get", ""), ("patch", ""), ("delete", ""), ("post", "publish/")):
         response = getattr(owner.client, method)(
-            f"/collections/contact/{deal['id']}/{suffix}", {}, format="json"
+            f"/collections/lead/{deal['id']}/{suffix}", {}, format="json"
         )
         assert response.status_code == 404, (method, suffix)
     assert Record.objects.get(pk=deal["id"]).status == RecordStatus.DRAFT

@@ -28,10 +28,8 @@ class Acme:
 
 @pytest.fixture
 def acme(owner: Caller) -> Acme:
-    draft = services.record_create(org=owner.org, actor=owner.user, datatype="contact", data={"name": "Ada"})
-    published = services.record_create(
-        org=owner.org, actor=owner.user, datatype="contact", data={"name": "Bob"}
-    )
+    draft = services.record_create(org=owner.org, actor=owner.user, datatype="lead", data={"name": "Ada"})
+    published = services.record_create(org=owner.org, actor=owner.user, datatype="lead", data={"name": "Bob"})
     services.record_publish(record=published, actor=owner.user)
     site = services.site_create(org=owner.org, actor=owner.user, domain="shop.acme.test")
     user = make_user(owner.org, email="clerk@acme.test")
@@ -63,26 +61,24 @@ class Route:
 
 
 DETAIL_ROUTES = [
-    Route("collections-retrieve", "get", lambda a: f"/collections/contact/{a.draft.pk}/", None, 200),
+    Route("collections-retrieve", "get", lambda a: f"/collections/lead/{a.draft.pk}/", None, 200),
     Route(
         "collections-update",
         "put",
-        lambda a: f"/collections/contact/{a.draft.pk}/",
+        lambda a: f"/collections/lead/{a.draft.pk}/",
         {"data": {"name": "Mallory"}},
         200,
     ),
     Route(
         "collections-partial_update",
         "patch",
-        lambda a: f"/collections/contact/{a.draft.pk}/",
+        lambda a: f"/collections/lead/{a.draft.pk}/",
         {"data": {"name": "Mallory"}},
         200,
     ),
-    Route("collections-delete", "delete", lambda a: f"/collections/contact/{a.draft.pk}/", None, 204),
-    Route("collections-publish", "post", lambda a: f"/collections/contact/{a.draft.pk}/publish/", None, 200),
-    Route(
-        "collections-approve", "post", lambda a: f"/collections/contact/{a.published.pk}/approve/", None, 200
-    ),
+    Route("collections-delete", "delete", lambda a: f"/collections/lead/{a.draft.pk}/", None, 204),
+    Route("collections-publish", "post", lambda a: f"/collections/lead/{a.draft.pk}/publish/", None, 200),
+    Route("collections-approve", "post", lambda a: f"/collections/lead/{a.published.pk}/approve/", None, 200),
     Route("users-retrieve", "get", lambda a: f"/users/{a.user.pk}/", None, 200),
     Route(
         "users-update",
@@ -103,7 +99,7 @@ DETAIL_ROUTES = [
     Route("sites-delete", "delete", lambda a: f"/sites/{a.site.pk}/", None, 204),
     Route("events-retrieve", "get", lambda a: f"/events/{a.event.pk}/", None, 200),
 ]
-LIST_ROUTES = ["/collections/contact/", "/users/", "/orgs/", "/sites/", "/events/"]
+LIST_ROUTES = ["/collections/lead/", "/users/", "/orgs/", "/sites/", "/events/"]
 ORG_SCOPED_ROUTES = [r for r in DETAIL_ROUTES if not r.name.startswith("orgs-")]
 
 
@@ -135,7 +131,7 @@ def test_it_answers_404_when_an_outsider_names_acme_in_x_org(route, acme, outsid
 
 @pytest.mark.parametrize("path", LIST_ROUTES)
 def test_it_leaks_nothing_of_acmes_into_the_outsiders_lists(path, acme, outsider):
-    own_record = services.record_create(org=outsider.org, actor=outsider.user, datatype="contact", data={})
+    own_record = services.record_create(org=outsider.org, actor=outsider.user, datatype="lead", data={})
     own_site = services.site_create(org=outsider.org, actor=outsider.user, domain="shop.globex.test")
     acme_ids = {
         str(pk)
@@ -175,11 +171,11 @@ def test_it_lists_only_the_events_of_the_callers_org(acme, outsider):
 
 
 def test_it_creates_an_outsiders_record_in_their_own_org(acme, owner, outsider):
-    response = outsider.client.post("/collections/contact/", {"data": {"name": "Eve"}}, format="json")
+    response = outsider.client.post("/collections/lead/", {"data": {"name": "Eve"}}, format="json")
 
     assert response.status_code == 201
     assert Record.objects.get(pk=response.data["id"]).org == outsider.org
-    acme_list = owner.client.get("/collections/contact/").data["results"]
+    acme_list = owner.client.get("/collections/lead/").data["results"]
     assert response.data["id"] not in {item["id"] for item in acme_list}
 
 
@@ -207,7 +203,7 @@ def test_it_answers_401_to_a_bad_token(path, owner):
 def test_it_answers_401_to_the_token_of_a_deactivated_user(owner):
     User.objects.filter(pk=owner.user.pk).update(is_active=False)
 
-    assert owner.client.get("/collections/contact/").status_code == 401
+    assert owner.client.get("/collections/lead/").status_code == 401
 
 
 @pytest.fixture
@@ -218,7 +214,7 @@ def both(owner: Caller, outsider: Caller) -> Caller:
     return caller(user, owner.org)
 
 
-@pytest.mark.parametrize("path", ["/collections/contact/", "/users/", "/sites/", "/events/"])
+@pytest.mark.parametrize("path", ["/collections/lead/", "/users/", "/sites/", "/events/"])
 def test_it_asks_a_user_of_two_orgs_and_no_default_to_name_one_in_x_org(path, both):
     User.objects.filter(pk=both.user.pk).update(default_org=None)
 
@@ -230,11 +226,11 @@ def test_it_asks_a_user_of_two_orgs_and_no_default_to_name_one_in_x_org(path, bo
 
 
 def test_it_selects_the_org_named_in_x_org(both, owner, outsider):
-    services.record_create(org=owner.org, actor=None, datatype="contact", data={"org": "acme"})
-    services.record_create(org=outsider.org, actor=None, datatype="contact", data={"org": "globex"})
+    services.record_create(org=owner.org, actor=None, datatype="lead", data={"org": "acme"})
+    services.record_create(org=outsider.org, actor=None, datatype="lead", data={"org": "globex"})
 
-    in_acme = client_for(both.key, "acme").get("/collections/contact/")
-    in_globex = client_for(both.key, "globex").get("/collections/contact/")
+    in_acme = client_for(both.key, "acme").get("/collections/lead/")
+    in_globex = client_for(both.key, "globex").get("/collections/lead/")
 
     assert [item["data"] for item in in_acme.data["results"]] == [{"org": "acme"}]
     assert [item["data"] for item in in_globex.data["results"]] == [{"org": "globex"}]
@@ -252,7 +248,7 @@ def test_it_uses_the_role_of_the_org_named_in_x_org(both):
 
 
 def test_it_writes_to_the_org_named_in_x_org(both, outsider):
-    response = client_for(both.key, "globex").post("/collections/contact/", {"data": {}}, format="json")
+    response = client_for(both.key, "globex").post("/collections/lead/", {"data": {}}, format="json")
 
     assert response.status_code == 201
     assert Record.objects.get(pk=response.data["id"]).org == outsider.org
@@ -260,7 +256,7 @@ def test_it_writes_to_the_org_named_in_x_org(both, outsider):
 
 @pytest.mark.parametrize("slug", ["globex", "initech"])
 def test_it_answers_404_to_an_x_org_the_caller_is_not_in(slug, owner, outsider):
-    response = client_for(owner.key, slug).get("/collections/contact/")
+    response = client_for(owner.key, slug).get("/collections/lead/")
 
     assert response.status_code == 404
     # The same answer whether the org exists or not.

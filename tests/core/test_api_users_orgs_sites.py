@@ -16,9 +16,9 @@ from tests.factories import client_for, make_org, make_user
 def test_it_lets_a_member_create_read_update_and_delete_records(member):
     client = member.client
 
-    created = client.post("/collections/contact/", {"data": {"name": "Ada"}}, format="json")
+    created = client.post("/collections/lead/", {"data": {"name": "Ada"}}, format="json")
     assert created.status_code == 201
-    url = f"/collections/contact/{created.data['id']}/"
+    url = f"/collections/lead/{created.data['id']}/"
     assert client.get(url).data["data"] == {"name": "Ada"}
     assert client.put(url, {"data": {"name": "Ada L."}}, format="json").status_code == 200
     assert client.patch(url, {"data": {"born": 1815}}, format="json").data["data"] == {
@@ -26,9 +26,7 @@ def test_it_lets_a_member_create_read_update_and_delete_records(member):
         "born": 1815,
     }
     assert client.post(f"{url}publish/").data["status"] == "published"
-    assert [item["id"] for item in client.get("/collections/contact/").data["results"]] == [
-        created.data["id"]
-    ]
+    assert [item["id"] for item in client.get("/collections/lead/").data["results"]] == [created.data["id"]]
     assert client.delete(url).status_code == 204
     assert not Record.objects.filter(pk=created.data["id"]).exists()
 
@@ -181,7 +179,7 @@ def test_it_lets_only_an_owner_delete_the_org(owner, admin, member):
 
 
 def test_it_deletes_an_orgs_records_sites_and_memberships_with_it(owner, member, site):
-    services.record_create(org=owner.org, actor=owner.user, datatype="contact", data={})
+    services.record_create(org=owner.org, actor=owner.user, datatype="lead", data={})
 
     owner.client.delete(f"/orgs/{owner.org.pk}/")
 
@@ -331,8 +329,8 @@ GROW = {
     "/users/": lambda caller, n: make_user(caller.org, email=f"grow{n}@acme.test"),
     "/sites/": lambda caller, n: services.site_create(org=caller.org, actor=None, domain=f"s{n}.acme.test"),
     "/orgs/": lambda caller, n: make_user(make_org(slug=f"grow-{n}")[0], email=caller.user.email),
-    "/collections/contact/": lambda caller, n: services.record_create(
-        org=caller.org, actor=caller.user, datatype="contact", data={"n": n}
+    "/collections/lead/": lambda caller, n: services.record_create(
+        org=caller.org, actor=caller.user, datatype="lead", data={"n": n}
     ),
     "/events/": lambda caller, n: services.record_create(
         org=caller.org, actor=None, datatype="deal", data={}
@@ -387,9 +385,9 @@ def test_the_event_catalog_needs_no_membership(db):
 @pytest.mark.parametrize("role", ["owner", "admin", "member"])
 def test_every_role_may_publish_a_draft(role, request):
     someone = request.getfixturevalue(role)
-    record = services.record_create(org=someone.org, actor=None, datatype="contact", data={})
+    record = services.record_create(org=someone.org, actor=None, datatype="lead", data={})
 
-    response = someone.client.post(f"/collections/contact/{record.pk}/publish/")
+    response = someone.client.post(f"/collections/lead/{record.pk}/publish/")
 
     assert response.status_code == 200
     assert response.data["status"] == "published"
@@ -398,10 +396,10 @@ def test_every_role_may_publish_a_draft(role, request):
 @pytest.mark.parametrize(("role", "allowed"), [("owner", True), ("admin", True), ("member", False)])
 def test_only_owners_and_admins_may_approve(role, allowed, request):
     someone = request.getfixturevalue(role)
-    record = services.record_create(org=someone.org, actor=None, datatype="contact", data={})
+    record = services.record_create(org=someone.org, actor=None, datatype="lead", data={})
     services.record_publish(record=record, actor=None)
 
-    response = someone.client.post(f"/collections/contact/{record.pk}/approve/")
+    response = someone.client.post(f"/collections/lead/{record.pk}/approve/")
 
     assert response.status_code == (200 if allowed else 403)
     record.refresh_from_db()

@@ -17,16 +17,16 @@ from tests.factories import make_org, make_user
 @pytest.fixture
 def things(owner):
     """One of each object the write endpoints take, keyed by the name used in paths."""
-    record = services.record_create(org=owner.org, actor=owner.user, datatype="contact", data={"name": "Ada"})
+    record = services.record_create(org=owner.org, actor=owner.user, datatype="lead", data={"name": "Ada"})
     site = services.site_create(org=owner.org, actor=owner.user, domain="shop.acme.test")
     user = make_user(owner.org, email="clerk@acme.test")
     return {"record": record.pk, "site": site.pk, "user": user.pk, "org": owner.org.pk}
 
 
 WRITES: list[tuple[str, str]] = [
-    ("post", "/collections/contact/"),
-    ("put", "/collections/contact/{record}/"),
-    ("patch", "/collections/contact/{record}/"),
+    ("post", "/collections/lead/"),
+    ("put", "/collections/lead/{record}/"),
+    ("patch", "/collections/lead/{record}/"),
     ("post", "/users/"),
     ("put", "/users/{user}/"),
     ("patch", "/users/{user}/"),
@@ -89,9 +89,7 @@ def test_it_answers_413_to_a_json_body_over_the_limit(owner, things, write):
 def test_it_answers_413_to_a_form_body_over_the_limit(owner):
     body = "data=" + "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
-    response = owner.client.post(
-        "/collections/contact/", body, content_type="application/x-www-form-urlencoded"
-    )
+    response = owner.client.post("/collections/lead/", body, content_type="application/x-www-form-urlencoded")
 
     assert response.status_code == 413
     assert "larger than" in response.data["detail"]
@@ -101,7 +99,7 @@ def test_it_answers_413_to_a_form_body_over_the_limit(owner):
 def test_it_accepts_a_body_just_under_the_limit(owner):
     blob = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE - 100)
 
-    response = owner.client.post("/collections/contact/", {"data": {"blob": blob}}, format="json")
+    response = owner.client.post("/collections/lead/", {"data": {"blob": blob}}, format="json")
 
     assert response.status_code == 201
     assert Record.objects.get(pk=response.data["id"]).data["blob"] == blob
@@ -111,11 +109,11 @@ def test_it_accepts_a_body_just_under_the_limit(owner):
 def test_it_answers_400_to_json_nested_too_deep(owner, depth):
     body = '{"data": {"x": ' + "[" * depth + "]" * depth + "}}"
 
-    response = owner.client.post("/collections/contact/", body, content_type="application/json")
+    response = owner.client.post("/collections/lead/", body, content_type="application/json")
 
     assert response.status_code == 400
     assert response.data["detail"] == "JSON parse error - nested deeper than 100 levels."
-    assert not Record.objects.filter(datatype="contact").exclude(data__name="Ada").exists()
+    assert not Record.objects.filter(datatype="lead").exclude(data__name="Ada").exists()
 
 
 def test_it_accepts_json_nested_to_the_limit(owner):
@@ -123,7 +121,7 @@ def test_it_accepts_json_nested_to_the_limit(owner):
     for _ in range(98):  # with the body's object and the data object: 100 levels
         nested = [nested]
 
-    response = owner.client.post("/collections/contact/", {"data": {"x": nested}}, format="json")
+    response = owner.client.post("/collections/lead/", {"data": {"x": nested}}, format="json")
 
     assert response.status_code == 201, response.content
 
@@ -131,9 +129,7 @@ def test_it_accepts_json_nested_to_the_limit(owner):
 def test_it_answers_400_to_form_json_nested_too_deep(owner):
     body = "data=" + "%5B" * 5000
 
-    response = owner.client.post(
-        "/collections/contact/", body, content_type="application/x-www-form-urlencoded"
-    )
+    response = owner.client.post("/collections/lead/", body, content_type="application/x-www-form-urlencoded")
 
     assert response.status_code == 400
     assert response.data == {"data": ["Nested deeper than 100 levels."]}
@@ -141,7 +137,7 @@ def test_it_answers_400_to_form_json_nested_too_deep(owner):
 
 def test_it_accepts_a_form_body_with_json_text(owner):
     response = owner.client.post(
-        "/collections/contact/",
+        "/collections/lead/",
         "data=%7B%22name%22%3A%22Ada%22%7D",
         content_type="application/x-www-form-urlencoded",
     )
@@ -153,9 +149,7 @@ def test_it_accepts_a_form_body_with_json_text(owner):
 def test_it_answers_400_to_too_many_form_fields(owner):
     body = "&".join(f"f{n}=1" for n in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
 
-    response = owner.client.post(
-        "/collections/contact/", body, content_type="application/x-www-form-urlencoded"
-    )
+    response = owner.client.post("/collections/lead/", body, content_type="application/x-www-form-urlencoded")
 
     assert response.status_code == 400
     assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.data["detail"]
@@ -163,7 +157,7 @@ def test_it_answers_400_to_too_many_form_fields(owner):
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "multipart/form-data; boundary=x"])
 def test_it_answers_415_to_a_body_it_does_not_read(owner, content_type):
-    response = owner.client.post("/collections/contact/", "data", content_type=content_type)
+    response = owner.client.post("/collections/lead/", "data", content_type=content_type)
 
     assert response.status_code == 415
     assert "Unsupported media type" in response.data["detail"]
@@ -172,8 +166,8 @@ def test_it_answers_415_to_a_body_it_does_not_read(owner, content_type):
 # --- wrong types -------------------------------------------------------------------------------
 
 FIELDS: list[tuple[str, str, str]] = [
-    ("post", "/collections/contact/", "data"),
-    ("patch", "/collections/contact/{record}/", "data"),
+    ("post", "/collections/lead/", "data"),
+    ("patch", "/collections/lead/{record}/", "data"),
     ("post", "/users/", "email"),
     ("post", "/users/", "role"),
     ("post", "/users/", "first_name"),
@@ -187,7 +181,7 @@ FIELDS: list[tuple[str, str, str]] = [
     ("patch", "/sites/{site}/", "name"),
 ]
 VALID: dict[str, dict[str, Any]] = {
-    "/collections/contact/": {"data": {}},
+    "/collections/lead/": {"data": {}},
     "/users/": {"email": "new@acme.test"},
     "/orgs/": {"slug": "initech"},
     "/sites/": {"domain": "new.acme.test"},
@@ -226,17 +220,17 @@ def test_it_answers_400_to_a_body_that_is_not_an_object(owner, things, write, bo
 
 
 READS: list[tuple[str, dict[str, str], int]] = [
-    ("/collections/contact/", {"page_size": "many"}, 400),
-    ("/collections/contact/", {"page_size": "-5"}, 400),
-    ("/collections/contact/", {"page": "first"}, 404),
-    ("/collections/contact/", {"status": "[]"}, 400),
-    ("/collections/contact/", {"ordering": "-data"}, 400),
-    ("/collections/contact/", {"created_after": "0"}, 400),
-    ("/collections/contact/", {"created_before": "2024-02-30T00:00:00Z"}, 400),
+    ("/collections/lead/", {"page_size": "many"}, 400),
+    ("/collections/lead/", {"page_size": "-5"}, 400),
+    ("/collections/lead/", {"page": "first"}, 404),
+    ("/collections/lead/", {"status": "[]"}, 400),
+    ("/collections/lead/", {"ordering": "-data"}, 400),
+    ("/collections/lead/", {"created_after": "0"}, 400),
+    ("/collections/lead/", {"created_before": "2024-02-30T00:00:00Z"}, 400),
     # Filter values that are not usable JSON are compared as plain strings.
-    ("/collections/contact/", {"data.name": "[" * 1000}, 200),
-    ("/collections/contact/", {"data.name": "[" * 1001}, 400),  # values are at most 1000 characters
-    ("/collections/contact/", {"data.age": "-Infinity"}, 200),
+    ("/collections/lead/", {"data.name": "[" * 1000}, 200),
+    ("/collections/lead/", {"data.name": "[" * 1001}, 400),  # values are at most 1000 characters
+    ("/collections/lead/", {"data.age": "-Infinity"}, 200),
     ("/users/", {"page_size": "1.5"}, 400),
     ("/sites/", {"page": "-1"}, 404),
     ("/orgs/", {"page_size": "x"}, 400),
@@ -259,7 +253,7 @@ def test_it_answers_a_bad_query_parameter_with_a_4xx_that_says_why(owner, path, 
 
 
 def test_it_answers_404_to_a_non_uuid_id_on_every_detail_route(owner):
-    for path in ("/collections/contact/x/", "/users/x/", "/orgs/x/", "/sites/x/", "/events/x/"):
+    for path in ("/collections/lead/x/", "/users/x/", "/orgs/x/", "/sites/x/", "/events/x/"):
         assert owner.client.get(path).status_code == 404, path
 
 

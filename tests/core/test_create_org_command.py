@@ -33,7 +33,7 @@ def test_it_creates_the_org_and_its_owner_and_prints_a_working_token(db):
     orgs = client.get("/orgs/")
     assert orgs.status_code == 200
     assert [(item["slug"], item["role"]) for item in orgs.data["results"]] == [("initech", "owner")]
-    assert client.post("/collections/contact/", {"data": {}}, format="json").status_code == 201
+    assert client.post("/collections/lead/", {"data": {}}, format="json").status_code == 201
 
 
 def test_it_logs_the_orgs_creation_events(db):

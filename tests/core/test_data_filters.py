@@ -17,12 +17,12 @@ def people(owner):
         {"name": "Di", "city": None, "age": 7, "note": "100% sure_thing"},
         {"name": "Ed", "city": ["Oslo"], "age": {"years": 50}, "first-name": "Edward", "vip": 1},
     ):
-        response = owner.client.post("/collections/contact/", {"data": data}, format="json")
+        response = owner.client.post("/collections/lead/", {"data": data}, format="json")
         assert response.status_code == 201, response.content
 
 
 def _names(owner, query):
-    response = owner.client.get(f"/collections/contact/?{query}")
+    response = owner.client.get(f"/collections/lead/?{query}")
     assert response.status_code == 200, response.content
     return sorted(item["data"]["name"] for item in response.data["results"])
 
@@ -86,7 +86,7 @@ def test_each_operator_matches_on_this_database(owner, people, query, expected):
 )
 def test_an_operator_outside_the_grammar_is_a_400_naming_the_allowed_ones(owner, operator):
     name = f"data.name__{operator}"
-    response = owner.client.get("/collections/contact/", {name: "^(a|a)+$"})
+    response = owner.client.get("/collections/lead/", {name: "^(a|a)+$"})
 
     assert response.status_code == 400, response.content
     message = response.data[name][0]
@@ -123,7 +123,7 @@ def test_an_operator_outside_the_grammar_is_a_400_naming_the_allowed_ones(owner,
     ],
 )
 def test_a_bad_key_or_value_is_a_400_saying_what_is_wrong(owner, name, value, message):
-    response = owner.client.get("/collections/contact/", {name: value})
+    response = owner.client.get("/collections/lead/", {name: value})
 
     assert response.status_code == 400, response.content
     assert message in response.data[name][0]
@@ -132,13 +132,13 @@ def test_a_bad_key_or_value_is_a_400_saying_what_is_wrong(owner, name, value, me
 def test_too_many_filters_are_a_400(owner):
     params = {f"data.k{i}": "1" for i in range(filters.MAX_FILTERS + 1)}
 
-    response = owner.client.get("/collections/contact/", params)
+    response = owner.client.get("/collections/lead/", params)
 
     assert response.status_code == 400
     assert response.data == {"data": [f"At most {filters.MAX_FILTERS} data filters."]}
 
 
 def test_the_pathological_regex_of_the_report_is_refused_at_once(owner, people):
-    response = owner.client.get("/collections/contact/", {"data.name__regex": "^(a|a)+$"})
+    response = owner.client.get("/collections/lead/", {"data.name__regex": "^(a|a)+$"})
 
     assert response.status_code == 400

@@ -72,26 +72,26 @@ def test_it_runs_sync_and_async_listeners_with_aemit(owner, listen):
 def test_it_gives_a_datatype_filtered_listener_only_its_datatype(owner, listen):
     heard: list[str] = []
 
-    @listen(SystemEvents.COLLECTION_CREATE, datatype="contact")
-    def on_contact_record_created(event: Envelope) -> str:
+    @listen(SystemEvents.COLLECTION_CREATE, datatype="lead")
+    def on_lead_record_created(event: Envelope) -> str:
         heard.append(event.datatype)
-        return "contact-only"
+        return "lead-only"
 
-    @listen(SystemEvents.COLLECTION_CREATE, datatype="contact")
-    async def on_contact_record_created_async(event: Envelope) -> str:
+    @listen(SystemEvents.COLLECTION_CREATE, datatype="lead")
+    async def on_lead_record_created_async(event: Envelope) -> str:
         heard.append(f"async {event.datatype}")
-        return "async contact-only"
+        return "async lead-only"
 
-    for datatype in ("deal", "contact", "ticket"):
+    for datatype in ("deal", "lead", "ticket"):
         response = owner.client.post(f"/collections/{datatype}/", {"data": {}}, format="json")
         assert response.status_code == 201
     skipped = emit(SystemEvents.COLLECTION_CREATE, org=owner.org, datatype="deal", data={"id": "x"})
-    matched = emit(SystemEvents.COLLECTION_CREATE, org=owner.org, datatype="contact", data={"id": "y"})
+    matched = emit(SystemEvents.COLLECTION_CREATE, org=owner.org, datatype="lead", data={"id": "y"})
 
-    assert sorted(heard) == ["async contact", "async contact", "contact", "contact"]
-    assert "contact-only" not in skipped
-    assert "async contact-only" not in skipped
-    assert {"contact-only", "async contact-only"} <= set(matched)
+    assert sorted(heard) == ["async lead", "async lead", "lead", "lead"]
+    assert "lead-only" not in skipped
+    assert "async lead-only" not in skipped
+    assert {"lead-only", "async lead-only"} <= set(matched)
 
 
 def test_it_refuses_to_emit_an_undeclared_event(owner):
@@ -226,8 +226,8 @@ def test_it_rolls_back_the_write_and_its_event_when_a_listener_raises(owner, lis
     assert not Record.objects.filter(datatype="doomed").exists()
     assert not EventRecord.objects.filter(datatype="doomed").exists()
     # Other writes go on as before.
-    services.record_create(org=owner.org, actor=owner.user, datatype="contact", data={})
-    assert EventRecord.objects.filter(name="collection-create", datatype="contact").count() == 1
+    services.record_create(org=owner.org, actor=owner.user, datatype="lead", data={})
+    assert EventRecord.objects.filter(name="collection-create", datatype="lead").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

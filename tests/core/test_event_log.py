@@ -14,7 +14,7 @@ from core.events.registry import all_events
 from core.models import EventRecord
 
 
-def _record(caller, datatype="contact", **data):
+def _record(caller, datatype="lead", **data):
     return services.record_create(org=caller.org, actor=caller.user, datatype=datatype, data=data)
 
 
@@ -82,7 +82,7 @@ def test_it_keeps_its_place_when_events_arrive_between_pages(owner):
 @pytest.fixture
 def mixed(owner, request_id):
     """Events of several names and datatypes, one request's worth under `request_id`."""
-    _record(owner, "contact", name="Ada")
+    _record(owner, "lead", name="Ada")
     _record(owner, "deal", name="Big")
     services.site_create(org=owner.org, actor=owner.user, domain="shop.acme.test")
     owner.client.post("/collections/ticket/", {"data": {}}, format="json", HTTP_X_REQUEST_ID=request_id)
@@ -171,7 +171,7 @@ def test_it_combines_filters(owner, mixed, request_id):
 
 def test_it_shows_one_event(owner, request_id):
     created = owner.client.post(
-        "/collections/contact/", {"data": {"name": "Ada"}}, format="json", HTTP_X_REQUEST_ID=request_id
+        "/collections/lead/", {"data": {"name": "Ada"}}, format="json", HTTP_X_REQUEST_ID=request_id
     )
     row = EventRecord.objects.get(name="collection-create", record_pk=created.data["id"])
 
@@ -193,7 +193,7 @@ def test_it_shows_one_event(owner, request_id):
     assert data["id"] == str(row.pk)
     assert data["name"] == "collection-create"
     assert data["orgid"] == str(owner.org.pk)
-    assert data["datatype"] == "contact"
+    assert data["datatype"] == "lead"
     assert data["data"]["data"] == {"name": "Ada"}
     assert data["data"]["id"] == created.data["id"]
     assert data["actor"] == str(owner.user.pk)

@@ -63,13 +63,13 @@ def test_a_send_webhook_step(owner, settings, django_capture_on_commit_callbacks
                 org=owner.org,
                 actor=None,
                 name="notify",
-                trigger={"event": "collection-create", "datatype": "contact"},
+                trigger={"event": "collection-create", "datatype": "lead"},
                 steps=[{"type": "send-webhook", "config": {"url": receiver.url, "secret": secret}}],
             ).flow
 
         def start(n: int) -> str:
             envelope, _ = emit_envelope(
-                "collection-create", org=owner.org, datatype="contact", data={"id": f"r{n}"}, validate=False
+                "collection-create", org=owner.org, datatype="lead", data={"id": f"r{n}"}, validate=False
             )
             [run] = engine.start_for_event(envelope)
             return str(run.pk)

@@ -51,7 +51,7 @@ def test_posting_another_orgs_users_email_neither_adds_them_nor_reveals_them(own
     assert outsider.user.email not in {u["email"] for u in owner.client.get("/users/").data["results"]}
     assert not EventRecord.objects.filter(orgid=owner.org.pk, record_pk=str(outsider.user.pk)).exists()
     # Their token, without X-Org, still works: nothing about them changed.
-    assert outsider.client.get("/collections/contact/").status_code == 200
+    assert outsider.client.get("/collections/lead/").status_code == 200
 
 
 def test_a_new_email_still_gets_a_new_account_in_the_org(owner):
@@ -89,7 +89,7 @@ def test_the_service_refuses_to_attach_an_existing_account_directly(owner, outsi
 
 def test_the_invitee_joins_on_accept_and_their_token_keeps_its_default_org(owner, outsider):
     invitation = _invite(owner, outsider.user.email, role="admin")
-    services.record_create(org=outsider.org, actor=None, datatype="contact", data={"org": "globex"})
+    services.record_create(org=outsider.org, actor=None, datatype="lead", data={"org": "globex"})
 
     response = _accept(outsider, invitation["token"])
 
@@ -101,10 +101,10 @@ def test_the_invitee_joins_on_accept_and_their_token_keeps_its_default_org(owner
     )
     assert Membership.objects.get(user=outsider.user, org=owner.org).role == Role.ADMIN
     # Without X-Org the token still acts in globex, its default.
-    listed = outsider.client.get("/collections/contact/")
+    listed = outsider.client.get("/collections/lead/")
     assert listed.status_code == 200
     assert [item["data"] for item in listed.data["results"]] == [{"org": "globex"}]
-    assert client_for(outsider.key, "acme").get("/collections/contact/").status_code == 200
+    assert client_for(outsider.key, "acme").get("/collections/lead/").status_code == 200
     accepted = Invitation.objects.get(pk=invitation["id"])
     assert (accepted.status, accepted.accepted_by) == (InvitationStatus.ACCEPTED, outsider.user)
 

@@ -54,11 +54,11 @@ def _slow_records_query(execute: Any, sql: str, params: Any, many: bool, context
 
 @pytest.mark.django_db(transaction=True)
 def test_a_query_past_its_budget_answers_503_and_the_process_serves_on(owner, outsider, web_timeout):
-    owner.client.post("/collections/contact/", {"data": {"name": "Ada"}}, format="json")
+    owner.client.post("/collections/lead/", {"data": {"name": "Ada"}}, format="json")
 
     started = time.monotonic()
     with connection.execute_wrapper(_slow_records_query):
-        response = owner.client.get("/collections/contact/")
+        response = owner.client.get("/collections/lead/")
     elapsed = time.monotonic() - started
 
     assert response.status_code == 503, response.content
@@ -69,7 +69,7 @@ def test_a_query_past_its_budget_answers_503_and_the_process_serves_on(owner, ou
     assert response["Retry-After"] == "5"
     assert elapsed < 3  # cancelled after 0.2 s, not run for its 10
     # The connection and the process go on: the same list, and another org's request.
-    assert owner.client.get("/collections/contact/").status_code == 200
+    assert owner.client.get("/collections/lead/").status_code == 200
     assert outsider.client.get("/sites/").status_code == 200
 
 

@@ -40,50 +40,50 @@ class Expected:
 
 
 def _record(ctx: Ctx, **data: Any) -> Record:
-    return services.record_create(org=ctx.owner.org, actor=ctx.owner.user, datatype="contact", data=data)
+    return services.record_create(org=ctx.owner.org, actor=ctx.owner.user, datatype="lead", data=data)
 
 
 def collection_create(ctx: Ctx) -> Expected:
-    response = ctx.call(ctx.admin, "post", "/collections/contact/", {"data": {"name": "Ada"}})
+    response = ctx.call(ctx.admin, "post", "/collections/lead/", {"data": {"name": "Ada"}})
     pk = response.data["id"]
     org = str(ctx.owner.org.pk)
     return Expected(
         ctx.admin.user,
         ctx.owner.org.pk,
-        "contact",
+        "lead",
         Record,
         pk,
-        {"id": pk, "org_id": org, "datatype": "contact", "data": {"name": "Ada"}, "status": "draft"},
+        {"id": pk, "org_id": org, "datatype": "lead", "data": {"name": "Ada"}, "status": "draft"},
     )
 
 
 def collection_update(ctx: Ctx) -> Expected:
     record = _record(ctx, name="Ada", city="Paris")
-    ctx.call(ctx.admin, "patch", f"/collections/contact/{record.pk}/", {"data": {"city": "London"}})
+    ctx.call(ctx.admin, "patch", f"/collections/lead/{record.pk}/", {"data": {"city": "London"}})
     snapshot = {"id": str(record.pk), "data": {"name": "Ada", "city": "London"}, "status": "draft"}
-    return Expected(ctx.admin.user, ctx.owner.org.pk, "contact", Record, str(record.pk), snapshot)
+    return Expected(ctx.admin.user, ctx.owner.org.pk, "lead", Record, str(record.pk), snapshot)
 
 
 def collection_delete(ctx: Ctx) -> Expected:
     record = _record(ctx, name="Ada")
-    ctx.call(ctx.admin, "delete", f"/collections/contact/{record.pk}/")
+    ctx.call(ctx.admin, "delete", f"/collections/lead/{record.pk}/")
     assert not Record.objects.filter(pk=record.pk).exists()
     snapshot = {"id": str(record.pk), "data": {"name": "Ada"}, "created_by_id": str(ctx.owner.user.pk)}
-    return Expected(ctx.admin.user, ctx.owner.org.pk, "contact", Record, str(record.pk), snapshot)
+    return Expected(ctx.admin.user, ctx.owner.org.pk, "lead", Record, str(record.pk), snapshot)
 
 
 def collection_publish(ctx: Ctx) -> Expected:
     record = _record(ctx, name="Ada")
-    ctx.call(ctx.admin, "post", f"/collections/contact/{record.pk}/publish/")
+    ctx.call(ctx.admin, "post", f"/collections/lead/{record.pk}/publish/")
     snapshot = {"id": str(record.pk), "status": "published", "data": {"name": "Ada"}}
-    return Expected(ctx.admin.user, ctx.owner.org.pk, "contact", Record, str(record.pk), snapshot)
+    return Expected(ctx.admin.user, ctx.owner.org.pk, "lead", Record, str(record.pk), snapshot)
 
 
 def collection_approve(ctx: Ctx) -> Expected:
     record = services.record_publish(record=_record(ctx, name="Ada"), actor=ctx.owner.user)
-    ctx.call(ctx.admin, "post", f"/collections/contact/{record.pk}/approve/")
+    ctx.call(ctx.admin, "post", f"/collections/lead/{record.pk}/approve/")
     snapshot = {"id": str(record.pk), "status": "approved", "data": {"name": "Ada"}}
-    return Expected(ctx.admin.user, ctx.owner.org.pk, "contact", Record, str(record.pk), snapshot)
+    return Expected(ctx.admin.user, ctx.owner.org.pk, "lead", Record, str(record.pk), snapshot)
 
 
 def user_create(ctx: Ctx) -> Expected:
@@ -245,7 +245,7 @@ def test_it_never_copies_a_password_into_a_user_snapshot(owner, request_id):
 
 def test_it_gives_every_event_of_one_request_its_request_id(owner, request_id):
     response = owner.client.post(
-        "/collections/contact/", {"data": {}}, format="json", HTTP_X_REQUEST_ID=request_id
+        "/collections/lead/", {"data": {}}, format="json", HTTP_X_REQUEST_ID=request_id
     )
 
     assert response["X-Request-ID"] == request_id
@@ -258,7 +258,7 @@ def test_it_gives_every_event_of_one_request_its_request_id(owner, request_id):
 def test_it_makes_its_own_request_id_when_the_callers_is_missing_or_unfit(owner, sent):
     headers = {} if sent is None else {"HTTP_X_REQUEST_ID": sent}
 
-    response = owner.client.post("/collections/contact/", {"data": {}}, format="json", **headers)
+    response = owner.client.post("/collections/lead/", {"data": {}}, format="json", **headers)
 
     echoed = response["X-Request-ID"]
     assert echoed
@@ -270,7 +270,7 @@ def test_it_makes_its_own_request_id_when_the_callers_is_missing_or_unfit(owner,
 
 
 def test_it_echoes_the_request_id_on_errors_too(owner, request_id):
-    response = owner.client.get("/collections/contact/?status=nope", HTTP_X_REQUEST_ID=request_id)
+    response = owner.client.get("/collections/lead/?status=nope", HTTP_X_REQUEST_ID=request_id)
 
     assert response.status_code == 400
     assert response["X-Request-ID"] == request_id

@@ -85,7 +85,7 @@ def test_a_processor_needs_a_datatype():
 
 @pytest.mark.django_db
 def test_events_handled_out_of_order_leave_the_latest_content(owner):
-    record = services.record_create(org=owner.org, actor=None, datatype="contact", data={"name": "first"})
+    record = services.record_create(org=owner.org, actor=None, datatype="lead", data={"name": "first"})
     services.record_update(record=record, actor=None, data={"name": "second"})
 
     # The update's job runs before the create's, as two workers may run them.
@@ -98,7 +98,7 @@ def test_events_handled_out_of_order_leave_the_latest_content(owner):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("indexed_before", [True, False], ids=["document-exists", "document-new"])
 def test_a_delete_racing_the_indexing_of_its_record_succeeds_and_leaves_no_document(owner, indexed_before):
-    record = services.record_create(org=owner.org, actor=None, datatype="contact", data={"name": "Ada"})
+    record = services.record_create(org=owner.org, actor=None, datatype="lead", data={"name": "Ada"})
     if indexed_before:
         index.index_records([record.pk])
     holding, finish = threading.Event(), threading.Event()
@@ -118,7 +118,7 @@ def test_a_delete_racing_the_indexing_of_its_record_succeeds_and_leaves_no_docum
 
     def delete() -> None:
         try:
-            outcome["delete"] = owner.client.delete(f"/collections/contact/{record.pk}/").status_code
+            outcome["delete"] = owner.client.delete(f"/collections/lead/{record.pk}/").status_code
         finally:
             connection.close()
 
@@ -168,27 +168,27 @@ def test_flatten_is_bounded_and_survives_deep_nesting():
 @pytest.mark.django_db
 def test_search_finds_indexed_records_by_their_words_in_the_callers_org_only(owner, outsider):
     ada = services.record_create(
-        org=owner.org, actor=None, datatype="contact",
+        org=owner.org, actor=None, datatype="lead",
         data={"name": "Ada Lovelace", "address": {"city": "London"}, "born": 1815},
     )  # fmt: skip
     grace = services.record_create(
-        org=owner.org, actor=None, datatype="contact", data={"name": "Grace Hopper", "city": "New York"}
+        org=owner.org, actor=None, datatype="lead", data={"name": "Grace Hopper", "city": "New York"}
     )
     theirs = services.record_create(
-        org=outsider.org, actor=None, datatype="contact", data={"name": "Ada Outsider", "city": "London"}
+        org=outsider.org, actor=None, datatype="lead", data={"name": "Ada Outsider", "city": "London"}
     )
     index.index_records([ada.pk, grace.pk, theirs.pk])
 
-    assert found(owner, "contact", "london") == ["Ada Lovelace"]
-    assert found(owner, "contact", "1815") == ["Ada Lovelace"]
-    assert found(owner, "contact", "Hopper york") == ["Grace Hopper"]  # every word, any case
-    assert found(owner, "contact", "ada") == ["Ada Lovelace"]
-    assert found(outsider, "contact", "ada") == ["Ada Outsider"]
-    assert found(owner, "contact", "nobody") == []
-    assert found(owner, "lead", "ada") == []  # another datatype's collection
+    assert found(owner, "lead", "london") == ["Ada Lovelace"]
+    assert found(owner, "lead", "1815") == ["Ada Lovelace"]
+    assert found(owner, "lead", "Hopper york") == ["Grace Hopper"]  # every word, any case
+    assert found(owner, "lead", "ada") == ["Ada Lovelace"]
+    assert found(outsider, "lead", "ada") == ["Ada Outsider"]
+    assert found(owner, "lead", "nobody") == []
+    assert found(owner, "deal", "ada") == []  # another datatype's collection
     # Filters combine with the search; an empty search is no filter.
-    assert len(owner.client.get("/collections/contact/", {"search": " "}).data["results"]) == 2
-    response = owner.client.get("/collections/contact/", {"search": "ada", "data.born": "1815"})
+    assert len(owner.client.get("/collections/lead/", {"search": " "}).data["results"]) == 2
+    response = owner.client.get("/collections/lead/", {"search": "ada", "data.born": "1815"})
     assert [r["id"] for r in response.data["results"]] == [str(ada.pk)]
 
 
@@ -197,10 +197,10 @@ def test_search_finds_indexed_records_by_their_words_in_the_callers_org_only(own
     "text", ['"unclosed', "-", "or", "!!!", "a & b | !c", "x:*", "ümlaut café", "tab\tand\nline", "'"]
 )
 def test_odd_search_text_is_answered_not_a_server_error(owner, text):
-    record = services.record_create(org=owner.org, actor=None, datatype="contact", data={"name": "Ada"})
+    record = services.record_create(org=owner.org, actor=None, datatype="lead", data={"name": "Ada"})
     index.index_records([record.pk])
 
-    response = owner.client.get("/collections/contact/", {"search": text})
+    response = owner.client.get("/collections/lead/", {"search": text})
 
     assert response.status_code == 200, response.content
 
@@ -211,7 +211,7 @@ def test_odd_search_text_is_answered_not_a_server_error(owner, text):
     [("x" * 201, "At most 200 characters."), ("a\x00b", "NUL"), ("a\x1bb", "Control characters")],
 )
 def test_search_text_too_long_or_with_control_characters_is_a_400(owner, text, message):
-    response = owner.client.get("/collections/contact/", {"search": text})
+    response = owner.client.get("/collections/lead/", {"search": text})
 
     assert response.status_code == 400, response.content
     assert message in str(response.json()["search"])
@@ -228,14 +228,14 @@ def test_the_schema_documents_the_search_parameter_and_its_eventual_consistency(
 @pytest.mark.django_db
 def test_reindex_rebuilds_an_orgs_documents_in_batches(owner, outsider):
     mine = [
-        services.record_create(org=owner.org, actor=None, datatype="contact", data={"name": f"n{i}"})
+        services.record_create(org=owner.org, actor=None, datatype="lead", data={"name": f"n{i}"})
         for i in range(5)
     ]
     note = services.record_create(org=owner.org, actor=None, datatype="note", data={"name": "memo"})
-    theirs = services.record_create(org=outsider.org, actor=None, datatype="contact", data={"name": "t"})
+    theirs = services.record_create(org=outsider.org, actor=None, datatype="lead", data={"name": "t"})
     Record.objects.filter(pk=mine[0].pk).update(data={"name": "changed behind the index"})
 
-    assert index.reindex(org_id=str(owner.org.pk), datatype="contact", batch=2) == 5
+    assert index.reindex(org_id=str(owner.org.pk), datatype="lead", batch=2) == 5
     assert set(SearchDocument.objects.values_list("record_id", flat=True)) == {r.pk for r in mine}
     assert SearchDocument.objects.get(record=mine[0]).content == "changed behind the index"
 
@@ -274,7 +274,7 @@ def wait_indexed(record_id: str, text: str, worker: live.Worker) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_search_follows_records_created_updated_and_deleted_through_the_api(owner, outsider, worker):
     def create(caller, data):
-        response = caller.client.post("/collections/contact/", {"data": data}, format="json")
+        response = caller.client.post("/collections/lead/", {"data": data}, format="json")
         assert response.status_code == 201, response.content
         return response.data["id"]
 
@@ -284,24 +284,24 @@ def test_search_follows_records_created_updated_and_deleted_through_the_api(owne
     for record_id, text in ((ada, "London"), (grace, "Hopper"), (theirs, "Elsewhere")):
         wait_indexed(record_id, text, worker)
 
-    assert found(owner, "contact", "london") == ["Ada Lovelace"]
-    assert found(owner, "contact", "1815") == ["Ada Lovelace"]
-    assert found(outsider, "contact", "london") == ["Ada Elsewhere"]
+    assert found(owner, "lead", "london") == ["Ada Lovelace"]
+    assert found(owner, "lead", "1815") == ["Ada Lovelace"]
+    assert found(outsider, "lead", "london") == ["Ada Elsewhere"]
 
-    response = owner.client.patch(f"/collections/contact/{ada}/", {"data": {"city": "Paris"}}, format="json")
+    response = owner.client.patch(f"/collections/lead/{ada}/", {"data": {"city": "Paris"}}, format="json")
     assert response.status_code == 200, response.content
     wait_indexed(ada, "Paris", worker)
-    assert found(owner, "contact", "london") == []
-    assert found(owner, "contact", "paris ada") == ["Ada Lovelace"]
+    assert found(owner, "lead", "london") == []
+    assert found(owner, "lead", "paris ada") == ["Ada Lovelace"]
 
-    assert owner.client.delete(f"/collections/contact/{grace}/").status_code == 204
-    assert found(owner, "contact", "hopper") == []
+    assert owner.client.delete(f"/collections/lead/{grace}/").status_code == 204
+    assert found(owner, "lead", "hopper") == []
     assert not SearchDocument.objects.filter(record_id=grace).exists()
 
     # A publish is a collection event too: the processors run, the document stays right.
-    assert owner.client.post(f"/collections/contact/{ada}/publish/").status_code == 200
+    assert owner.client.post(f"/collections/lead/{ada}/publish/").status_code == 200
     published = event_of(ada, "collection-publish")
     receipt = listener_key(published.id, "sync.handlers.on_collection_published")
     live.wait_for(lambda: JobReceipt.objects.filter(key=receipt).exists(), timeout=30, what="the publish")
-    assert found(owner, "contact", "paris") == ["Ada Lovelace"]
-    assert owner.client.get("/collections/contact/", {"search": "x" * 500}).status_code == 400
+    assert found(owner, "lead", "paris") == ["Ada Lovelace"]
+    assert owner.client.get("/collections/lead/", {"search": "x" * 500}).status_code == 400

@@ -41,7 +41,7 @@ def make_connection(caller: Caller, name: str = "main") -> Connection:
 def make_flow(caller: Caller, settings: Any) -> Flow:
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     step = {"type": "send-webhook", "config": {"url": "http://127.0.0.1:9/hook"}}
-    trigger = {"event": "collection-create", "datatype": "contact"}
+    trigger = {"event": "collection-create", "datatype": "lead"}
     return services.flow_create(org=caller.org, actor=None, name="f", trigger=trigger, steps=[step]).flow
 
 

@@ -70,7 +70,7 @@ def test_the_flows_api_shows_that_fingerprint(owner, settings):
         org=owner.org,
         actor=None,
         name="f",
-        trigger={"event": "collection-create", "datatype": "contact"},
+        trigger={"event": "collection-create", "datatype": "lead"},
         steps=[{"type": "send-webhook", "config": {"url": "http://127.0.0.1:9/hook", "secret": secret}}],
     ).flow
 
