@@ -388,7 +388,15 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "core.api.exceptions.exception_handler",
+    # Throttles key on the client's address: X-Forwarded-For's last hop only behind our proxy,
+    # never a header a client could set itself.
+    "NUM_PROXIES": 1 if env.bool("TRUST_PROXY_HEADERS", default=False) else 0,
 }
+
+# --- CRM ---------------------------------------------------------------------------------------
+
+# Submissions of one public form from one client address per minute; more are a 429 with Retry-After.
+CRM_FORM_SUBMISSIONS_PER_MINUTE = env.int("CRM_FORM_SUBMISSIONS_PER_MINUTE", default=10)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Platform API",

@@ -10,9 +10,9 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from core.admin.base import ServiceAdmin, acting_user, adopt
-from crm import services
-from crm.models import Contact, ContactSource, Tag
+from core.admin.base import ReadOnlyAdmin, ServiceAdmin, acting_user, adopt
+from crm import services, webforms
+from crm.models import Contact, ContactImport, ContactSource, Form, Tag
 
 CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "custom_fields", "consent")
 
@@ -83,3 +83,53 @@ class TagAdmin(ServiceAdmin):
 
     def delete_one(self, request: HttpRequest, obj: Tag) -> None:
         services.tag_delete(tag=obj, actor=acting_user(request))
+
+
+FORM_FIELDS = ("name", "fields", "tag", "success_redirect", "enabled")
+
+
+class FormForm(forms.ModelForm[Form]):
+    success_redirect = forms.URLField(assume_scheme="https", required=False, max_length=500)
+
+    class Meta:
+        model = Form
+        fields = ("org", *FORM_FIELDS)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        try:
+            webforms.clean({name: cleaned[name] for name in ("fields", "tag") if name in cleaned})
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        return cleaned
+
+
+@admin.register(Form)
+class FormAdmin(ServiceAdmin):
+    form = FormForm
+    list_display = ("name", "key", "enabled", "org", "created_at")
+    list_filter = ("enabled", "org")
+    search_fields = ("name", "key")
+    readonly_fields = ("key", "created_at", "updated_at", "created_by")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (*self.readonly_fields, "org") if obj is not None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Form, form: Any, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in FORM_FIELDS if name in form.cleaned_data}
+        actor = acting_user(request)
+        if change:
+            webforms.form_update(form=obj, actor=actor, **fields)
+            return
+        adopt(obj, webforms.form_create(org=obj.org, actor=actor, **fields))
+
+    def delete_one(self, request: HttpRequest, obj: Form) -> None:
+        webforms.form_delete(form=obj, actor=acting_user(request))
+
+
+@admin.register(ContactImport)
+class ContactImportAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "status", "created", "updated", "failed", "org", "created_at")
+    list_filter = ("status", "org")
+    exclude = ("content",)

@@ -8,7 +8,7 @@ class CrmConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the vendor modules load models, which needs the app registry ready.
         from core import datatypes
-        from crm.models import CONTACT, CONTACT_IMPORT, TAG
+        from crm.models import CONTACT, CONTACT_IMPORT, FORM, TAG
         from crm.webhooks import sendgrid, twilio
         from sync.inbox import registry
 
@@ -17,3 +17,4 @@ class CrmConfig(AppConfig):
         datatypes.reserve(CONTACT, route="/crm/contacts/")
         datatypes.reserve(TAG, route="/crm/tags/")
         datatypes.reserve(CONTACT_IMPORT, route="/crm/contacts/import/")
+        datatypes.reserve(FORM, route="/crm/forms/")

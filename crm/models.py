@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, ClassVar
 
 from django.db import models
@@ -14,6 +15,7 @@ from core.models.tenancy import CrudEvents
 CONTACT = "contact"
 TAG = "tag"
 CONTACT_IMPORT = "contact-import"
+FORM = "form"
 
 COLLECTION_EVENTS = CrudEvents(
     SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
@@ -157,3 +159,31 @@ class ContactImport(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.filename or 'import'} ({self.done}/{self.total})"
+
+
+def new_form_key() -> str:
+    return secrets.token_urlsafe(12)  # 16 characters: never taken for a UUID in a route
+
+
+class Form(BaseModel):
+    """A public contact form: its fields map to contact fields; a submission creates or updates
+    the contact (source `form`) and applies `tag`. Browsers may post it from the org's sites."""
+
+    name = models.CharField(max_length=200)
+    key = models.CharField(max_length=32, unique=True, default=new_form_key, editable=False)
+    fields = models.JSONField(default=list)
+    tag = models.CharField(max_length=64, blank=True, default="")
+    success_redirect = models.URLField(max_length=500, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+
+    crud_events = COLLECTION_EVENTS
+
+    class Meta:
+        ordering = ("name", "id")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = FORM
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return self.name

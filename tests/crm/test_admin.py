@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from core.models import User
-from crm.models import Contact, Tag
+from crm.models import Contact, Form, Tag
 from tests.core.test_admin_services import (
     admin_delete,
     admin_save,
@@ -98,3 +98,24 @@ def test_a_tag_added_renamed_and_deleted_in_the_admin_emits_what_the_api_emits(o
 
     admin = through_admin(admin_delete, site_admin, f"/admin/crm/tag/{beta.pk}/delete/")
     assert [(e.name, e.datatype) for e in admin] == [("collection-delete", "tag")]
+
+
+def test_a_form_added_and_changed_in_the_admin_goes_through_its_service(owner, root, site_admin):
+    fields = '[{"name": "email", "type": "email", "required": true}]'
+    admin = through_admin(
+        admin_save,
+        site_admin,
+        "/admin/crm/form/add/",
+        org=owner.org.pk,
+        name="Join",
+        fields=fields,
+        enabled="on",
+    )
+    assert [(e.name, e.datatype, e.actor) for e in admin] == [("collection-create", "form", root.pk)]
+    form = Form.objects.get(name="Join")
+    assert len(form.key) == 16
+
+    refused = site_admin.post(
+        f"/admin/crm/form/{form.pk}/change/", {"name": "Join", "fields": '[{"name": "x"}]', "enabled": "on"}
+    )
+    assert refused.status_code == 200 and "fields" in refused.context["adminform"].form.errors
