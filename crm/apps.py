@@ -8,7 +8,7 @@ class CrmConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the vendor modules load models, which needs the app registry ready.
         from core import datatypes
-        from crm.models import CONTACT, CONTACT_IMPORT, FORM, TAG
+        from crm.models import APPOINTMENT, CONTACT, CONTACT_IMPORT, FORM, RESOURCE, TAG
         from crm.webhooks import sendgrid, twilio
         from sync.inbox import registry
 
@@ -18,3 +18,5 @@ class CrmConfig(AppConfig):
         datatypes.reserve(TAG, route="/crm/tags/")
         datatypes.reserve(CONTACT_IMPORT, route="/crm/contacts/import/")
         datatypes.reserve(FORM, route="/crm/forms/")
+        datatypes.reserve(RESOURCE, route="/crm/resources/")
+        datatypes.reserve(APPOINTMENT, route="/crm/appointments/")

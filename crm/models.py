@@ -16,6 +16,8 @@ CONTACT = "contact"
 TAG = "tag"
 CONTACT_IMPORT = "contact-import"
 FORM = "form"
+RESOURCE = "resource"
+APPOINTMENT = "appointment"
 
 COLLECTION_EVENTS = CrudEvents(
     SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
@@ -187,3 +189,71 @@ class Form(BaseModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ResourceKind(models.TextChoices):
+    PERSON = "person"
+    ROOM = "room"
+
+
+class Resource(BaseModel):
+    """Someone or something appointments are booked with: its working hours, in its time zone,
+    cut into slots of `slot_minutes`. `working_hours` maps mon..sun to [["09:00", "17:00"], ...]."""
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=ResourceKind.choices, default=ResourceKind.PERSON)
+    timezone = models.CharField(max_length=64, default="UTC")
+    slot_minutes = models.PositiveSmallIntegerField(default=30)
+    working_hours = models.JSONField(default=dict)
+
+    crud_events = COLLECTION_EVENTS
+
+    class Meta:
+        ordering = ("name", "id")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = RESOURCE
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AppointmentStatus(models.TextChoices):
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
+class Appointment(BaseModel):
+    """A slot of a resource for a contact: requested -> confirmed -> cancelled (or requested ->
+    cancelled). A requested or confirmed appointment holds its time: no other may overlap it."""
+
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="appointments")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="appointments")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=10, choices=AppointmentStatus.choices, default=AppointmentStatus.REQUESTED
+    )
+    notes = models.CharField(max_length=1000, blank=True, default="")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    crud_events = COLLECTION_EVENTS
+
+    class Meta:
+        ordering = ("starts_at", "id")
+        indexes = [models.Index(fields=["resource", "starts_at"], name="appointment_resource_start")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")), name="appointment_ends_after"
+            )
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = APPOINTMENT
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.resource_id} at {self.starts_at:%Y-%m-%d %H:%M}"

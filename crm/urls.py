@@ -1,15 +1,18 @@
-"""Routes under /crm/: contacts, tags, contact imports, and forms (with their public pages)."""
+"""Routes under /crm/: contacts, tags, imports, forms (with their public pages), resources and
+appointments."""
 
 from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
-from crm.api import forms, views
+from crm.api import appointments, forms, views
 
 router = DefaultRouter()
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("tags", views.TagViewSet, basename="tag")
 router.register("imports", views.ContactImportViewSet, basename="contact-import")
 router.register("forms", forms.FormViewSet, basename="form")
+router.register("resources", appointments.ResourceViewSet, basename="resource")
+router.register("appointments", appointments.AppointmentViewSet, basename="appointment")
 
 urlpatterns = [
     re_path(rf"^forms/(?P<key>{forms.KEY_RE})/$", forms.form_page, name="form-page"),

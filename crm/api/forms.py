@@ -132,6 +132,10 @@ class FormSubmitView(APIView):
 
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
+    # No Idempotency-Key: a second submission of the same body creates or changes nothing more
+    # (the contact is found by its email, a tag is applied once), and anonymous callers would
+    # share one key space.
+    repeatable_writes = True
     parser_classes = (LimitedJSONParser, FormParser)
     throttle_classes = (FormSubmitThrottle,)
 
