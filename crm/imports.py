@@ -173,7 +173,9 @@ def import_row(org: Org, actor: User | None, row: dict[str, str]) -> tuple[str, 
         for tag in tags:
             services.clean_tag_name(tag)
         with transaction.atomic():
-            existing = services.find_contact(org, email=fields.get("email", ""))
+            existing = services.find_contact(
+                org, email=fields.get("email", ""), phone=fields.get("phone", "")
+            )
             if existing is None:
                 contact = services.contact_create(
                     org=org, actor=actor, source=ContactSource.IMPORT, custom_fields=custom, **fields

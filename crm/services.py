@@ -187,8 +187,17 @@ def contact_delete(*, contact: Contact, actor: User | None) -> None:
     repository.delete(contact, org=contact.org, actor=actor, extra={"tags": tag_names(contact)})
 
 
-def find_contact(org: Org, *, email: str) -> Contact | None:
-    return Contact.objects.filter(org=org, email__iexact=email.strip()).first() if email.strip() else None
+def find_contact(org: Org, *, email: str = "", phone: str = "") -> Contact | None:
+    """The org's contact with this email (without case); without an email, with this phone."""
+    if email.strip():
+        return Contact.objects.filter(org=org, email__iexact=email.strip()).first()
+    if phone.strip():
+        try:
+            number = normalize_phone(phone)
+        except ValidationError as exc:
+            raise ValidationError({"phone": exc.messages}) from None
+        return Contact.objects.filter(org=org, email="", phone=number).order_by("created_at").first()
+    return None
 
 
 def _email_taken(email: str) -> str:

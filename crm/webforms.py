@@ -189,7 +189,9 @@ def _save_once(
     form: Form, fields: dict[str, Any], custom: dict[str, str], consent: dict[str, Any]
 ) -> Contact:
     with transaction.atomic():
-        existing = services.find_contact(form.org, email=fields.get("email", ""))
+        existing = services.find_contact(
+            form.org, email=fields.get("email", ""), phone=fields.get("phone", "")
+        )
         if existing is None:
             contact = services.contact_create(
                 org=form.org,

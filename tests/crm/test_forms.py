@@ -213,3 +213,21 @@ def test_the_hosted_page_posts_back_to_itself_and_shows_errors_or_thanks(owner):
     )
     redirected = browser.post(form["submit_url"], urlencode({"your_email": "bob@example.com"}), **html)
     assert redirected.status_code == 303 and redirected["Location"] == "https://shop.acme.test/thanks"
+
+
+def test_a_phone_only_form_finds_the_contact_by_its_number(owner):
+    fields = [
+        {"name": "mobile", "type": "tel", "required": True, "maps_to": "phone"},
+        {"name": "name", "maps_to": "first_name"},
+    ]
+    form = owner.client.post("/crm/forms/", {"name": "SMS", "fields": fields}, format="json").data
+    fields_ok = form.get("submit_url")
+    assert fields_ok, form
+
+    assert post(form, {"mobile": "+1 415 555 0123", "name": "Ada"}).status_code == 200
+    assert post(form, {"mobile": "+14155550123", "name": "Ada L."}).status_code == 200
+    bad = post(form, {"mobile": "555"})
+
+    [ada] = Contact.objects.filter(org=owner.org)
+    assert (ada.phone, ada.first_name) == ("+14155550123", "Ada L.")
+    assert bad.status_code == 400 and "mobile" in bad.json()
