@@ -1,0 +1,98 @@
+"""The CRM's automation step: add-tag, validated when the flow is saved, run by the engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from automation import engine
+from automation import services as flows
+from core.events import emit_envelope
+from core.models import EventRecord
+from crm import services
+from crm.models import ContactTag
+
+pytestmark = pytest.mark.django_db
+
+
+def flow(owner, django_capture_on_commit_callbacks, config):
+    with django_capture_on_commit_callbacks(execute=True):
+        return flows.flow_create(
+            org=owner.org,
+            actor=None,
+            name="tag new contacts",
+            trigger={"event": "contact.created"},
+            steps=[{"type": "add-tag", "config": config}],
+        ).flow
+
+
+def contact_created(contact):
+    envelope, _ = emit_envelope(
+        "contact.created",
+        org=contact.org,
+        record=contact,
+        datatype="contact",
+        data={"contact_id": str(contact.pk), "email": contact.email, "source": "form"},
+    )
+    return envelope
+
+
+def test_a_flow_tags_the_contact_of_its_event_once(owner, django_capture_on_commit_callbacks):
+    flow(owner, django_capture_on_commit_callbacks, {"tag": "lead {{ event.data.source }}"})
+    ada = services.contact_create(org=owner.org, actor=None, email="ada@example.com")
+
+    [run] = engine.start_for_event(contact_created(ada))
+    assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "done"
+
+    assert services.tag_names(ada) == ["lead form"]
+    [added] = EventRecord.objects.filter(name="tag.added")
+    assert added.causation_id == run.pk
+    # A second run for another event of the same contact changes nothing.
+    [again] = engine.start_for_event(contact_created(ada))
+    engine.execute_step(run_id=str(again.pk), step_id="step-1", generation=1)
+    assert ContactTag.objects.count() == 1 and EventRecord.objects.filter(name="tag.added").count() == 1
+
+
+def test_a_contact_that_is_not_the_orgs_fails_the_run(owner, outsider, django_capture_on_commit_callbacks):
+    theirs = services.contact_create(org=outsider.org, actor=None, email="eve@example.com")
+    flow(owner, django_capture_on_commit_callbacks, {"tag": "vip", "contact": str(theirs.pk)})
+    ada = services.contact_create(org=owner.org, actor=None, email="ada@example.com")
+
+    [run] = engine.start_for_event(contact_created(ada))
+    assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "failed"
+
+    assert not ContactTag.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({}, "tag"),
+        ({"tag": "a/b"}, "tag"),
+        ({"tag": "vip", "contact": ""}, "contact"),
+        ({"tag": "{{ nope.x }}"}, "tag"),
+    ],
+)
+def test_a_bad_add_tag_step_is_refused_when_the_flow_is_saved(owner, config, key):
+    response = owner.client.post(
+        "/automation/flows/",
+        {
+            "name": "x",
+            "trigger": {"event": "contact.created"},
+            "steps": [{"type": "add-tag", "config": config}],
+        },
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert key in response.json()["steps"]["0"]["config"]
+
+
+def test_the_documented_form_lead_flow_is_valid(owner):
+    body = {
+        "name": "tag form leads",
+        "trigger": {
+            "event": "contact.created",
+            "conditions": {"path": "data.source", "op": "equals", "value": "form"},
+        },
+        "steps": [{"type": "add-tag", "config": {"tag": "lead"}}],
+    }
+    assert owner.client.post("/automation/flows/", body, format="json").status_code == 201
