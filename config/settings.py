@@ -397,6 +397,12 @@ REST_FRAMEWORK = {
 
 # Submissions of one public form from one client address per minute; more are a 429 with Retry-After.
 CRM_FORM_SUBMISSIONS_PER_MINUTE = env.int("CRM_FORM_SUBMISSIONS_PER_MINUTE", default=10)
+# Where recipients reach us: tracked links, the open pixel and unsubscribe links start with it.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
+# The From of an email whose SMTP connection names none.
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
+# Seconds an SMTP conversation may stall before the attempt fails (and is retried).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Platform API",

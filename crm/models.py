@@ -18,6 +18,7 @@ CONTACT_IMPORT = "contact-import"
 FORM = "form"
 RESOURCE = "resource"
 APPOINTMENT = "appointment"
+DELIVERY = "delivery"
 
 COLLECTION_EVENTS = CrudEvents(
     SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
@@ -257,3 +258,78 @@ class Appointment(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.resource_id} at {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class Delivery(BaseModel):
+    """One message to one recipient on one channel, sent at most once per idempotency key. Its
+    attempts, provider id, opens and clicks are kept on it."""
+
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    to = models.CharField(max_length=254)
+    subject = models.CharField(max_length=998, blank=True, default="")
+    text = models.TextField(blank=True, default="")
+    html = models.TextField(blank=True, default="")
+    links = models.JSONField(default=list, blank=True)  # the html's tracked links, by index
+    source = models.CharField(max_length=100, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255)
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
+    message_id = models.CharField(max_length=255, blank=True, default="")
+    provider_id = models.CharField(max_length=255, blank=True, default="")
+    attempts = models.JSONField(default=list, blank=True)
+    last_error = models.CharField(max_length=1000, blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    opens = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+
+    crud_events = COLLECTION_EVENTS
+    snapshot_exclude: ClassVar[frozenset[str]] = frozenset({"text", "html", "links", "attempts"})
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=["org", "idempotency_key"], name="delivery_once_per_key")
+        ]
+        indexes = [models.Index(fields=["org", "status", "-created_at"], name="delivery_org_status")]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = DELIVERY
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.to} ({self.status})"
+
+
+class SuppressionReason(models.TextChoices):
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+    STOPPED = "stopped"
+    MANUAL = "manual"
+
+
+class Suppression(models.Model):
+    """An address the org never sends to on a channel (lower-cased email, E.164 phone)."""
+
+    org = models.ForeignKey("core.Org", on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    address = models.CharField(max_length=254)
+    reason = models.CharField(max_length=12, choices=SuppressionReason.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "channel", "address"], name="suppression_once")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.address} ({self.reason})"

@@ -1,4 +1,4 @@
-"""CRM jobs: a contact import, one chunk of rows per job."""
+"""CRM jobs: a contact import, one chunk of rows per job; a notification's send (crm/sending.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from core.jobs.queues import Queue
 from core.models import Org, User
 from crm import imports
 from crm.models import ContactImport
+from crm.sending import send_delivery
+
+__all__ = ["import_contacts", "queue_import", "send_delivery"]
 
 
 @consumer(Queue.ONEOFF, name="crm.import_contacts", retry=RetryPolicy(max_attempts=5, backoff=5.0))

@@ -108,7 +108,8 @@ class AutoSchema(openapi.AutoSchema):
             # Idempotency-Key is a 400 too.
             "400": has_body or "query" in where or self._org_scoped() or self._idempotent(),
             "401": authenticated,
-            "403": authenticated,
+            # A public view may refuse too (a form posted from a foreign origin): it says so.
+            "403": authenticated or "403" in getattr(self.view, "refusals", ()),
             "404": "path" in where or paginated or self._org_scoped(),
             "409": self.method in _UNSAFE,
             "413": has_body,

@@ -136,6 +136,7 @@ class FormSubmitView(APIView):
     # (the contact is found by its email, a tag is applied once), and anonymous callers would
     # share one key space.
     repeatable_writes = True
+    refusals = ("403",)  # a foreign Origin (documented in the schema)
     parser_classes = (LimitedJSONParser, FormParser)
     throttle_classes = (FormSubmitThrottle,)
 

@@ -4,7 +4,6 @@ API's "check" action); see docs/inbox.md#connections."""
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from django.utils import timezone
 from sync.models import Connection, Vendor
 from sync.upstream import outbound, vendors
 from sync.upstream.outbound import CircuitOpen, UnsafeURL
+from sync.upstream.outbound.smtp import GuardedSMTP, smtp_settings
 
 PURPOSE = "health-check"
 
@@ -160,48 +160,17 @@ def _reason(exc: BaseException) -> str:
 # --- SMTP ---------------------------------------------------------------------------------
 
 
-class _GuardedSMTP(smtplib.SMTP):
-    """smtplib's client, connecting only to addresses the SSRF guard passed (the host is
-    kept as given, so STARTTLS still verifies the certificate against it)."""
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        last_error: OSError | None = None
-        for _family, _, _, _, sockaddr in outbound.resolve(host, port):  # UnsafeURL before a socket
-            try:
-                sock = socket.create_connection(
-                    (str(sockaddr[0]), port), settings.OUTBOUND_CONNECT_TIMEOUT, self.source_address
-                )
-            except OSError as exc:
-                last_error = exc
-                continue
-            sock.settimeout(timeout)
-            return sock
-        raise last_error or OSError(f"no address for {host!r}")
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def _check_smtp(connection: Connection) -> CheckResult:
-    credentials = connection.credentials or {}
-    host = str(credentials["host"]).strip()
-    if host.startswith("[") and host.endswith("]"):  # an IPv6 literal written as in a URL
-        host = host[1:-1]
-    use_tls = _flag(credentials.get("use_tls"))
     try:
-        port = int(credentials.get("port") or (587 if use_tls else 25))
-    except (TypeError, ValueError):
-        return CheckResult(False, None, "the port is not a number")
-    if not 0 < port < 65536:
-        return CheckResult(False, None, "the port is out of range")
-    username, password = str(credentials.get("username") or ""), str(credentials.get("password") or "")
+        smtp = smtp_settings(connection.credentials or {})
+    except (TypeError, ValueError) as exc:
+        return CheckResult(False, None, "the port is not a number" if "range" not in str(exc) else str(exc))
+    host, port, use_tls = smtp["host"], smtp["port"], smtp["use_tls"]
+    username, password = smtp["username"], smtp["password"]
     client: smtplib.SMTP | None = None
     try:
         # Given the host, smtplib connects at once and keeps the name for STARTTLS's check.
-        client = _GuardedSMTP(
-            host, port, local_hostname=str(DNS_NAME), timeout=settings.OUTBOUND_READ_TIMEOUT
-        )
+        client = GuardedSMTP(host, port, local_hostname=str(DNS_NAME), timeout=settings.OUTBOUND_READ_TIMEOUT)
         return _smtp_session(client, use_tls=use_tls, username=username, password=password)
     except UnsafeURL as exc:
         return CheckResult(False, None, f"refused: {exc}")

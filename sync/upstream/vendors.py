@@ -47,7 +47,7 @@ SPECS: dict[str, VendorSpec] = {
     ),
     Vendor.SENDGRID: VendorSpec("https://api.sendgrid.com", ("api_key",), auth="bearer"),
     Vendor.SMTP: VendorSpec(
-        "", ("host",), ("port", "username", "password", "use_tls"), signed_webhooks=False
+        "", ("host",), ("port", "username", "password", "use_tls", "from_email"), signed_webhooks=False
     ),
     Vendor.BANKING: VendorSpec("", ("api_key",), ("provider",), auth="bearer"),
     Vendor.OPENAI: VendorSpec(

@@ -1,0 +1,122 @@
+"""Email tracking routes: the open pixel, tracked links and one-click unsubscribe. A forged or
+unknown token is a 404; otherwise they answer at once, whatever the bookkeeping meets."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from django.db import transaction
+from django.db.models import F
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import re_path
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from core.events import emit
+from crm import services
+from crm.events import EMAIL_CLICKED, EMAIL_OPENED, EmailClicked, EmailEngagement
+from crm.models import DELIVERY, Channel, Delivery, Suppression, SuppressionReason
+from crm.sending import normalized
+from crm.tracking import read_token
+
+logger = logging.getLogger(__name__)
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+TOKEN = r"(?P<token>[A-Za-z0-9_\-:.]{10,300})"
+
+
+def _delivery(token: str, *, link: bool = False) -> tuple[Delivery, int | None]:
+    found = read_token(token)
+    if found is None or (link and found[1] is None):
+        raise Http404("Unknown link.")
+    delivery = Delivery.objects.select_related("org").filter(pk=found[0]).first()
+    if delivery is None:
+        raise Http404("Unknown link.")
+    return delivery, found[1]
+
+
+def _engagement(delivery: Delivery, request: HttpRequest) -> dict[str, object]:
+    return {
+        "message_id": delivery.message_id or str(delivery.pk),
+        "contact_id": str(delivery.contact_id) if delivery.contact_id else None,
+        "occurred_at": timezone.now(),
+        "user_agent": request.headers.get("User-Agent", "")[:500],
+    }
+
+
+@require_GET
+def opened(request: HttpRequest, token: str) -> HttpResponse:
+    delivery, _ = _delivery(token)
+    try:
+        with transaction.atomic():
+            first = Delivery.objects.filter(pk=delivery.pk, opened_at__isnull=True).update(
+                opened_at=timezone.now()
+            )
+            Delivery.objects.filter(pk=delivery.pk).update(opens=F("opens") + 1)
+            if first:
+                emit(
+                    EMAIL_OPENED.name,
+                    org=delivery.org,
+                    record=delivery,
+                    datatype=DELIVERY,
+                    data=EmailEngagement(**_engagement(delivery, request)),  # type: ignore[arg-type]
+                )
+    except Exception:  # the pixel is served whatever the bookkeeping meets
+        logger.exception("tracking: cannot record an open of delivery %s", delivery.pk)
+    response = HttpResponse(PIXEL, content_type="image/gif")
+    response["Cache-Control"] = "no-store, private"
+    return response
+
+
+@require_GET
+def clicked(request: HttpRequest, token: str) -> HttpResponse:
+    delivery, index = _delivery(token, link=True)
+    if index is None or not 0 <= index < len(delivery.links):
+        raise Http404("Unknown link.")
+    url = delivery.links[index]  # from the stored message, never from the request
+    try:
+        with transaction.atomic():
+            Delivery.objects.filter(pk=delivery.pk).update(clicks=F("clicks") + 1)
+            emit(
+                EMAIL_CLICKED.name,
+                org=delivery.org,
+                record=delivery,
+                datatype=DELIVERY,
+                data=EmailClicked(**_engagement(delivery, request), url=url),  # type: ignore[arg-type]
+            )
+    except Exception:
+        logger.exception("tracking: cannot record a click of delivery %s", delivery.pk)
+    return HttpResponseRedirect(url)
+
+
+@csrf_exempt  # a mail client's one-click POST (RFC 8058) carries no CSRF token: the signed token is the proof
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    delivery, _ = _delivery(token)
+    if request.method == "GET":
+        return render(request, "crm/unsubscribe.html", {"address": delivery.to, "done": False})
+    with transaction.atomic():
+        Suppression.objects.get_or_create(
+            org_id=delivery.org_id,
+            channel=delivery.channel,
+            address=normalized(delivery.channel, delivery.to),
+            defaults={"reason": SuppressionReason.UNSUBSCRIBED},
+        )
+        contact = delivery.contact if delivery.contact_id else None
+        if contact is not None and delivery.channel == Channel.EMAIL and contact.has_consent("email"):
+            services.contact_update(
+                contact=contact, actor=None, consent={"email": {"granted": False, "how": "unsubscribe link"}}
+            )
+    if request.POST.get("List-Unsubscribe") == "One-Click":
+        return HttpResponse("Unsubscribed.", content_type="text/plain")
+    return render(request, "crm/unsubscribe.html", {"address": delivery.to, "done": True})
+
+
+urlpatterns = [
+    re_path(rf"^o/{TOKEN}\.gif$", opened, name="track-open"),
+    re_path(rf"^c/{TOKEN}/$", clicked, name="track-click"),
+    re_path(rf"^u/{TOKEN}/$", unsubscribe, name="unsubscribe"),
+]

@@ -1,0 +1,117 @@
+"""`notify`: one message to one recipient, kept as a Delivery row unique on its idempotency key
+and sent by a job queued in the same commit; user templates rendered in Jinja2's sandbox."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from core import repository
+from core.jobs.consumers import enqueue
+from core.models import Org
+from crm.models import Channel, Contact, Delivery
+from crm.sending import send_delivery
+from crm.tracking import track
+
+_text_templates = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+_html_templates = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a message says. Each part may be a template: `{{ contact.first_name }}`."""
+
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+
+
+def render(template: str, context: dict[str, Any], *, html: bool = False) -> str:
+    """A user's template in Jinja2's sandbox, on plain data only (no model, setting or secret
+    is reachable from it); HTML autoescaped. Raises ValidationError."""
+    if not template:
+        return ""
+    environment = _html_templates if html else _text_templates
+    try:
+        return environment.from_string(template).render(context)
+    except TemplateError as exc:
+        raise ValidationError(f"The template cannot be rendered: {exc}") from None
+
+
+def contact_context(contact: Contact | None, address: str = "") -> dict[str, Any]:
+    """What templates see of the recipient: the same keys for a contact and for a bare address."""
+    if contact is None:
+        blank = dict.fromkeys(("id", "phone", "first_name", "last_name"), "")
+        return {**blank, "email": address, "custom_fields": {}}
+    return {
+        "id": str(contact.pk),
+        "email": contact.email,
+        "phone": contact.phone,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "custom_fields": dict(contact.custom_fields),
+    }
+
+
+def notify(
+    *,
+    org: Org,
+    channel: str,
+    to: Contact | str,
+    content: Content,
+    source: str,
+    idempotency_key: str,
+    context: dict[str, Any] | None = None,
+) -> Delivery:
+    """Keep the message as a Delivery and queue its send, in one commit. The same key again
+    returns the first Delivery and sends nothing more."""
+    if channel not in Channel.values:
+        raise ValidationError({"channel": [f"One of {', '.join(Channel.values)}."]})
+    if not idempotency_key or len(idempotency_key) > 255:
+        raise ValidationError({"idempotency_key": ["1-255 characters."]})
+    existing = Delivery.objects.filter(org=org, idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    contact = to if isinstance(to, Contact) else None
+    address = _address(channel, to)
+    # Plain data only, whatever the caller passed: a model instance becomes its str().
+    plain = json.loads(json.dumps(context or {}, default=str))
+    data = {**plain, "contact": contact_context(contact, address)}
+    try:
+        with transaction.atomic():
+            delivery = repository.create(
+                Delivery,
+                org=org,
+                actor=None,
+                channel=channel,
+                contact=contact,
+                to=address,
+                subject=render(content.subject, data).replace("\r", " ").replace("\n", " ")[:998],
+                text=render(content.text, data),
+                html=render(content.html, data, html=True),
+                source=source[:100],
+                idempotency_key=idempotency_key,
+            )
+            if delivery.html:
+                delivery.html, delivery.links = track(delivery, delivery.html)
+                delivery.save(update_fields=["html", "links"])
+            enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org.pk)
+    except IntegrityError:  # the same key, committed meanwhile by a concurrent call
+        return Delivery.objects.get(org=org, idempotency_key=idempotency_key)
+    return delivery
+
+
+def _address(channel: str, to: Contact | str) -> str:
+    if isinstance(to, Contact):
+        address = to.email if channel == Channel.EMAIL else to.phone if channel == Channel.SMS else str(to.pk)
+    else:
+        address = to.strip()
+    if not address:
+        raise ValidationError({"to": [f"The recipient has no address for {channel}."]})
+    return address

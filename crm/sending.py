@@ -1,0 +1,146 @@
+"""The notification job: a Delivery sent once. Claimed (`sending`) in one commit, sent, then
+marked `sent` in another; a process dying between the provider's acceptance and that commit
+is the one window in which a message can go twice (docs/crm.md)."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.utils import make_msgid
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.utils import timezone
+
+from core.jobs.consumers import RetryPolicy, consumer
+from core.jobs.queues import Queue
+from core.locking import lock
+from crm.models import Channel, Delivery, DeliveryStatus, Suppression
+from crm.tracking import tracking_url
+from sync.models import Connection, Vendor
+from sync.upstream.outbound import UnsafeURL
+from sync.upstream.outbound.smtp import GuardedEmailBackend, smtp_settings
+
+SEND_RETRY = RetryPolicy(max_attempts=6, backoff=30.0, max_backoff=3600.0)
+FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
+
+
+class Refused(Exception):
+    """The provider refused the message for good: the delivery fails, without a retry."""
+
+
+class NotNow(Exception):
+    """The provider could not take it now (a 4xx, a timeout, a dropped connection): retried."""
+
+
+@consumer(Queue.NOTIFICATION, name="crm.send_delivery", retry=SEND_RETRY)
+def send_delivery(*, delivery_id: str, org_id: str) -> str:
+    """Send a delivery unless it was sent (or suppressed); returns its status."""
+    delivery = claim(delivery_id, org_id)
+    if delivery.status != DeliveryStatus.SENDING:
+        return str(delivery.status)
+    try:
+        provider_id = send(delivery)
+    except Refused as exc:
+        return settle(delivery, DeliveryStatus.FAILED, error=str(exc))
+    except NotNow as exc:
+        settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
+        raise  # the consumer's retry policy; past it, a dead letter an operator replays
+    return settle(delivery, DeliveryStatus.SENT, provider_id=provider_id)
+
+
+def claim(delivery_id: str, org_id: str) -> Delivery:
+    """Lock the delivery; unless final, mark it `sending` (or `suppressed`) and commit."""
+    with transaction.atomic():
+        delivery = lock(Delivery.objects.select_related("org"), pk=delivery_id, org_id=org_id)
+        if delivery.status in (*FINAL, DeliveryStatus.SUPPRESSED):
+            return delivery
+        suppressed = Suppression.objects.filter(
+            org_id=org_id, channel=delivery.channel, address=normalized(delivery.channel, delivery.to)
+        ).first()
+        now = timezone.now().isoformat()
+        if suppressed is not None:
+            delivery.status = DeliveryStatus.SUPPRESSED
+            delivery.last_error = f"the address is suppressed ({suppressed.reason})"
+        else:
+            if delivery.status == DeliveryStatus.SENDING:  # an attempt died mid-send: it may have gone
+                delivery.attempts.append({"at": now, "outcome": "unknown", "error": "interrupted"})
+            delivery.status = DeliveryStatus.SENDING
+        delivery.save(update_fields=["status", "last_error", "attempts", "updated_at"])
+        return delivery
+
+
+def settle(delivery: Delivery, status: str, *, error: str = "", provider_id: str = "") -> str:
+    with transaction.atomic():
+        fresh = lock(Delivery.objects, pk=delivery.pk)
+        fresh.attempts.append({"at": timezone.now().isoformat(), "outcome": status, "error": error[:500]})
+        fresh.status = status
+        fresh.last_error = error[:1000]
+        fresh.message_id = delivery.message_id or fresh.message_id
+        if provider_id:
+            fresh.provider_id = provider_id
+        if status == DeliveryStatus.SENT:
+            fresh.sent_at = timezone.now()
+        fresh.save()
+    return status
+
+
+def normalized(channel: str, address: str) -> str:
+    return address.strip().lower() if channel == Channel.EMAIL else address.strip()
+
+
+def send(delivery: Delivery) -> str:
+    if delivery.channel == Channel.EMAIL:
+        return send_email(delivery)
+    raise Refused(f"the {delivery.channel} channel is not available yet")
+
+
+def send_email(delivery: Delivery) -> str:
+    """Through the org's enabled smtp connection; returns the Message-ID."""
+    connection = (
+        Connection.objects.filter(org_id=delivery.org_id, vendor=Vendor.SMTP, enabled=True)
+        .order_by("name")
+        .first()
+    )
+    if connection is None:
+        raise Refused("the organization has no enabled smtp connection")
+    credentials: dict[str, Any] = connection.credentials or {}
+    try:
+        smtp = smtp_settings(credentials)
+    except (KeyError, TypeError, ValueError):
+        raise Refused("the smtp connection's host or port is not usable") from None
+    sender = str(credentials.get("from_email") or settings.DEFAULT_FROM_EMAIL)
+    delivery.message_id = delivery.message_id or make_msgid(domain=sender.rpartition("@")[2] or None)
+    unsubscribe = tracking_url("u", delivery)
+    message = EmailMultiAlternatives(
+        subject=delivery.subject,
+        body=delivery.text,
+        from_email=sender,
+        to=[delivery.to],
+        headers={
+            "Message-ID": delivery.message_id,
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        connection=GuardedEmailBackend(**smtp, timeout=settings.EMAIL_TIMEOUT, fail_silently=False),
+    )
+    if delivery.html:
+        message.attach_alternative(delivery.html, "text/html")
+    try:
+        message.send()
+    except UnsafeURL as exc:
+        raise Refused(f"refused: {exc}") from None
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        if all(500 <= code < 600 for code in codes):
+            raise Refused(f"the recipient was refused (SMTP {codes[0]})") from None
+        raise NotNow(f"the recipient was deferred (SMTP {codes[0]})") from None
+    except smtplib.SMTPResponseException as exc:  # sender refused, data refused, auth...
+        if 500 <= exc.smtp_code < 600:
+            raise Refused(f"refused by the server (SMTP {exc.smtp_code})") from None
+        raise NotNow(f"deferred by the server (SMTP {exc.smtp_code})") from None
+    except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+        raise NotNow(f"could not send ({type(exc).__name__})") from None
+    return delivery.message_id

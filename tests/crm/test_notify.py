@@ -1,0 +1,221 @@
+"""notify() and the email channel, against a real SMTP server (aiosmtpd): one Delivery per key,
+sent once; refusals fail it, deferrals retry it; suppressions hold; templates in a sandbox;
+tracked opens, clicks and one-click unsubscribe."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from core.models import EventRecord, ScheduledJob
+from crm import services, tracking
+from crm.models import Channel, Delivery, DeliveryStatus, Suppression
+from crm.notify import Content, notify
+from crm.sending import NotNow, send_delivery
+from sync.upstream.connections import connection_create
+from tests.browser import free_port
+from tests.crm.smtp_server import Inbox, smtp_server
+
+pytestmark = pytest.mark.django_db
+
+HTML = '<p>Hi {{ contact.first_name }}</p><a href="https://shop.example/sale?a=1&amp;b=2">Sale</a>'
+
+
+@pytest.fixture
+def inbox(settings: Any) -> Iterator[Inbox]:
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    settings.PUBLIC_BASE_URL = "https://crm.example"
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp(owner: Any, inbox: Inbox) -> Any:
+    return connection_create(
+        org=owner.org,
+        vendor="smtp",
+        name="mail",
+        credentials={"host": "127.0.0.1", "port": inbox.port, "from_email": "hello@acme.example"},
+    )
+
+
+@pytest.fixture
+def ada(owner: Any) -> Any:
+    return services.contact_create(org=owner.org, actor=None, email="ada@example.com", first_name="Ada")
+
+
+def email_to(owner: Any, to: Any, key: str = "k1", **content: str) -> Delivery:
+    return notify(
+        org=owner.org,
+        channel=Channel.EMAIL,
+        to=to,
+        content=Content(
+            **({"subject": "Hello {{ contact.first_name }}", "text": "Hi", "html": HTML} | content)
+        ),
+        source="test",
+        idempotency_key=key,
+    )
+
+
+def run_sends() -> list[str]:
+    """Run the queued send jobs (kept as rows inside the test's transaction), each once."""
+    outcomes = []
+    while job := ScheduledJob.objects.filter(task=send_delivery.name, status="pending").first():
+        ScheduledJob.objects.filter(pk=job.pk).update(status="done")
+        outcomes.append(send_delivery.run(delivery_id=job.kwargs["delivery_id"], org_id=job.kwargs["org_id"]))
+    return outcomes
+
+
+def test_an_email_is_sent_once_with_its_headers_tracking_and_unsubscribe(owner, smtp, inbox, ada):
+    delivery = email_to(owner, ada)
+
+    assert run_sends() == ["sent"]
+
+    [message] = inbox.messages
+    assert inbox.envelopes == [("hello@acme.example", ["ada@example.com"])]
+    assert message["Subject"] == "Hello Ada" and message["From"] == "hello@acme.example"
+    delivery.refresh_from_db()
+    assert delivery.status == "sent" and delivery.sent_at and message["Message-ID"] == delivery.message_id
+    unsubscribe = tracking.tracking_url("u", delivery)
+    assert message["List-Unsubscribe"].strip() == f"<{unsubscribe}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    html = message.get_body(("html",)).get_content()
+    assert "https://shop.example/sale" not in html and "https://crm.example/t/c/" in html
+    assert "https://crm.example/t/o/" in html and ".gif" in html
+    assert delivery.links == ["https://shop.example/sale?a=1&b=2"]
+    assert message.get_body(("plain",)).get_content().strip() == "Hi"
+    assert EventRecord.objects.filter(name="collection-create", datatype="delivery").count() == 1
+
+    # The same key again, and the job delivered again: nothing more is sent.
+    assert email_to(owner, ada).pk == delivery.pk
+    assert run_sends() == []
+    assert send_delivery.run(delivery_id=str(delivery.pk), org_id=str(owner.org.pk)) == "sent"
+    assert len(inbox.messages) == 1
+
+
+def test_a_refused_recipient_fails_the_delivery_without_a_retry(owner, smtp, inbox):
+    email_to(owner, "bounce@example.com")
+    assert run_sends() == ["failed"]
+    delivery = Delivery.objects.get()
+    assert "550" in delivery.last_error and len(delivery.attempts) == 1 and not inbox.messages
+
+
+def test_a_deferred_recipient_is_retried_and_then_sent_once(owner, smtp, inbox):
+    delivery = email_to(owner, "later@example.com")
+    with pytest.raises(NotNow):
+        run_sends()
+    delivery.refresh_from_db()
+    assert delivery.status == "queued" and "451" in delivery.last_error
+
+    inbox.defer = False
+    assert send_delivery.run(delivery_id=str(delivery.pk), org_id=str(owner.org.pk)) == "sent"
+    assert len(inbox.messages) == 1
+    delivery.refresh_from_db()
+    assert [attempt["outcome"] for attempt in delivery.attempts] == ["queued", "sent"]
+
+
+def test_a_server_that_is_down_is_retried(owner, settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    connection_create(
+        org=owner.org, vendor="smtp", name="mail", credentials={"host": "127.0.0.1", "port": free_port()}
+    )
+    email_to(owner, "ada@example.com")
+    with pytest.raises(NotNow, match="could not send"):
+        run_sends()
+    assert Delivery.objects.get().status == "queued"
+
+
+def test_without_a_usable_connection_the_delivery_fails(owner):
+    email_to(owner, "ada@example.com")
+    assert run_sends() == ["failed"]
+    assert "no enabled smtp connection" in Delivery.objects.get().last_error
+
+
+def test_a_private_smtp_host_is_refused_unless_allowed(owner, inbox, settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = []
+    connection_create(
+        org=owner.org, vendor="smtp", name="mail", credentials={"host": "127.0.0.1", "port": inbox.port}
+    )
+    email_to(owner, "ada@example.com")
+    assert run_sends() == ["failed"]
+    assert "refused" in Delivery.objects.get().last_error and not inbox.messages
+
+
+def test_a_suppressed_address_is_never_sent_to(owner, smtp, inbox):
+    Suppression.objects.create(org=owner.org, channel="email", address="ada@example.com", reason="bounced")
+    email_to(owner, "Ada@Example.com")
+    assert run_sends() == ["suppressed"]
+    assert not inbox.messages
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"text": "{{ contact.__class__.__mro__ }}"},
+        {"text": "{{ ''.__class__.__subclasses__() }}"},
+        {"subject": "{{ settings.SECRET_KEY }}"},
+        {"html": "{% for x in %}"},
+    ],
+)
+def test_a_template_reaches_plain_data_only(owner, ada, content):
+    with pytest.raises(ValidationError):
+        email_to(owner, ada, **content)
+    assert not Delivery.objects.exists()
+
+
+def test_html_is_escaped_and_a_subject_is_one_line(owner, smtp, inbox):
+    contact = services.contact_create(
+        org=owner.org, actor=None, email="x@example.com", first_name="<script>x"
+    )
+    delivery = email_to(owner, contact, subject="Hi\r\nBcc: {{ contact.first_name }}")
+    assert "&lt;script&gt;x" in delivery.html and "<script>" not in delivery.html
+    assert "\n" not in delivery.subject and "\r" not in delivery.subject
+
+
+def test_opens_clicks_and_unsubscribes_are_tracked(owner, smtp, inbox, ada):
+    services.contact_update(contact=ada, actor=None, consent={"email": {"granted": True}})
+    delivery = email_to(owner, ada)
+    run_sends()
+    delivery.refresh_from_db()
+    web = Client()
+    pixel = tracking.tracking_url("o", delivery).removeprefix("https://crm.example")
+    link = tracking.tracking_url("c", delivery, 0).removeprefix("https://crm.example")
+    leave = tracking.tracking_url("u", delivery).removeprefix("https://crm.example")
+
+    first, second = web.get(pixel, HTTP_USER_AGENT="Mail/1"), web.get(pixel)
+    assert first.status_code == second.status_code == 200 and first["Content-Type"] == "image/gif"
+    click = web.get(link)
+    assert click.status_code == 302 and click["Location"] == "https://shop.example/sale?a=1&b=2"
+
+    delivery.refresh_from_db()
+    assert (delivery.opens, delivery.clicks) == (2, 1) and delivery.opened_at
+    [opened] = EventRecord.objects.filter(name="email.opened")
+    assert opened.data["message_id"] == delivery.message_id and opened.data["user_agent"] == "Mail/1"
+    assert opened.data["contact_id"] == str(ada.pk)
+    [clicked] = EventRecord.objects.filter(name="email.clicked")
+    assert clicked.data["url"] == "https://shop.example/sale?a=1&b=2"
+
+    # Forged, tampered or pointing past the links: 404, and nothing recorded.
+    assert web.get("/t/o/forged-token-123.gif").status_code == 404
+    assert web.get(link.replace(link[-6], "A" if link[-6] != "A" else "B")).status_code == 404
+    past = tracking.tracking_url("c", delivery, 5).removeprefix("https://crm.example")
+    assert web.get(past).status_code == 404
+
+    page = web.get(leave)
+    assert page.status_code == 200 and "ada@example.com" in page.content.decode()
+    one_click = web.post(leave, {"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    assert Suppression.objects.filter(
+        org=owner.org, address="ada@example.com", reason="unsubscribed"
+    ).exists()
+    ada.refresh_from_db()
+    assert not ada.has_consent("email") and ada.consent["email"]["how"] == "unsubscribe link"
+
+    email_to(owner, ada, key="k2")
+    assert run_sends() == ["suppressed"]
+    assert len(inbox.messages) == 1
+    assert Delivery.objects.get(idempotency_key="k2").status == DeliveryStatus.SUPPRESSED
