@@ -401,6 +401,8 @@ CRM_FORM_SUBMISSIONS_PER_MINUTE = env.int("CRM_FORM_SUBMISSIONS_PER_MINUTE", def
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
 # The From of an email whose SMTP connection names none.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
+# Hours before a confirmed appointment that its contact is emailed a reminder.
+CRM_APPOINTMENT_REMINDER_HOURS = env.float("CRM_APPOINTMENT_REMINDER_HOURS", default=24)
 # Seconds an SMTP conversation may stall before the attempt fails (and is retried).
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 

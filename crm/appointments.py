@@ -1,5 +1,6 @@
 """Appointments: resources' working hours cut into slots, free slots, and the appointment's
-state machine (requested -> confirmed -> cancelled); `appointment.booked` on confirmation."""
+state machine (requested -> confirmed -> cancelled); `appointment.booked` and a reminder on
+confirmation, the reminder dropped on cancellation."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from core.models import Org, User
 from core.services import Conflict
 from crm.events import APPOINTMENT_BOOKED, AppointmentBooked
 from crm.models import APPOINTMENT, Appointment, AppointmentStatus, Contact, Resource
+from crm.reminders import drop_reminder, schedule_reminder
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
@@ -187,6 +189,7 @@ def confirm(*, appointment: Appointment, actor: User | None) -> Appointment:
             actor=actor,
             status=AppointmentStatus.CONFIRMED,
             confirmed_at=timezone.now(),
+            reminder_job=schedule_reminder(appointment),
         )
         emit(
             APPOINTMENT_BOOKED.name,
@@ -210,6 +213,7 @@ def cancel(*, appointment: Appointment, actor: User | None) -> Appointment:
         appointment = lock(Appointment.objects.select_related("org"), pk=appointment.pk)
         if appointment.status == AppointmentStatus.CANCELLED:
             raise Conflict("This appointment is already cancelled.")
+        drop_reminder(appointment.reminder_job)
         return repository.update(
             appointment,
             org=appointment.org,

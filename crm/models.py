@@ -240,6 +240,7 @@ class Appointment(BaseModel):
     notes = models.CharField(max_length=1000, blank=True, default="")
     confirmed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    reminder_job = models.CharField(max_length=64, blank=True, default="")  # the reminder's task id
 
     crud_events = COLLECTION_EVENTS
 

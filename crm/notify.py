@@ -44,6 +44,14 @@ def render(template: str, context: dict[str, Any], *, html: bool = False) -> str
         raise ValidationError(f"The template cannot be rendered: {exc}") from None
 
 
+def check(template: str) -> None:
+    """Raise ValidationError if `template` is not a template Jinja2 can parse."""
+    try:
+        _text_templates.parse(template)
+    except TemplateError as exc:
+        raise ValidationError(f"Not a valid template: {exc}") from None
+
+
 def contact_context(contact: Contact | None, address: str = "") -> dict[str, Any]:
     """What templates see of the recipient: the same keys for a contact and for a bare address."""
     if contact is None:

@@ -1,4 +1,5 @@
-"""Automation step types the CRM adds to automation's registry (on CrmConfig.ready): add-tag."""
+"""Automation step types the CRM adds to automation's registry (on CrmConfig.ready): add-tag
+and send-email."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from django.core.exceptions import ValidationError
 from automation import expressions
 from automation.steps import Outcome, StepContext, StepType, register
 from core import context
-from crm import services
-from crm.models import Contact
+from crm import notify, services
+from crm.models import Channel, Contact
 
 DEFAULT_CONTACT = "{{ event.record.pk }}"
 
@@ -84,3 +85,90 @@ class AddTag(StepType):
         if error or contact is None:
             return Outcome.failed(error)
         return Outcome.done({"would_tag": {"contact_id": str(contact.pk), "tag": tag}})
+
+
+def _content(config: dict[str, Any], errors: dict[str, Any]) -> None:
+    for key in ("subject", "text", "html"):
+        value = config.get(key, "")
+        if not isinstance(value, str):
+            errors[key] = ["A template (text)."]
+            continue
+        try:
+            notify.check(value)
+        except ValidationError as exc:
+            errors[key] = exc.messages
+    if not config.get("subject"):
+        errors.setdefault("subject", ["Required."])
+    if not config.get("text") and not config.get("html"):
+        errors.setdefault("text", ["A text or an html body is required."])
+
+
+@register
+class SendEmail(StepType):
+    name = "send-email"
+    description = (
+        "Email a contact (the event's unless `to` names a contact id or an address) through the org's "
+        "smtp connection: `subject`, `text` and `html` are Jinja2 templates of `event`, `steps`, `run` "
+        "and `contact`. Sent once per run and step, tracked, with one-click unsubscribe."
+    )
+
+    def validate(self, config: dict[str, Any], *, org_id: Any) -> dict[str, Any]:
+        errors: dict[str, Any] = {}
+        unknown = sorted(set(config) - {"to", "subject", "text", "html"})
+        if unknown:
+            errors["non_field_errors"] = [f"Unknown key(s): {', '.join(unknown)}."]
+        _template(config, "to", errors, default=DEFAULT_CONTACT)
+        _content(config, errors)
+        if errors:
+            raise expressions.Invalid(errors)
+        return {
+            "to": config.get("to", DEFAULT_CONTACT),
+            "subject": config["subject"],
+            "text": config.get("text", ""),
+            "html": config.get("html", ""),
+        }
+
+    def _recipient(self, ctx: StepContext) -> Contact | str | None:
+        raw = str(ctx.render(ctx.config.get("to", DEFAULT_CONTACT))).strip()
+        try:
+            return Contact.objects.filter(org_id=ctx.org_id, pk=uuid.UUID(raw)).first()
+        except ValueError:
+            return raw if "@" in raw else None
+
+    def _content(self, ctx: StepContext) -> notify.Content:
+        return notify.Content(ctx.config["subject"], ctx.config.get("text", ""), ctx.config.get("html", ""))
+
+    def execute(self, ctx: StepContext) -> Outcome:
+        to = self._recipient(ctx)
+        if to is None:
+            return Outcome.failed(f"{ctx.config.get('to', DEFAULT_CONTACT)!r} names no contact or address")
+        assert ctx.run is not None
+        try:
+            with context.caused_by(correlation=ctx.run.correlation_id or None, causation=ctx.run.id):
+                delivery = notify.notify(
+                    org=ctx.flow.org,
+                    channel=Channel.EMAIL,
+                    to=to,
+                    content=self._content(ctx),
+                    source=f"flow:{ctx.flow.pk}",
+                    idempotency_key=f"flow-run:{ctx.run.pk}:{ctx.step_id}",
+                    context=ctx.data,
+                )
+        except ValidationError as exc:
+            return Outcome.failed("; ".join(exc.messages))
+        return Outcome.done({"delivery_id": str(delivery.pk), "to": delivery.to})
+
+    def preview(self, ctx: StepContext) -> Outcome:
+        to = self._recipient(ctx)
+        if to is None:
+            return Outcome.failed("names no contact or address")
+        if isinstance(to, Contact):
+            recipient = notify.contact_context(to, to.email)
+        else:
+            recipient = notify.contact_context(None, to)
+        data = {**ctx.data, "contact": recipient}
+        try:
+            subject = notify.render(ctx.config["subject"], data)
+        except ValidationError as exc:
+            return Outcome.failed("; ".join(exc.messages))
+        return Outcome.done({"would_send": {"to": str(to), "subject": subject}})

@@ -9,9 +9,10 @@ from core.jobs.queues import Queue
 from core.models import Org, User
 from crm import imports
 from crm.models import ContactImport
+from crm.reminders import send_reminder
 from crm.sending import send_delivery
 
-__all__ = ["import_contacts", "queue_import", "send_delivery"]
+__all__ = ["import_contacts", "queue_import", "send_delivery", "send_reminder"]
 
 
 @consumer(Queue.ONEOFF, name="crm.import_contacts", retry=RetryPolicy(max_attempts=5, backoff=5.0))

@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection
 
-from core.models import EventRecord
+from core.models import EventRecord, ScheduledJob
 from core.services import Conflict
 from crm import appointments, services
-from crm.models import Appointment, Resource
+from crm.models import Appointment, Delivery, Resource
+from crm.reminders import send_reminder
 
 pytestmark = pytest.mark.django_db
 
@@ -234,3 +235,30 @@ def test_two_concurrent_requests_for_one_slot_hold_it_once(owner):
 
     assert sorted(outcomes) == ["booked", "taken"]
     assert Appointment.objects.count() == 1
+
+
+def test_a_confirmed_appointment_is_reminded_once_and_a_cancelled_one_never(owner, resource, ada, settings):
+    settings.CRM_APPOINTMENT_REMINDER_HOURS = 24
+    monday = next_monday()
+    booked = book(owner, resource, ada, at(monday, "09:00")).data
+    owner.client.post(f"/crm/appointments/{booked['id']}/confirm/")
+    appointment = Appointment.objects.get(pk=booked["id"])
+    [row] = ScheduledJob.objects.filter(task="crm.appointment_reminder")
+    assert row.task_id == appointment.reminder_job
+    assert abs((row.run_at - (at(monday, "09:00") - timedelta(hours=24))).total_seconds()) < 60
+
+    first = send_reminder.run(appointment_id=booked["id"], org_id=str(owner.org.pk))
+    again = send_reminder.run(appointment_id=booked["id"], org_id=str(owner.org.pk))
+
+    [delivery] = Delivery.objects.all()
+    assert first == again == str(delivery.pk)
+    assert delivery.to == "ada@example.com" and delivery.subject == "Reminder: your appointment with Dr. Who"
+    assert "Monday" in delivery.text and "(Europe/Paris)" in delivery.text and "09:00" in delivery.text
+
+    other = book(owner, resource, ada, at(monday, "09:30")).data
+    owner.client.post(f"/crm/appointments/{other['id']}/confirm/")
+    owner.client.post(f"/crm/appointments/{other['id']}/cancel/")
+    reminder = ScheduledJob.objects.get(task_id=Appointment.objects.get(pk=other["id"]).reminder_job)
+    assert reminder.status == "cancelled"
+    assert send_reminder.run(appointment_id=other["id"], org_id=str(owner.org.pk)) == "skipped"
+    assert Delivery.objects.count() == 1

@@ -7,9 +7,9 @@ import pytest
 from automation import engine
 from automation import services as flows
 from core.events import emit_envelope
-from core.models import EventRecord
+from core.models import EventRecord, ScheduledJob
 from crm import services
-from crm.models import ContactTag
+from crm.models import ContactTag, Delivery
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +96,58 @@ def test_the_documented_form_lead_flow_is_valid(owner):
         "steps": [{"type": "add-tag", "config": {"tag": "lead"}}],
     }
     assert owner.client.post("/automation/flows/", body, format="json").status_code == 201
+
+
+def test_a_flow_emails_the_contact_of_its_event_once_per_run(owner, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        flows.flow_create(
+            org=owner.org,
+            actor=None,
+            name="welcome",
+            trigger={"event": "contact.created"},
+            steps=[
+                {
+                    "type": "send-email",
+                    "config": {
+                        "subject": "Welcome {{ contact.first_name }}",
+                        "text": "You came from {{ event.data.source }}.",
+                    },
+                }
+            ],
+        )
+    ada = services.contact_create(org=owner.org, actor=None, email="ada@example.com", first_name="Ada")
+
+    [run] = engine.start_for_event(contact_created(ada))
+    assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "done"
+
+    [delivery] = Delivery.objects.all()
+    assert (delivery.to, delivery.subject, delivery.text) == (
+        "ada@example.com",
+        "Welcome Ada",
+        "You came from form.",
+    )
+    assert delivery.idempotency_key == f"flow-run:{run.pk}:step-1" and delivery.source.startswith("flow:")
+    assert ScheduledJob.objects.filter(task="crm.send_delivery").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"text": "hi"}, "subject"),
+        ({"subject": "hi"}, "text"),
+        ({"subject": "{% if %}", "text": "x"}, "subject"),
+        ({"subject": "s", "text": "x", "bcc": "x"}, "non_field_errors"),
+    ],
+)
+def test_a_bad_send_email_step_is_refused_when_the_flow_is_saved(owner, config, key):
+    response = owner.client.post(
+        "/automation/flows/",
+        {
+            "name": "x",
+            "trigger": {"event": "contact.created"},
+            "steps": [{"type": "send-email", "config": config}],
+        },
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert key in response.json()["steps"]["0"]["config"]
