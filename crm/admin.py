@@ -10,9 +10,9 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from core.admin.base import ReadOnlyAdmin, ServiceAdmin, acting_user, adopt
+from core.admin.base import ReadOnlyAdmin, ServiceAdmin, acting_user, adopt, cells, html_table
 from crm import services, webforms
-from crm.models import Contact, ContactImport, ContactSource, Form, Tag
+from crm.models import Contact, ContactImport, ContactSource, Delivery, Form, Suppression, Tag
 
 CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "custom_fields", "consent")
 
@@ -133,3 +133,25 @@ class ContactImportAdmin(ReadOnlyAdmin):
     list_display = ("__str__", "status", "created", "updated", "failed", "org", "created_at")
     list_filter = ("status", "org")
     exclude = ("content",)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("to", "channel", "status", "subject", "source", "org", "created_at", "sent_at")
+    list_filter = ("status", "channel", "org")
+    search_fields = ("to", "message_id", "provider_id", "idempotency_key")
+    readonly_fields = ("attempts_table",)
+    exclude = ("attempts",)
+
+    @admin.display(description="Attempts")
+    def attempts_table(self, obj: Delivery) -> Any:
+        return html_table(
+            ("at", "outcome", "error"), [cells(entry, ("at", "outcome", "error")) for entry in obj.attempts]
+        )
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin[Suppression]):
+    list_display = ("address", "channel", "reason", "org", "created_at")
+    list_filter = ("channel", "reason", "org")
+    search_fields = ("address",)

@@ -4,7 +4,7 @@ appointments."""
 from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
-from crm.api import appointments, forms, views
+from crm.api import appointments, forms, notifications, views
 
 router = DefaultRouter()
 router.register("contacts", views.ContactViewSet, basename="contact")
@@ -13,6 +13,8 @@ router.register("imports", views.ContactImportViewSet, basename="contact-import"
 router.register("forms", forms.FormViewSet, basename="form")
 router.register("resources", appointments.ResourceViewSet, basename="resource")
 router.register("appointments", appointments.AppointmentViewSet, basename="appointment")
+router.register("deliveries", notifications.DeliveryViewSet, basename="delivery")
+router.register("suppressions", notifications.SuppressionViewSet, basename="suppression")
 
 urlpatterns = [
     re_path(rf"^forms/(?P<key>{forms.KEY_RE})/$", forms.form_page, name="form-page"),

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from core.models import User
-from crm.models import Contact, Form, Tag
+from crm.models import Contact, Delivery, Form, Tag
 from tests.core.test_admin_services import (
     admin_delete,
     admin_save,
@@ -119,3 +119,17 @@ def test_a_form_added_and_changed_in_the_admin_goes_through_its_service(owner, r
         f"/admin/crm/form/{form.pk}/change/", {"name": "Join", "fields": '[{"name": "x"}]', "enabled": "on"}
     )
     assert refused.status_code == 200 and "fields" in refused.context["adminform"].form.errors
+
+
+def test_deliveries_are_read_only_in_the_admin_with_their_attempts(owner, site_admin):
+    delivery = Delivery.objects.create(
+        org=owner.org,
+        channel="email",
+        to="ada@example.com",
+        idempotency_key="k",
+        attempts=[{"at": "2026-12-01T00:00:00+00:00", "outcome": "queued", "error": "deferred (SMTP 451)"}],
+    )
+    page = site_admin.get(f"/admin/crm/delivery/{delivery.pk}/change/")
+    assert page.status_code == 200 and "deferred (SMTP 451)" in page.content.decode()
+    assert site_admin.get("/admin/crm/delivery/add/").status_code == 403
+    assert site_admin.get("/admin/crm/suppression/").status_code == 200

@@ -219,3 +219,52 @@ def test_opens_clicks_and_unsubscribes_are_tracked(owner, smtp, inbox, ada):
     assert run_sends() == ["suppressed"]
     assert len(inbox.messages) == 1
     assert Delivery.objects.get(idempotency_key="k2").status == DeliveryStatus.SUPPRESSED
+
+
+def test_deliveries_and_suppressions_through_the_api(owner, member, outsider, smtp, inbox, ada):
+    email_to(owner, ada)
+    run_sends()
+    listed = member.client.get("/crm/deliveries/", {"status": "sent", "to": "ADA@example.com"}).data[
+        "results"
+    ]
+    assert [(row["to"], row["status"]) for row in listed] == [("ada@example.com", "sent")]
+    assert listed[0]["attempts"][0]["outcome"] == "sent"
+    assert outsider.client.get(f"/crm/deliveries/{listed[0]['id']}/").status_code == 404
+    assert member.client.get("/crm/deliveries/", {"status": "lost"}).status_code == 400
+
+    assert (
+        member.client.post(
+            "/crm/suppressions/", {"channel": "email", "address": "x@example.com"}, format="json"
+        ).status_code
+        == 403
+    )
+    made = owner.client.post(
+        "/crm/suppressions/", {"channel": "email", "address": "Bob@Example.com"}, format="json"
+    )
+    again = owner.client.post(
+        "/crm/suppressions/", {"channel": "email", "address": "bob@example.com"}, format="json"
+    )
+    bad = owner.client.post("/crm/suppressions/", {"channel": "sms", "address": "555"}, format="json")
+    assert (
+        made.status_code == 201
+        and made.data["address"] == "bob@example.com"
+        and made.data["reason"] == "manual"
+    )
+    assert again.status_code == 409 and bad.status_code == 400
+    assert outsider.client.delete(f"/crm/suppressions/{made.data['id']}/").status_code == 404
+    assert owner.client.delete(f"/crm/suppressions/{made.data['id']}/").status_code == 204
+
+
+def test_a_send_interrupted_mid_way_is_sent_again_once_and_the_attempt_says_so(owner, smtp, inbox, ada):
+    delivery = email_to(owner, ada)
+    ScheduledJob.objects.filter(task=send_delivery.name).update(status="done")
+    # A worker claimed it and was killed before it could record the outcome (the SMTP server may
+    # or may not have taken the message: the one window in which a message can go twice).
+    Delivery.objects.filter(pk=delivery.pk).update(status="sending")
+
+    assert send_delivery.run(delivery_id=str(delivery.pk), org_id=str(owner.org.pk)) == "sent"
+    assert send_delivery.run(delivery_id=str(delivery.pk), org_id=str(owner.org.pk)) == "sent"
+
+    delivery.refresh_from_db()
+    assert [a["outcome"] for a in delivery.attempts] == ["unknown", "sent"]
+    assert len(inbox.messages) == 1
