@@ -20,6 +20,7 @@ from core.locking import lock
 from crm.models import Channel, Delivery, DeliveryStatus, Suppression
 from crm.tracking import tracking_url
 from sync.models import Connection, Vendor
+from sync.upstream import ratelimit
 from sync.upstream.outbound import UnsafeURL
 from sync.upstream.outbound.smtp import GuardedEmailBackend, smtp_settings
 
@@ -48,6 +49,7 @@ def send_delivery(*, delivery_id: str, org_id: str) -> str:
     except NotNow as exc:
         settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
         raise  # the consumer's retry policy; past it, a dead letter an operator replays
+
     return settle(delivery, DeliveryStatus.SENT, provider_id=provider_id)
 
 
@@ -106,6 +108,8 @@ def send_email(delivery: Delivery) -> str:
     )
     if connection is None:
         raise Refused("the organization has no enabled smtp connection")
+    if not ratelimit.wait_turn(connection):
+        raise NotNow("the connection's send rate is spent: tried again later")
     credentials: dict[str, Any] = connection.credentials or {}
     try:
         smtp = smtp_settings(credentials)

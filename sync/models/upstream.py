@@ -43,6 +43,8 @@ class Connection(models.Model):
     # Sandboxes and tests point a connection elsewhere; the SSRF guard checks it like any URL.
     base_url = models.URLField(max_length=500, blank=True)
     enabled = models.BooleanField(default=True)
+    # Messages (or calls) per second all workers together may send through it; null: no limit.
+    max_per_second = models.PositiveIntegerField(null=True, blank=True)
     # Health, from the outbound client's attempts.
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)

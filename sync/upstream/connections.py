@@ -197,6 +197,7 @@ def connection_create(
     webhook_secret: str | None = None,
     base_url: str = "",
     enabled: bool = True,
+    max_per_second: int | None = None,
     actor: User | None = None,
 ) -> Connection:
     errors: dict[str, Any] = {}
@@ -212,7 +213,13 @@ def connection_create(
         errors["base_url"] = [reason]
     _raise_if(errors)
     connection = Connection(
-        org=org, vendor=vendor, name=name, base_url=base_url, enabled=enabled, created_by=actor
+        org=org,
+        vendor=vendor,
+        name=name,
+        base_url=base_url,
+        enabled=enabled,
+        max_per_second=max_per_second,
+        created_by=actor,
     )
     # Assigned, not passed: the encrypted fields hold JSON values, which the stubs' TextField denies.
     connection.credentials = dict(credentials)
@@ -244,6 +251,7 @@ def connection_update(
     credentials: Any = UNSET,
     base_url: Any = UNSET,
     enabled: Any = UNSET,
+    max_per_second: Any = UNSET,
     actor: User | None = None,
 ) -> Connection:
     """Change what is given; `credentials` replaces the whole mapping."""
@@ -263,6 +271,8 @@ def connection_update(
         changes["base_url"] = base_url
     if enabled is not UNSET and enabled != connection.enabled:
         changes["enabled"] = bool(enabled)
+    if max_per_second is not UNSET and max_per_second != connection.max_per_second:
+        changes["max_per_second"] = max_per_second
     _raise_if(errors)
     if not changes:
         return connection

@@ -41,6 +41,7 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
             "vendor",
             "name",
             "enabled",
+            "max_per_second",
             "base_url",
             "credential_keys",
             "webhook_secrets",
@@ -94,6 +95,13 @@ class ConnectionCreateSerializer(serializers.Serializer[Any]):
         required=False, allow_blank=True, max_length=connections.MAX_BASE_URL_LENGTH
     )
     enabled = StrictBooleanField(default=True)
+    max_per_second = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=10_000,
+        help_text="At most this many messages per second through it, all workers together (null: no limit).",
+    )
 
 
 class ConnectionUpdateSerializer(serializers.Serializer[Any]):
@@ -105,6 +113,13 @@ class ConnectionUpdateSerializer(serializers.Serializer[Any]):
         required=False, allow_blank=True, max_length=connections.MAX_BASE_URL_LENGTH
     )
     enabled = StrictBooleanField(required=False)
+    max_per_second = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=10_000,
+        help_text="At most this many messages per second through it, all workers together (null: no limit).",
+    )
 
     _REFUSED: ClassVar[dict[str, str]] = {
         "vendor": "A connection's vendor cannot change: create a new connection.",

@@ -4,6 +4,7 @@ tracked opens, clicks and one-click unsubscribe."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -268,3 +269,21 @@ def test_a_send_interrupted_mid_way_is_sent_again_once_and_the_attempt_says_so(o
     delivery.refresh_from_db()
     assert [a["outcome"] for a in delivery.attempts] == ["unknown", "sent"]
     assert len(inbox.messages) == 1
+
+
+def test_a_connection_with_a_rate_sends_no_faster(owner, inbox, settings):
+    connection_create(
+        org=owner.org,
+        vendor="smtp",
+        name="mail",
+        credentials={"host": "127.0.0.1", "port": inbox.port},
+        max_per_second=2,
+    )
+    for n in range(5):
+        email_to(owner, f"p{n}@example.com", key=f"rate-{n}")
+    started = time.monotonic()
+
+    assert run_sends() == ["sent"] * 5
+
+    assert time.monotonic() - started >= 1.4  # 2 at once, then one every half second
+    assert len(inbox.messages) == 5
