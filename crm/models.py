@@ -273,7 +273,8 @@ class DeliveryStatus(models.TextChoices):
 
 class Delivery(BaseModel):
     """One message to one recipient on one channel, sent at most once per idempotency key. Its
-    attempts, provider id, opens and clicks are kept on it."""
+    attempts, provider id, opens and clicks are kept on it. A log, not an org's record: no CRUD
+    events (its outcomes are the email.* events)."""
 
     channel = models.CharField(max_length=10, choices=Channel.choices)
     contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -293,9 +294,6 @@ class Delivery(BaseModel):
     opened_at = models.DateTimeField(null=True, blank=True)
     opens = models.PositiveIntegerField(default=0)
     clicks = models.PositiveIntegerField(default=0)
-
-    crud_events = COLLECTION_EVENTS
-    snapshot_exclude: ClassVar[frozenset[str]] = frozenset({"text", "html", "links", "attempts"})
 
     class Meta:
         ordering = ("-created_at", "-id")

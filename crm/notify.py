@@ -4,6 +4,7 @@ and sent by a job queued in the same commit; user templates rendered in Jinja2's
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,6 @@ from django.db import IntegrityError, transaction
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from core import repository
 from core.jobs.consumers import enqueue
 from core.models import Org
 from crm.models import Channel, Contact, Delivery
@@ -91,24 +91,24 @@ def notify(
     # Plain data only, whatever the caller passed: a model instance becomes its str().
     plain = json.loads(json.dumps(context or {}, default=str))
     data = {**plain, "contact": contact_context(contact, address)}
+    # A log of what was sent, like an outbound HTTP attempt, not a record the org edits: no CRUD
+    # event (its outcomes are the email.* events). Tracked before the insert, so one INSERT.
+    delivery = Delivery(
+        id=uuid.uuid4(),
+        org=org,
+        channel=channel,
+        contact=contact,
+        to=address,
+        subject=render(content.subject, data).replace("\r", " ").replace("\n", " ")[:998],
+        text=render(content.text, data),
+        source=source[:100],
+        idempotency_key=idempotency_key,
+    )
+    html = render(content.html, data, html=True)
+    delivery.html, delivery.links = track(delivery, html) if html else ("", [])
     try:
         with transaction.atomic():
-            delivery = repository.create(
-                Delivery,
-                org=org,
-                actor=None,
-                channel=channel,
-                contact=contact,
-                to=address,
-                subject=render(content.subject, data).replace("\r", " ").replace("\n", " ")[:998],
-                text=render(content.text, data),
-                html=render(content.html, data, html=True),
-                source=source[:100],
-                idempotency_key=idempotency_key,
-            )
-            if delivery.html:
-                delivery.html, delivery.links = track(delivery, delivery.html)
-                delivery.save(update_fields=["html", "links"])
+            delivery.save(force_insert=True)
             enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org.pk)
     except IntegrityError:  # the same key, committed meanwhile by a concurrent call
         return Delivery.objects.get(org=org, idempotency_key=idempotency_key)

@@ -4,8 +4,12 @@ is the one window in which a message can go twice (docs/crm.md)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import smtplib
 import ssl
+import threading
 from email.utils import make_msgid
 from typing import Any
 
@@ -93,6 +97,58 @@ def normalized(channel: str, address: str) -> str:
     return address.strip().lower() if channel == Channel.EMAIL else address.strip()
 
 
+class Sessions:
+    """This process's open SMTP sessions, one per connection: a job sends on the session the
+    last one left open, as a mail client keeps its connection. A session that fails is closed;
+    one the server dropped while idle is reopened once, at once."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[str, GuardedEmailBackend]] = {}
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._open.clear)  # never the parent's sockets
+
+    def send(self, key: str, smtp: dict[str, Any], message: EmailMultiAlternatives) -> None:
+        fingerprint = hashlib.sha256(json.dumps(smtp, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            found = self._open.pop(key, None)
+            if found is not None and found[0] != fingerprint:  # the connection was edited
+                found[1].close()
+                found = None
+            backend = found[1] if found else self._new(smtp)
+            try:
+                try:
+                    self._send(backend, message)
+                except (smtplib.SMTPServerDisconnected, ConnectionError):
+                    if found is None:
+                        raise
+                    backend.close()  # dropped while idle: once more on a new session
+                    backend = self._new(smtp)
+                    self._send(backend, message)
+            except BaseException:
+                backend.close()
+                raise
+            self._open[key] = (fingerprint, backend)
+
+    def close_all(self) -> None:
+        with self._lock:
+            for _, backend in self._open.values():
+                backend.close()
+            self._open.clear()
+
+    @staticmethod
+    def _new(smtp: dict[str, Any]) -> GuardedEmailBackend:
+        return GuardedEmailBackend(**smtp, timeout=settings.EMAIL_TIMEOUT, fail_silently=False)
+
+    @staticmethod
+    def _send(backend: GuardedEmailBackend, message: EmailMultiAlternatives) -> None:
+        backend.open()  # no-op on an open session
+        message.connection = backend
+        message.send()
+
+
+sessions = Sessions()
+
+
 def send(delivery: Delivery) -> str:
     if delivery.channel == Channel.EMAIL:
         return send_email(delivery)
@@ -128,12 +184,11 @@ def send_email(delivery: Delivery) -> str:
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
-        connection=GuardedEmailBackend(**smtp, timeout=settings.EMAIL_TIMEOUT, fail_silently=False),
     )
     if delivery.html:
         message.attach_alternative(delivery.html, "text/html")
     try:
-        message.send()
+        sessions.send(str(connection.pk), smtp, message)
     except UnsafeURL as exc:
         raise Refused(f"refused: {exc}") from None
     except smtplib.SMTPRecipientsRefused as exc:

@@ -3,9 +3,19 @@ servers (SMTP) and retrying in fractions of a second."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from crm.sending import sessions
 from tests.sync.conftest import worker  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def smtp_sessions_closed() -> Iterator[None]:
+    """This process's SMTP sessions, kept open between sends, do not outlive the test's server."""
+    yield
+    sessions.close_all()
 
 
 @pytest.fixture
