@@ -3,6 +3,7 @@ and sent by a job queued in the same commit; user templates rendered in Jinja2's
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from core.jobs.consumers import enqueue
@@ -37,11 +38,16 @@ def render(template: str, context: dict[str, Any], *, html: bool = False) -> str
     is reachable from it); HTML autoescaped. Raises ValidationError."""
     if not template:
         return ""
-    environment = _html_templates if html else _text_templates
     try:
-        return environment.from_string(template).render(context)
+        return _compiled(template, html).render(context)
     except TemplateError as exc:
         raise ValidationError(f"The template cannot be rendered: {exc}") from None
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(template: str, html: bool) -> Template:
+    """A template compiled once per process (compiling costs more than rendering)."""
+    return (_html_templates if html else _text_templates).from_string(template)
 
 
 def check(template: str) -> None:

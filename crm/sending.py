@@ -10,17 +10,16 @@ import os
 import smtplib
 import ssl
 import threading
+from datetime import timedelta
 from email.utils import make_msgid
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
 from django.utils import timezone
 
-from core.jobs.consumers import RetryPolicy, consumer
+from core.jobs.consumers import PermanentError, RetryPolicy, consumer
 from core.jobs.queues import Queue
-from core.locking import lock
 from crm.models import Channel, Delivery, DeliveryStatus, Suppression
 from crm.tracking import tracking_url
 from sync.models import Connection, Vendor
@@ -28,6 +27,7 @@ from sync.upstream import ratelimit
 from sync.upstream.outbound import UnsafeURL
 from sync.upstream.outbound.smtp import GuardedEmailBackend, smtp_settings
 
+LEASE_MARGIN_SECONDS = 5
 SEND_RETRY = RetryPolicy(max_attempts=6, backoff=30.0, max_backoff=3600.0)
 FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
@@ -58,38 +58,56 @@ def send_delivery(*, delivery_id: str, org_id: str) -> str:
 
 
 def claim(delivery_id: str, org_id: str) -> Delivery:
-    """Lock the delivery; unless final, mark it `sending` (or `suppressed`) and commit."""
-    with transaction.atomic():
-        delivery = lock(Delivery.objects.select_related("org"), pk=delivery_id, org_id=org_id)
-        if delivery.status in (*FINAL, DeliveryStatus.SUPPRESSED):
-            return delivery
-        suppressed = Suppression.objects.filter(
-            org_id=org_id, channel=delivery.channel, address=normalized(delivery.channel, delivery.to)
-        ).first()
-        now = timezone.now().isoformat()
-        if suppressed is not None:
-            delivery.status = DeliveryStatus.SUPPRESSED
-            delivery.last_error = f"the address is suppressed ({suppressed.reason})"
-        else:
-            if delivery.status == DeliveryStatus.SENDING:  # an attempt died mid-send: it may have gone
-                delivery.attempts.append({"at": now, "outcome": "unknown", "error": "interrupted"})
-            delivery.status = DeliveryStatus.SENDING
-        delivery.save(update_fields=["status", "last_error", "attempts", "updated_at"])
+    """Unless final, mark the delivery `sending` (or `suppressed`): a compare-and-set on its
+    version (`updated_at`), so of two jobs of one delivery only one goes on to send, and a
+    delivery another job claimed is left to it for that job's time limit (NotNow)."""
+    delivery = Delivery.objects.select_related("org").filter(pk=delivery_id, org_id=org_id).first()
+    if delivery is None:
+        raise PermanentError(f"delivery {delivery_id} not found")
+    if delivery.status in (*FINAL, DeliveryStatus.SUPPRESSED):
         return delivery
+    suppressed = Suppression.objects.filter(
+        org_id=org_id, channel=delivery.channel, address=normalized(delivery.channel, delivery.to)
+    ).first()
+    version, now = delivery.updated_at, timezone.now()
+    lease = timedelta(seconds=(send_delivery.time_limit or 60) + LEASE_MARGIN_SECONDS)
+    if delivery.status == DeliveryStatus.SENDING and now - version < lease:
+        # Claimed by a job that may still be talking to the server: never two at once. Past
+        # the lease that job is dead (its time limit killed it at the latest).
+        raise NotNow("another attempt is sending it")
+    if suppressed is not None:
+        delivery.status = DeliveryStatus.SUPPRESSED
+        delivery.last_error = f"the address is suppressed ({suppressed.reason})"
+    else:
+        if delivery.status == DeliveryStatus.SENDING:  # an attempt died mid-send: it may have gone
+            delivery.attempts.append({"at": now.isoformat(), "outcome": "unknown", "error": "interrupted"})
+        delivery.status = DeliveryStatus.SENDING
+    won = Delivery.objects.filter(pk=delivery.pk, updated_at=version).update(
+        status=delivery.status, last_error=delivery.last_error, attempts=delivery.attempts, updated_at=now
+    )
+    if not won:  # another job of it moved it first: that one sends
+        delivery.status = DeliveryStatus.QUEUED
+        return delivery
+    delivery.updated_at = now
+    return delivery
 
 
 def settle(delivery: Delivery, status: str, *, error: str = "", provider_id: str = "") -> str:
-    with transaction.atomic():
-        fresh = lock(Delivery.objects, pk=delivery.pk)
-        fresh.attempts.append({"at": timezone.now().isoformat(), "outcome": status, "error": error[:500]})
-        fresh.status = status
-        fresh.last_error = error[:1000]
-        fresh.message_id = delivery.message_id or fresh.message_id
-        if provider_id:
-            fresh.provider_id = provider_id
-        if status == DeliveryStatus.SENT:
-            fresh.sent_at = timezone.now()
-        fresh.save()
+    """Record the attempt's outcome: one UPDATE (the delivery is this job's while `sending`)."""
+    now = timezone.now()
+    delivery.attempts.append({"at": now.isoformat(), "outcome": status, "error": error[:500]})
+    changes: dict[str, Any] = {
+        "status": status,
+        "last_error": error[:1000],
+        "attempts": delivery.attempts,
+        "message_id": delivery.message_id,
+        "updated_at": now,
+    }
+    if provider_id:
+        changes["provider_id"] = provider_id
+    if status == DeliveryStatus.SENT:
+        changes["sent_at"] = now
+    Delivery.objects.filter(pk=delivery.pk).update(**changes)
     return status
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from core.models import EventRecord, ScheduledJob
 from crm import services, tracking
 from crm.models import Channel, Delivery, DeliveryStatus, Suppression
 from crm.notify import Content, notify
-from crm.sending import NotNow, send_delivery
+from crm.sending import NotNow, claim, send_delivery
 from sync.upstream.connections import connection_create
 from tests.browser import free_port
 from tests.crm.smtp_server import Inbox, smtp_server
@@ -261,7 +262,14 @@ def test_a_send_interrupted_mid_way_is_sent_again_once_and_the_attempt_says_so(o
     ScheduledJob.objects.filter(task=send_delivery.name).update(status="done")
     # A worker claimed it and was killed before it could record the outcome (the SMTP server may
     # or may not have taken the message: the one window in which a message can go twice).
-    Delivery.objects.filter(pk=delivery.pk).update(status="sending")
+    claimed = Delivery.objects.get(pk=delivery.pk).updated_at
+    Delivery.objects.filter(pk=delivery.pk).update(status="sending", updated_at=claimed)
+    # While its time limit may still be running, nobody else sends it.
+    with pytest.raises(NotNow, match="another attempt"):
+        send_delivery.run(delivery_id=str(delivery.pk), org_id=str(owner.org.pk))
+    assert not inbox.messages
+    # Past it (and the margin), that attempt is dead: sent again.
+    Delivery.objects.filter(pk=delivery.pk).update(updated_at=claimed - timedelta(minutes=30))
 
     assert send_delivery.run(delivery_id=str(delivery.pk), org_id=str(owner.org.pk)) == "sent"
     assert send_delivery.run(delivery_id=str(delivery.pk), org_id=str(owner.org.pk)) == "sent"
@@ -306,3 +314,12 @@ def test_sends_share_one_smtp_session_which_is_reopened_once_dropped(owner, sett
         email_to(owner, "late@example.com", key="s-late")
         assert run_sends() == ["sent"]
         assert len(back.messages) == 1 and back.sessions == 1
+
+
+def test_of_two_jobs_of_one_delivery_only_one_sends(owner, smtp, inbox):
+    delivery = email_to(owner, "ada@example.com")
+    ScheduledJob.objects.filter(task=send_delivery.name).update(status="done")
+    first = claim(str(delivery.pk), str(owner.org.pk))
+    assert first.status == "sending"
+    with pytest.raises(NotNow, match="another attempt"):  # the first may still be talking to the server
+        claim(str(delivery.pk), str(owner.org.pk))
