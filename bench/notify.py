@@ -34,7 +34,10 @@ TARGET_RATIO = 0.7
 SUBJECT = "notify() -> worker -> SMTP"
 BASELINE = "bare EmailBackend loop, one connection"
 TEXT = "Hello {{ contact.first_name }},\n\nour sale starts today."
-HTML = '<p>Hello {{ contact.first_name }},</p><p><a href="https://shop.example/sale">Our sale</a> starts today.</p>'
+HTML = (
+    "<p>Hello {{ contact.first_name }},</p>"
+    '<p><a href="https://shop.example/sale">Our sale</a> starts today.</p>'
+)
 
 
 def wait_for_messages(inbox: Any, count: int, timeout: float) -> None:
