@@ -169,8 +169,8 @@ def test_editing_steps_bumps_the_version_and_keeps_the_secret(owner, public_exam
                 "steps": {
                     "0": {
                         "type": [
-                            "'send-fax' is not a step type; use one of: condition, create-record, "
-                            "send-webhook, update-record, wait."
+                            "'send-fax' is not a step type; use one of: add-tag, condition, create-record, "
+                            "send-email, send-webhook, update-record, wait."
                         ]
                     }
                 }
