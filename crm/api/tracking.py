@@ -32,7 +32,7 @@ def _delivery(token: str, *, link: bool = False) -> tuple[Delivery, int | None]:
     found = read_token(token)
     if found is None or (link and found[1] is None):
         raise Http404("Unknown link.")
-    delivery = Delivery.objects.select_related("org").filter(pk=found[0]).first()
+    delivery = Delivery.objects.filter(pk=found[0]).first()
     if delivery is None:
         raise Http404("Unknown link.")
     return delivery, found[1]
@@ -51,19 +51,23 @@ def _engagement(delivery: Delivery, request: HttpRequest) -> dict[str, object]:
 def opened(request: HttpRequest, token: str) -> HttpResponse:
     delivery, _ = _delivery(token)
     try:
-        with transaction.atomic():
-            first = Delivery.objects.filter(pk=delivery.pk, opened_at__isnull=True).update(
-                opened_at=timezone.now()
-            )
+        if delivery.opened_at is not None:  # a repeat open, most of them: counted, one UPDATE
             Delivery.objects.filter(pk=delivery.pk).update(opens=F("opens") + 1)
-            if first:
-                emit(
-                    EMAIL_OPENED.name,
-                    org=delivery.org,
-                    record=delivery,
-                    datatype=DELIVERY,
-                    data=EmailEngagement(**_engagement(delivery, request)),  # type: ignore[arg-type]
+        else:
+            with transaction.atomic():
+                first = Delivery.objects.filter(pk=delivery.pk, opened_at__isnull=True).update(
+                    opened_at=timezone.now(), opens=F("opens") + 1
                 )
+                if not first:  # another request's open was first
+                    Delivery.objects.filter(pk=delivery.pk).update(opens=F("opens") + 1)
+                else:
+                    emit(
+                        EMAIL_OPENED.name,
+                        org=delivery.org_id,
+                        record=delivery,
+                        datatype=DELIVERY,
+                        data=EmailEngagement(**_engagement(delivery, request)),  # type: ignore[arg-type]
+                    )
     except Exception:  # the pixel is served whatever the bookkeeping meets
         logger.exception("tracking: cannot record an open of delivery %s", delivery.pk)
     response = HttpResponse(PIXEL, content_type="image/gif")
@@ -82,7 +86,7 @@ def clicked(request: HttpRequest, token: str) -> HttpResponse:
             Delivery.objects.filter(pk=delivery.pk).update(clicks=F("clicks") + 1)
             emit(
                 EMAIL_CLICKED.name,
-                org=delivery.org,
+                org=delivery.org_id,
                 record=delivery,
                 datatype=DELIVERY,
                 data=EmailClicked(**_engagement(delivery, request), url=url),  # type: ignore[arg-type]
