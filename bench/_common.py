@@ -294,6 +294,20 @@ def drive_clients(make_client: Callable[[], BenchClient], clients: int, seconds:
     return segment
 
 
+def summarize(segments: Sequence[Segment]) -> dict[str, Any]:
+    """One route's rounds: req/s per round, their median and best, requests, errors, latencies."""
+    latencies = [lat for seg in segments for lat in seg.latencies]
+    return {
+        "rps_rounds": [seg.rps for seg in segments],
+        "rps_median": median([seg.rps for seg in segments]),
+        "rps_best": max(seg.rps for seg in segments),
+        "requests": sum(seg.requests for seg in segments),
+        "errors": sum(seg.errors for seg in segments),
+        "latency_p50_ms": percentile(latencies, 50) * 1000,
+        "latency_p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -155,19 +155,13 @@ def main() -> None:
     }
     connection.close()
 
-    summary: dict[str, dict[str, Any]] = {}
-    for label, segs in segments.items():
-        latencies = [lat for seg in segs for lat in seg.latencies]
-        summary[label] = {
-            "rps_rounds": [seg.rps for seg in segs],
-            "rps_median": _common.median([seg.rps for seg in segs]),
-            "rps_best": max(seg.rps for seg in segs),
-            "requests": sum(seg.requests for seg in segs),
-            "errors": sum(seg.errors for seg in segs),
+    summary: dict[str, dict[str, Any]] = {
+        label: {
+            **_common.summarize(segs),
             "statuses": {str(k): v for seg in segs for k, v in seg.statuses.items()},
-            "latency_p50_ms": _common.percentile(latencies, 50) * 1000,
-            "latency_p99_ms": _common.percentile(latencies, 99) * 1000,
         }
+        for label, segs in segments.items()
+    }
     base = summary[BASELINE[0]]
     rows = []
     for label in (BASELINE[0], SUBJECT[0]):

@@ -151,17 +151,7 @@ def main() -> None:
     first_opens = EventRecord.objects.filter(name="email.opened").count()
     connection.close()
 
-    summary: dict[str, dict[str, Any]] = {}
-    for label, segs in segments.items():
-        latencies = [lat for seg in segs for lat in seg.latencies]
-        summary[label] = {
-            "rps_rounds": [seg.rps for seg in segs],
-            "rps_median": _common.median([seg.rps for seg in segs]),
-            "requests": sum(seg.requests for seg in segs),
-            "errors": sum(seg.errors for seg in segs),
-            "latency_p50_ms": _common.percentile(latencies, 50) * 1000,
-            "latency_p99_ms": _common.percentile(latencies, 99) * 1000,
-        }
+    summary = {label: _common.summarize(segs) for label, segs in segments.items()}
     base, subj = summary[BASELINE], summary[SUBJECT]
     ratio = _common.ratio(subj["rps_median"], base["rps_median"])
     paired = _common.median(

@@ -229,19 +229,9 @@ def main() -> None:
     }
     connection.close()
 
-    summary: dict[str, dict[str, Any]] = {}
-    for label, segs in segments.items():
-        latencies = [lat for seg in segs for lat in seg.latencies]
-        summary[label] = {
-            "path": routes[label],
-            "rps_rounds": [seg.rps for seg in segs],
-            "rps_median": _common.median([seg.rps for seg in segs]),
-            "rps_best": max(seg.rps for seg in segs),
-            "requests": sum(seg.requests for seg in segs),
-            "errors": sum(seg.errors for seg in segs),
-            "latency_p50_ms": _common.percentile(latencies, 50) * 1000,
-            "latency_p99_ms": _common.percentile(latencies, 99) * 1000,
-        }
+    summary: dict[str, dict[str, Any]] = {
+        label: {"path": routes[label], **_common.summarize(segs)} for label, segs in segments.items()
+    }
     base = summary[BASELINE]
     table = []
     for label in (BASELINE, SUBJECT):

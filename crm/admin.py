@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from core.admin.base import ReadOnlyAdmin, ServiceAdmin, acting_user, adopt, cells, html_table
+from core.admin.base import OrgOwnedAdmin, ReadOnlyAdmin, acting_user, adopt, cells, html_table
 from crm import services, webforms
 from crm.models import Contact, ContactImport, ContactSource, Delivery, Form, Suppression, Tag
 
@@ -40,15 +40,12 @@ class ContactForm(forms.ModelForm[Contact]):
 
 
 @admin.register(Contact)
-class ContactAdmin(ServiceAdmin):
+class ContactAdmin(OrgOwnedAdmin):
     form = ContactForm
     list_display = ("__str__", "email", "phone", "source", "org", "created_at")
     list_filter = ("source", "org")
     search_fields = ("email", "first_name", "last_name", "phone")
     readonly_fields = ("id", "source", "created_at", "updated_at", "created_by")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return (*self.readonly_fields, "org") if obj is not None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Contact, form: Any, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in CONTACT_FIELDS if name in form.cleaned_data}
@@ -64,15 +61,12 @@ class ContactAdmin(ServiceAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(ServiceAdmin):
+class TagAdmin(OrgOwnedAdmin):
     list_display = ("name", "org", "created_at")
     list_filter = ("org",)
     search_fields = ("name",)
     fields = ("org", "name", "description", "created_at", "updated_at", "created_by")
     readonly_fields = ("created_at", "updated_at", "created_by")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return (*self.readonly_fields, "org") if obj is not None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Tag, form: Any, change: bool) -> None:
         actor = acting_user(request)
@@ -106,15 +100,12 @@ class FormForm(forms.ModelForm[Form]):
 
 
 @admin.register(Form)
-class FormAdmin(ServiceAdmin):
+class FormAdmin(OrgOwnedAdmin):
     form = FormForm
     list_display = ("name", "key", "enabled", "org", "created_at")
     list_filter = ("enabled", "org")
     search_fields = ("name", "key")
     readonly_fields = ("key", "created_at", "updated_at", "created_by")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return (*self.readonly_fields, "org") if obj is not None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Form, form: Any, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in FORM_FIELDS if name in form.cleaned_data}

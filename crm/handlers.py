@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from core.events import Envelope, on_event
 from core.jobs.queues import Queue
+from crm import services
 from crm.events import EMAIL_BOUNCED, EMAIL_DELIVERED, EMAIL_DROPPED, SMS_RECEIVED
 from crm.models import Channel, Delivery, DeliveryStatus, Suppression, SuppressionReason
 
@@ -28,12 +29,6 @@ def _delivery(event: Envelope) -> Delivery | None:
     return found
 
 
-def _suppress(event: Envelope, channel: str, address: str, reason: str) -> None:
-    Suppression.objects.get_or_create(
-        org_id=event.orgid, channel=channel, address=address, defaults={"reason": reason}
-    )
-
-
 @on_event(EMAIL_DELIVERED.name, queue=Queue.NOTIFICATION)
 def on_email_delivered(event: Envelope) -> None:
     found = _delivery(event)
@@ -52,7 +47,12 @@ def on_email_bounced(event: Envelope) -> None:
             status=DeliveryStatus.BOUNCED, last_error=str(reason)[:1000]
         )
     if event.data.get("bounce_type", "bounce") == "bounce":  # a hard bounce: the address is refused
-        _suppress(event, Channel.EMAIL, event.data["email"].strip().lower(), SuppressionReason.BOUNCED)
+        services.suppress(
+            org_id=event.orgid,
+            channel=Channel.EMAIL,
+            address=event.data["email"],
+            reason=SuppressionReason.BOUNCED,
+        )
 
 
 @on_event(EMAIL_DROPPED.name, queue=Queue.NOTIFICATION)
@@ -71,7 +71,9 @@ def on_sms_received(event: Envelope) -> None:
     if not number:
         return
     if word in STOP_WORDS:
-        _suppress(event, Channel.SMS, number, SuppressionReason.STOPPED)
+        services.suppress(
+            org_id=event.orgid, channel=Channel.SMS, address=number, reason=SuppressionReason.STOPPED
+        )
     elif word in START_WORDS:
         Suppression.objects.filter(
             org_id=event.orgid, channel=Channel.SMS, address=number, reason=SuppressionReason.STOPPED

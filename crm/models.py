@@ -25,6 +25,19 @@ COLLECTION_EVENTS = CrudEvents(
 )
 
 
+class CrmModel(BaseModel):
+    """An org-owned CRM row whose datatype is its kind's (DATATYPE), whatever the caller set."""
+
+    DATATYPE: ClassVar[str]
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = self.DATATYPE
+        super().save(*args, **kwargs)
+
+
 class Channel(models.TextChoices):
     EMAIL = "email"
     SMS = "sms"
@@ -41,9 +54,11 @@ class ContactSource(models.TextChoices):
     AUTOMATION = "automation"
 
 
-class Contact(BaseModel):
+class Contact(CrmModel):
     """A person an org talks to. `email` is unique per org, compared without case; `phone` is E.164.
     `consent` maps a channel to {"granted", "at", "how"}."""
+
+    DATATYPE = CONTACT
 
     email = models.EmailField(max_length=254, blank=True, default="")
     phone = models.CharField(max_length=16, blank=True, default="")
@@ -74,10 +89,6 @@ class Contact(BaseModel):
             models.Index(fields=["org", "phone"], name="contact_org_phone"),
         ]
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = CONTACT
-        super().save(*args, **kwargs)
-
     def __str__(self) -> str:
         name = f"{self.first_name} {self.last_name}".strip()
         return name or self.email or self.phone or str(self.pk)
@@ -87,8 +98,10 @@ class Contact(BaseModel):
         return isinstance(entry, dict) and entry.get("granted") is True
 
 
-class Tag(BaseModel):
+class Tag(CrmModel):
     """A label an org puts on contacts; its name is unique per org, compared without case."""
+
+    DATATYPE = TAG
 
     name = models.CharField(max_length=64)
     description = models.CharField(max_length=500, blank=True, default="")
@@ -105,10 +118,6 @@ class Tag(BaseModel):
                 violation_error_message="A tag with this name already exists.",
             ),
         ]
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = TAG
-        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return self.name
@@ -135,9 +144,11 @@ class ImportStatus(models.TextChoices):
     DONE = "done"
 
 
-class ContactImport(BaseModel):
+class ContactImport(CrmModel):
     """A CSV of contacts being imported, a chunk of rows per job; the file is kept in the row
     (workers need not share a disk) until the import is done."""
+
+    DATATYPE = CONTACT_IMPORT
 
     filename = models.CharField(max_length=255, blank=True, default="")
     content = models.TextField(blank=True, default="")
@@ -156,10 +167,6 @@ class ContactImport(BaseModel):
     class Meta:
         ordering = ("-created_at", "-id")
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = CONTACT_IMPORT
-        super().save(*args, **kwargs)
-
     def __str__(self) -> str:
         return f"{self.filename or 'import'} ({self.done}/{self.total})"
 
@@ -168,9 +175,11 @@ def new_form_key() -> str:
     return secrets.token_urlsafe(12)  # 16 characters: never taken for a UUID in a route
 
 
-class Form(BaseModel):
+class Form(CrmModel):
     """A public contact form: its fields map to contact fields; a submission creates or updates
     the contact (source `form`) and applies `tag`. Browsers may post it from the org's sites."""
+
+    DATATYPE = FORM
 
     name = models.CharField(max_length=200)
     key = models.CharField(max_length=32, unique=True, default=new_form_key, editable=False)
@@ -184,10 +193,6 @@ class Form(BaseModel):
     class Meta:
         ordering = ("name", "id")
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = FORM
-        super().save(*args, **kwargs)
-
     def __str__(self) -> str:
         return self.name
 
@@ -197,9 +202,11 @@ class ResourceKind(models.TextChoices):
     ROOM = "room"
 
 
-class Resource(BaseModel):
+class Resource(CrmModel):
     """Someone or something appointments are booked with: its working hours, in its time zone,
     cut into slots of `slot_minutes`. `working_hours` maps mon..sun to [["09:00", "17:00"], ...]."""
+
+    DATATYPE = RESOURCE
 
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=ResourceKind.choices, default=ResourceKind.PERSON)
@@ -212,10 +219,6 @@ class Resource(BaseModel):
     class Meta:
         ordering = ("name", "id")
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = RESOURCE
-        super().save(*args, **kwargs)
-
     def __str__(self) -> str:
         return self.name
 
@@ -226,9 +229,11 @@ class AppointmentStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-class Appointment(BaseModel):
+class Appointment(CrmModel):
     """A slot of a resource for a contact: requested -> confirmed -> cancelled (or requested ->
     cancelled). A requested or confirmed appointment holds its time: no other may overlap it."""
+
+    DATATYPE = APPOINTMENT
 
     resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="appointments")
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="appointments")
@@ -253,10 +258,6 @@ class Appointment(BaseModel):
             )
         ]
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = APPOINTMENT
-        super().save(*args, **kwargs)
-
     def __str__(self) -> str:
         return f"{self.resource_id} at {self.starts_at:%Y-%m-%d %H:%M}"
 
@@ -271,10 +272,12 @@ class DeliveryStatus(models.TextChoices):
     SUPPRESSED = "suppressed"
 
 
-class Delivery(BaseModel):
+class Delivery(CrmModel):
     """One message to one recipient on one channel, sent at most once per idempotency key. Its
     attempts, provider id, opens and clicks are kept on it. A log, not an org's record: no CRUD
     events (its outcomes are the email.* events)."""
+
+    DATATYPE = DELIVERY
 
     channel = models.CharField(max_length=10, choices=Channel.choices)
     contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -301,10 +304,6 @@ class Delivery(BaseModel):
             models.UniqueConstraint(fields=["org", "idempotency_key"], name="delivery_once_per_key")
         ]
         indexes = [models.Index(fields=["org", "status", "-created_at"], name="delivery_org_status")]
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = DELIVERY
-        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.to} ({self.status})"

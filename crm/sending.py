@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from core.jobs.consumers import PermanentError, RetryPolicy, consumer
 from core.jobs.queues import Queue
-from crm.models import Channel, Delivery, DeliveryStatus, Suppression
+from crm import services
+from crm.models import Channel, Delivery, DeliveryStatus
 from crm.tracking import tracking_url
 from sync.models import Connection, Vendor
 from sync.upstream import ratelimit
@@ -66,9 +67,7 @@ def claim(delivery_id: str, org_id: str) -> Delivery:
         raise PermanentError(f"delivery {delivery_id} not found")
     if delivery.status in (*FINAL, DeliveryStatus.SUPPRESSED):
         return delivery
-    suppressed = Suppression.objects.filter(
-        org_id=org_id, channel=delivery.channel, address=normalized(delivery.channel, delivery.to)
-    ).first()
+    suppressed = services.is_suppressed(org_id=org_id, channel=delivery.channel, address=delivery.to)
     version, now = delivery.updated_at, timezone.now()
     lease = timedelta(seconds=(send_delivery.time_limit or 60) + LEASE_MARGIN_SECONDS)
     if delivery.status == DeliveryStatus.SENDING and now - version < lease:
@@ -109,10 +108,6 @@ def settle(delivery: Delivery, status: str, *, error: str = "", provider_id: str
         changes["sent_at"] = now
     Delivery.objects.filter(pk=delivery.pk).update(**changes)
     return status
-
-
-def normalized(channel: str, address: str) -> str:
-    return address.strip().lower() if channel == Channel.EMAIL else address.strip()
 
 
 class Sessions:

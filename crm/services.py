@@ -21,7 +21,7 @@ from core.locking import lock
 from core.models import Org, User
 from core.services import Conflict
 from crm.events import CONTACT_CREATED, TAG_ADDED, TAG_REMOVED, ContactCreated, TagAdded
-from crm.models import CONTACT, Channel, Contact, ContactSource, ContactTag, Tag
+from crm.models import CONTACT, Channel, Contact, ContactSource, ContactTag, Suppression, Tag
 
 CONTACT_FIELDS = frozenset({"email", "phone", "first_name", "last_name", "custom_fields", "consent"})
 # A tag's name: a letter or digit first, then letters, digits, spaces and - _ . : (it sits in URLs).
@@ -292,3 +292,27 @@ def contact_remove_tag(*, contact: Contact, actor: User | None, name: str) -> bo
             data=TagAdded(contact_id=str(contact.pk), tag=tag_name),
         )
     return True
+
+
+# --- suppressions ------------------------------------------------------------------------------
+
+
+def suppression_address(channel: str, address: str) -> str:
+    """How an address is kept on the suppression list: an email lower-cased, a number as it is."""
+    return address.strip().lower() if channel == Channel.EMAIL else address.strip()
+
+
+def suppress(*, org_id: Any, channel: str, address: str, reason: str) -> tuple[Suppression, bool]:
+    """Never send to this address on this channel again; (the row, whether it is new)."""
+    return Suppression.objects.get_or_create(
+        org_id=org_id,
+        channel=channel,
+        address=suppression_address(channel, address),
+        defaults={"reason": reason},
+    )
+
+
+def is_suppressed(*, org_id: Any, channel: str, address: str) -> Suppression | None:
+    return Suppression.objects.filter(
+        org_id=org_id, channel=channel, address=suppression_address(channel, address)
+    ).first()

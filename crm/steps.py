@@ -10,7 +10,6 @@ from django.core.exceptions import ValidationError
 
 from automation import expressions
 from automation.steps import Outcome, StepContext, StepType, register
-from core import context
 from crm import notify, services
 from crm.models import Channel, Contact
 
@@ -75,8 +74,7 @@ class AddTag(StepType):
         contact, tag, error = self._targets(ctx)
         if error or contact is None:
             return Outcome.failed(error)
-        assert ctx.run is not None
-        with context.caused_by(correlation=ctx.run.correlation_id or None, causation=ctx.run.id):
+        with ctx.caused_by_run():
             _, added = services.contact_add_tag(contact=contact, actor=None, name=tag)
         return Outcome.done({"contact_id": str(contact.pk), "tag": tag, "added": added})
 
@@ -144,7 +142,7 @@ class SendEmail(StepType):
             return Outcome.failed(f"{ctx.config.get('to', DEFAULT_CONTACT)!r} names no contact or address")
         assert ctx.run is not None
         try:
-            with context.caused_by(correlation=ctx.run.correlation_id or None, causation=ctx.run.id):
+            with ctx.caused_by_run():
                 delivery = notify.notify(
                     org=ctx.flow.org,
                     channel=Channel.EMAIL,

@@ -145,7 +145,8 @@ def submit(form: Form, data: dict[str, Any]) -> Contact | None:
     custom: dict[str, str] = {}
     consent: dict[str, dict[str, Any]] = {}
     errors: dict[str, list[str]] = {}
-    for field in parse_fields(form.fields):
+    defined = parse_fields(form.fields)
+    for field in defined:
         value = _first(data.get(field.name))
         if field.type == "checkbox":
             checked = _checked(value)
@@ -169,12 +170,12 @@ def submit(form: Form, data: dict[str, Any]) -> Contact | None:
     if errors:
         raise ValidationError(errors)
     if not fields.get("email") and not fields.get("phone"):
-        raise ValidationError({_target_field(form, "email"): ["An email or a phone is required."]})
+        raise ValidationError({_target_field(defined, "email"): ["An email or a phone is required."]})
     try:
         return _save(form, fields, custom, consent)
     except ValidationError as exc:  # the contact's own checks, keyed by contact field: by form field
         raise ValidationError(
-            {_target_field(form, key): messages for key, messages in exc.message_dict.items()}
+            {_target_field(defined, key): messages for key, messages in exc.message_dict.items()}
         ) from None
 
 
@@ -213,8 +214,9 @@ def _save_once(
         return contact
 
 
-def _target_field(form: Form, target: str) -> str:
-    for field in parse_fields(form.fields):
+def _target_field(fields: list[Field], target: str) -> str:
+    """The form field that maps to a contact field (errors are told by the form's names)."""
+    for field in fields:
         if field.maps_to == target:
             return field.name
     return "non_field_errors"

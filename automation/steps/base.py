@@ -4,11 +4,13 @@ Other apps register their own types; see docs/automation.md#steps."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from automation import expressions
+from core import context
 
 if TYPE_CHECKING:
     from automation.models import Flow, FlowRun, StepRun
@@ -90,6 +92,11 @@ class StepContext:
 
     def render(self, template: Any) -> Any:
         return expressions.render(template, self.data)
+
+    def caused_by_run(self) -> AbstractContextManager[None]:
+        """What the step emits is caused by its run, and shares the run's correlation id."""
+        assert self.run is not None
+        return context.caused_by(correlation=self.run.correlation_id or None, causation=self.run.id)
 
     def attempt_number(self) -> int:
         """1 for this step's first attempt (since the run's last retry), 2 for the next, ..."""

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from automation import expressions
 from automation.steps.base import Outcome, StepContext, StepType, register
-from core import context, datatypes, services
+from core import datatypes, services
 from core.models import Org, Record
 
 DATATYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -49,11 +49,6 @@ def _unknown(config: dict[str, Any], allowed: set[str], errors: dict[str, Any]) 
         errors["non_field_errors"] = [f"Unknown key(s): {', '.join(unknown)}."]
 
 
-def _caused_by_run(ctx: StepContext) -> Any:
-    assert ctx.run is not None
-    return context.caused_by(correlation=ctx.run.correlation_id or None, causation=ctx.run.id)
-
-
 @register
 class CreateRecord(StepType):
     name = "create-record"
@@ -70,7 +65,7 @@ class CreateRecord(StepType):
 
     def execute(self, ctx: StepContext) -> Outcome:
         org = Org.objects.get(pk=ctx.org_id)
-        with _caused_by_run(ctx):
+        with ctx.caused_by_run():
             record = services.record_create(
                 org=org, actor=None, datatype=ctx.config["datatype"], data=ctx.render(ctx.config["data"])
             )
@@ -135,7 +130,7 @@ class UpdateRecord(StepType):
                 return Outcome.failed(f"record {pk} is a '{record.datatype}', managed at {route}")
             changes = ctx.render(ctx.config["data"])
             data = changes if ctx.config.get("replace") else {**record.data, **changes}
-            with _caused_by_run(ctx):
+            with ctx.caused_by_run():
                 services.record_update(record=record, actor=None, data=data)
         return Outcome.done({"record_id": pk, "changed": sorted(changes)})
 

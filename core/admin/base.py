@@ -58,6 +58,14 @@ class ServiceAdmin(admin.ModelAdmin[Any]):
                 self.delete_one(request, obj)
 
 
+class OrgOwnedAdmin(ServiceAdmin):
+    """An org-owned row written through its service: its org is chosen when it is added, then fixed."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        readonly = tuple(self.readonly_fields)
+        return (*readonly, "org") if obj is not None else readonly
+
+
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -16,7 +16,7 @@ from django.http import (
 )
 
 from core import services
-from core.admin.base import ServiceAdmin, acting_user, adopt, last_owner_of
+from core.admin.base import OrgOwnedAdmin, ServiceAdmin, acting_user, adopt, last_owner_of
 from core.models import ApiToken, Invitation, Membership, Org, Role, Site, User
 
 # --- orgs and memberships ------------------------------------------------------------------
@@ -190,15 +190,12 @@ class UserAdmin(DjangoUserAdmin[User]):
 
 
 @admin.register(Site)
-class SiteAdmin(ServiceAdmin):
+class SiteAdmin(OrgOwnedAdmin):
     list_display = ("domain", "name", "org", "created_at")
     search_fields = ("domain", "name")
     list_filter = ("org",)
     fields = ("id", "org", "domain", "name", "created_at", "updated_at", "created_by")
     readonly_fields = ("id", "created_at", "updated_at", "created_by")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return (*self.readonly_fields, "org") if obj is not None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Site, form: Any, change: bool) -> None:
         actor = acting_user(request)

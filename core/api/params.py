@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from django.utils import timezone
@@ -31,3 +32,14 @@ def datetime_param(request: Request, name: str) -> datetime | None:
         return value.astimezone(UTC)
     except OverflowError:
         raise ValidationError({name: [f"Out of range in UTC: {raw!r}."]}) from None
+
+
+def uuid_param(request: Request, name: str) -> uuid.UUID | None:
+    """An id query parameter; a value that is not a UUID is a 400 naming the parameter."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ValidationError({name: ["Not an id."]}) from None

@@ -14,10 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.idempotency import IdempotentWritesMixin
-from core.api.params import UUID_RE, datetime_param
+from core.api.params import UUID_RE, datetime_param, uuid_param
 from core.api.scoping import IsOrgAdminOrReadOnly, OrgScopedMixin
 from core.api.serializers import JSONObjectField
-from core.models import User
+from core.api.views import acting_user
 from crm import appointments
 from crm.models import Appointment, AppointmentStatus, Contact, Resource
 
@@ -66,11 +66,6 @@ class AppointmentSerializer(serializers.ModelSerializer[Appointment]):
 SLOTS = inline_serializer(
     "Slot", {"start": serializers.DateTimeField(), "end": serializers.DateTimeField()}, many=True
 )
-RESOURCE_WRITABLE = ("name", "kind", "timezone", "slot_minutes", "working_hours")
-
-
-def _actor(request: Request) -> User:
-    return request.user  # type: ignore[return-value]
 
 
 class ResourceViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[Resource]):
@@ -85,7 +80,7 @@ class ResourceViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewS
     def perform_create(self, serializer: serializers.BaseSerializer[Resource]) -> None:
         data = serializer.validated_data
         serializer.instance = appointments.resource_create(
-            org=self.org, actor=_actor(self.request), **{k: data[k] for k in RESOURCE_WRITABLE if k in data}
+            org=self.org, actor=acting_user(self.request), **data
         )
 
     def perform_update(self, serializer: serializers.BaseSerializer[Resource]) -> None:
@@ -93,12 +88,12 @@ class ResourceViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewS
         data = serializer.validated_data
         serializer.instance = appointments.resource_update(
             resource=serializer.instance,
-            actor=_actor(self.request),
-            **{k: data[k] for k in RESOURCE_WRITABLE if k in data},
+            actor=acting_user(self.request),
+            **data,
         )
 
     def perform_destroy(self, instance: Resource) -> None:
-        appointments.resource_delete(resource=instance, actor=_actor(self.request))
+        appointments.resource_delete(resource=instance, actor=acting_user(self.request))
 
     @extend_schema(
         parameters=[
@@ -148,13 +143,8 @@ class AppointmentViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelVi
             return queryset
         params = self.request.query_params
         for name in ("resource", "contact"):
-            if value := params.get(name):
-                try:
-                    queryset = queryset.filter(
-                        **{f"{name}_id": serializers.UUIDField().to_internal_value(value)}
-                    )
-                except serializers.ValidationError:
-                    raise ValidationError({name: ["Not an id."]}) from None
+            if (found := uuid_param(self.request, name)) is not None:
+                queryset = queryset.filter(**{f"{name}_id": found})
         if value := params.get("status"):
             if value not in AppointmentStatus.values:
                 raise ValidationError({"status": [f"One of {', '.join(AppointmentStatus.values)}."]})
@@ -176,7 +166,7 @@ class AppointmentViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelVi
             resource=resource,
             contact=contact,
             starts_at=data["starts_at"],
-            actor=_actor(self.request),
+            actor=acting_user(self.request),
             notes=data.get("notes", ""),
         )
 
@@ -187,7 +177,7 @@ class AppointmentViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelVi
     )
     @action(detail=True, methods=["post"])
     def confirm(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        done = appointments.confirm(appointment=self.get_object(), actor=_actor(request))
+        done = appointments.confirm(appointment=self.get_object(), actor=acting_user(request))
         return Response(self.get_serializer(done).data)
 
     @extend_schema(
@@ -197,5 +187,5 @@ class AppointmentViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelVi
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        done = appointments.cancel(appointment=self.get_object(), actor=_actor(request))
+        done = appointments.cancel(appointment=self.get_object(), actor=acting_user(request))
         return Response(self.get_serializer(done).data, status=status.HTTP_200_OK)

@@ -25,7 +25,7 @@ from core.api.params import UUID_RE
 from core.api.parsers import LimitedJSONParser
 from core.api.scoping import IsOrgAdminOrReadOnly, OrgScopedMixin
 from core.api.serializers import SafeJSONField
-from core.models import User
+from core.api.views import acting_user
 from crm import webforms
 from crm.models import Form
 
@@ -73,9 +73,6 @@ class FormSerializer(serializers.ModelSerializer[Form]):
         return submit_url(form)
 
 
-WRITABLE = ("name", "fields", "tag", "success_redirect", "enabled")
-
-
 class FormViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[Form]):
     """The org's public forms; owners and admins write them."""
 
@@ -87,24 +84,19 @@ class FormViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[F
 
     def perform_create(self, serializer: serializers.BaseSerializer[Form]) -> None:
         data = serializer.validated_data
-        serializer.instance = webforms.form_create(
-            org=self.org, actor=self._actor(), **{name: data[name] for name in WRITABLE if name in data}
-        )
+        serializer.instance = webforms.form_create(org=self.org, actor=acting_user(self.request), **data)
 
     def perform_update(self, serializer: serializers.BaseSerializer[Form]) -> None:
         assert serializer.instance is not None
         data = serializer.validated_data
         serializer.instance = webforms.form_update(
             form=serializer.instance,
-            actor=self._actor(),
-            **{name: data[name] for name in WRITABLE if name in data},
+            actor=acting_user(self.request),
+            **data,
         )
 
     def perform_destroy(self, instance: Form) -> None:
-        webforms.form_delete(form=instance, actor=self._actor())
-
-    def _actor(self) -> User:
-        return self.request.user  # type: ignore[return-value]
+        webforms.form_delete(form=instance, actor=acting_user(self.request))
 
 
 def enabled_form(key: str) -> Form:

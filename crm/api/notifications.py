@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -13,12 +12,11 @@ from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.exceptions import ValidationError
 
 from core.api.idempotency import IdempotentWritesMixin
-from core.api.params import UUID_RE
+from core.api.params import UUID_RE, uuid_param
 from core.api.scoping import IsOrgAdminOrReadOnly, OrgScopedMixin
 from core.services import Conflict
 from crm import services
 from crm.models import Channel, Delivery, DeliveryStatus, Suppression, SuppressionReason
-from crm.sending import normalized
 
 
 class DeliverySerializer(serializers.ModelSerializer[Delivery]):
@@ -68,11 +66,8 @@ class DeliveryViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet[Delivery]):
                 queryset = queryset.filter(**{name: value})
         if value := params.get("to", "").strip():
             queryset = queryset.filter(to__iexact=value[:254])
-        if value := params.get("contact"):
-            try:
-                queryset = queryset.filter(contact_id=serializers.UUIDField().to_internal_value(value))
-            except serializers.ValidationError:
-                raise ValidationError({"contact": ["Not an id."]}) from None
+        if (contact := uuid_param(self.request, "contact")) is not None:
+            queryset = queryset.filter(contact_id=contact)
         return queryset.order_by("-created_at", "-id")
 
 
@@ -104,13 +99,9 @@ class SuppressionViewSet(
                 address = services.normalize_email(address)
         except DjangoValidationError as exc:
             raise ValidationError({"address": exc.messages}) from None
-        try:
-            with transaction.atomic():
-                serializer.instance = Suppression.objects.create(
-                    org=self.org,
-                    channel=data["channel"],
-                    address=normalized(data["channel"], address),
-                    reason=data["reason"],
-                )
-        except IntegrityError:
-            raise Conflict("This address is already suppressed on this channel.") from None
+        suppression, created = services.suppress(
+            org_id=self.org.pk, channel=data["channel"], address=address, reason=data["reason"]
+        )
+        if not created:
+            raise Conflict("This address is already suppressed on this channel.")
+        serializer.instance = suppression

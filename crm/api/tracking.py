@@ -18,8 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from core.events import emit
 from crm import services
 from crm.events import EMAIL_CLICKED, EMAIL_OPENED, EmailClicked, EmailEngagement
-from crm.models import DELIVERY, Channel, Delivery, Suppression, SuppressionReason
-from crm.sending import normalized
+from crm.models import DELIVERY, Channel, Delivery, SuppressionReason
 from crm.tracking import read_token
 
 logger = logging.getLogger(__name__)
@@ -32,7 +31,8 @@ def _delivery(token: str, *, link: bool = False) -> tuple[Delivery, int | None]:
     found = read_token(token)
     if found is None or (link and found[1] is None):
         raise Http404("Unknown link.")
-    delivery = Delivery.objects.filter(pk=found[0]).first()
+    # Not the message itself: these routes read its id, org, addressee, links and open time.
+    delivery = Delivery.objects.defer("subject", "text", "html", "attempts").filter(pk=found[0]).first()
     if delivery is None:
         raise Http404("Unknown link.")
     return delivery, found[1]
@@ -103,11 +103,11 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET":
         return render(request, "crm/unsubscribe.html", {"address": delivery.to, "done": False})
     with transaction.atomic():
-        Suppression.objects.get_or_create(
+        services.suppress(
             org_id=delivery.org_id,
             channel=delivery.channel,
-            address=normalized(delivery.channel, delivery.to),
-            defaults={"reason": SuppressionReason.UNSUBSCRIBED},
+            address=delivery.to,
+            reason=SuppressionReason.UNSUBSCRIBED,
         )
         contact = delivery.contact if delivery.contact_id else None
         if contact is not None and delivery.channel == Channel.EMAIL and contact.has_consent("email"):

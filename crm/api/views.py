@@ -19,7 +19,7 @@ from core.api.exceptions import PayloadTooLarge
 from core.api.idempotency import IdempotentWritesMixin
 from core.api.params import UUID_RE, datetime_param
 from core.api.scoping import OrgScopedMixin
-from core.models import User
+from core.api.views import acting_user
 from crm import imports, services, tasks
 from crm.api.serializers import (
     ContactImportSerializer,
@@ -32,11 +32,6 @@ from crm.models import Contact, ContactImport, ContactSource, Tag
 
 MAX_SEARCH = 200
 ORDERINGS = frozenset({"created_at", "-created_at", "updated_at", "-updated_at", "email", "-email"})
-WRITABLE = ("email", "phone", "first_name", "last_name", "custom_fields", "consent")
-
-
-def _actor(request: Request) -> User:
-    return request.user  # type: ignore[return-value]
 
 
 def _text_param(request: Request, name: str, limit: int) -> str:
@@ -99,26 +94,24 @@ class ContactViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSe
         return queryset.order_by(ordering, "-id")
 
     def perform_create(self, serializer: serializers.BaseSerializer[Contact]) -> None:
-        data = serializer.validated_data
+        data = dict(serializer.validated_data)
         serializer.instance = services.contact_create(
             org=self.org,
-            actor=_actor(self.request),
-            source=data.get("source", ContactSource.API),
-            **{name: data[name] for name in WRITABLE if name in data},
+            actor=acting_user(self.request),
+            source=data.pop("source", ContactSource.API),
+            **data,
         )
 
     def perform_update(self, serializer: serializers.BaseSerializer[Contact]) -> None:
         contact = serializer.instance
         assert contact is not None
-        data = serializer.validated_data
+        # The serializer refuses `source` on an update: what is left is the contact's fields.
         serializer.instance = services.contact_update(
-            contact=contact,
-            actor=_actor(self.request),
-            **{name: data[name] for name in WRITABLE if name in data},
+            contact=contact, actor=acting_user(self.request), **serializer.validated_data
         )
 
     def perform_destroy(self, instance: Contact) -> None:
-        services.contact_delete(contact=instance, actor=_actor(self.request))
+        services.contact_delete(contact=instance, actor=acting_user(self.request))
 
     @extend_schema(
         request={"multipart/form-data": ContactImportUploadSerializer},
@@ -142,7 +135,7 @@ class ContactViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSe
             raise PayloadTooLarge(f"The file is larger than {imports.MAX_BYTES // (1024 * 1024)} MB.")
         try:
             contact_import = tasks.queue_import(
-                org=self.org, actor=_actor(request), raw=upload.read(), filename=upload.name or ""
+                org=self.org, actor=acting_user(request), raw=upload.read(), filename=upload.name or ""
             )
         except imports.InvalidFile as exc:
             raise ValidationError({"file": [str(exc)]}) from None
@@ -167,7 +160,7 @@ class ContactViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSe
         body = TagApplySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         _, added = services.contact_add_tag(
-            contact=contact, actor=_actor(request), name=body.validated_data["tag"]
+            contact=contact, actor=acting_user(request), name=body.validated_data["tag"]
         )
         return self._show(contact, status.HTTP_201_CREATED if added else status.HTTP_200_OK)
 
@@ -179,7 +172,7 @@ class ContactViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSe
     @action(detail=True, methods=["delete"], url_path=r"tags/(?P<tag>[^/]+)", url_name="tag")
     def remove_tag(self, request: Request, *args: Any, tag: str = "", **kwargs: Any) -> Response:
         contact = self.get_object()
-        if not services.contact_remove_tag(contact=contact, actor=_actor(request), name=tag):
+        if not services.contact_remove_tag(contact=contact, actor=acting_user(request), name=tag):
             raise NotFound(f"This contact has no tag {tag!r}.")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -225,7 +218,7 @@ class TagViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[Ta
         data = serializer.validated_data
         tag = services.tag_create(
             org=self.org,
-            actor=_actor(self.request),
+            actor=acting_user(self.request),
             name=data["name"],
             description=data.get("description", ""),
         )
@@ -236,9 +229,9 @@ class TagViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.ModelViewSet[Ta
         tag = serializer.instance
         assert tag is not None
         count = getattr(tag, "contact_count", 0)
-        tag = services.tag_update(tag=tag, actor=_actor(self.request), **serializer.validated_data)
+        tag = services.tag_update(tag=tag, actor=acting_user(self.request), **serializer.validated_data)
         tag.contact_count = count  # type: ignore[attr-defined]
         serializer.instance = tag
 
     def perform_destroy(self, instance: Tag) -> None:
-        services.tag_delete(tag=instance, actor=_actor(self.request))
+        services.tag_delete(tag=instance, actor=acting_user(self.request))

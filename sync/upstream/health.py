@@ -163,8 +163,8 @@ def _reason(exc: BaseException) -> str:
 def _check_smtp(connection: Connection) -> CheckResult:
     try:
         smtp = smtp_settings(connection.credentials or {})
-    except (TypeError, ValueError) as exc:
-        return CheckResult(False, None, "the port is not a number" if "range" not in str(exc) else str(exc))
+    except ValueError as exc:
+        return CheckResult(False, None, str(exc))
     host, port, use_tls = smtp["host"], smtp["port"], smtp["use_tls"]
     username, password = smtp["username"], smtp["password"]
     client: smtplib.SMTP | None = None

@@ -44,12 +44,16 @@ def flag(value: Any) -> bool:
 
 
 def smtp_settings(credentials: dict[str, Any]) -> dict[str, Any]:
-    """host, port, use_tls, username and password of an smtp connection's credentials."""
+    """host, port, use_tls, username and password of an smtp connection's credentials; a
+    ValueError that says what is wrong with the port."""
     host = str(credentials["host"]).strip()
     if host.startswith("[") and host.endswith("]"):  # an IPv6 literal written as in a URL
         host = host[1:-1]
     use_tls = flag(credentials.get("use_tls"))
-    port = int(credentials.get("port") or (587 if use_tls else 25))
+    try:
+        port = int(credentials.get("port") or (587 if use_tls else 25))
+    except (TypeError, ValueError):
+        raise ValueError("the port is not a number") from None
     if not 0 < port < 65536:
         raise ValueError("the port is out of range")
     return {
