@@ -11,6 +11,7 @@ from django.db.models.functions import Lower
 from core.event_names import SystemEvents
 from core.models import BaseModel, User
 from core.models.tenancy import CrudEvents
+from sync.crypto import EncryptedJSONField
 
 CONTACT = "contact"
 TAG = "tag"
@@ -297,6 +298,8 @@ class Delivery(CrmModel):
     opened_at = models.DateTimeField(null=True, blank=True)
     opens = models.PositiveIntegerField(default=0)
     clicks = models.PositiveIntegerField(default=0)
+    url = models.URLField(max_length=2000, blank=True, default="")  # where a push notification opens
+    segments = models.PositiveSmallIntegerField(default=0)  # an SMS's billed parts
 
     class Meta:
         ordering = ("-created_at", "-id")
@@ -331,3 +334,40 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.address} ({self.reason})"
+
+
+class PushSubscription(models.Model):
+    """A browser's Web Push subscription for a contact (its `PushSubscription` JSON). Device
+    credentials, not an org's record: no CRUD events. Deleted when the push service says 404/410."""
+
+    org = models.ForeignKey("core.Org", on_delete=models.CASCADE, related_name="+")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="push_subscriptions")
+    endpoint = models.URLField(max_length=2000)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    user_agent = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        constraints = [models.UniqueConstraint(fields=["org", "endpoint"], name="push_subscription_once")]
+
+    def __str__(self) -> str:
+        return f"push subscription of {self.contact_id}"
+
+
+class VapidKeys(models.Model):
+    """An org's VAPID key pair for Web Push: the public key as browsers take it (base64url of the
+    uncompressed point), the private key (PEM) encrypted like connection secrets."""
+
+    org = models.OneToOneField("core.Org", on_delete=models.CASCADE, related_name="+")
+    public_key = models.CharField(max_length=200)
+    private_key = EncryptedJSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "VAPID keys"
+        verbose_name_plural = "VAPID keys"
+
+    def __str__(self) -> str:
+        return f"VAPID keys of {self.org_id}"

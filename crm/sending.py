@@ -4,41 +4,21 @@ is the one window in which a message can go twice (docs/crm.md)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import smtplib
-import ssl
-import threading
+from collections.abc import Callable
 from datetime import timedelta
-from email.utils import make_msgid
 from typing import Any
 
-from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.utils import timezone
 
-from core.jobs.consumers import PermanentError, RetryPolicy, consumer
+from core.jobs.consumers import PermanentError, RetryIn, RetryPolicy, consumer
 from core.jobs.queues import Queue
-from crm import services
-from crm.models import Channel, Delivery, DeliveryStatus
-from crm.tracking import tracking_url
-from sync.models import Connection, Vendor
-from sync.upstream import ratelimit
-from sync.upstream.outbound import UnsafeURL
-from sync.upstream.outbound.smtp import GuardedEmailBackend, smtp_settings
+from crm import mail, push, services, sms
+from crm.models import Channel, Contact, Delivery, DeliveryStatus
+from crm.transport import NotNow, Refused
 
 LEASE_MARGIN_SECONDS = 5
 SEND_RETRY = RetryPolicy(max_attempts=6, backoff=30.0, max_backoff=3600.0)
 FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
-
-
-class Refused(Exception):
-    """The provider refused the message for good: the delivery fails, without a retry."""
-
-
-class NotNow(Exception):
-    """The provider could not take it now (a 4xx, a timeout, a dropped connection): retried."""
 
 
 @consumer(Queue.NOTIFICATION, name="crm.send_delivery", retry=SEND_RETRY)
@@ -53,9 +33,37 @@ def send_delivery(*, delivery_id: str, org_id: str) -> str:
         return settle(delivery, DeliveryStatus.FAILED, error=str(exc))
     except NotNow as exc:
         settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
+        if exc.retry_after is not None:  # the provider said when: a Retry-After
+            raise RetryIn(exc.retry_after, str(exc)) from exc
         raise  # the consumer's retry policy; past it, a dead letter an operator replays
-
     return settle(delivery, DeliveryStatus.SENT, provider_id=provider_id)
+
+
+TRANSPORTS: dict[str, Callable[[Delivery], str]] = {
+    Channel.EMAIL: mail.send_email,
+    Channel.SMS: sms.send_sms,
+    Channel.PUSH: push.send_push,
+}
+
+
+def send(delivery: Delivery) -> str:
+    """Hand the delivery to its channel's transport; returns the provider's id for it."""
+    return TRANSPORTS[delivery.channel](delivery)
+
+
+def refusal(delivery: Delivery) -> str:
+    """Why the delivery must not go out at all ("" if it may): a suppressed address, or an SMS
+    to a number whose contact has not consented to SMS."""
+    suppressed = services.is_suppressed(org_id=delivery.org_id, channel=delivery.channel, address=delivery.to)
+    if suppressed is not None:
+        return f"the address is suppressed ({suppressed.reason})"
+    if delivery.channel == Channel.SMS:
+        contact = delivery.contact or (
+            Contact.objects.filter(org_id=delivery.org_id, phone=delivery.to).order_by("created_at").first()
+        )
+        if contact is None or not contact.has_consent(Channel.SMS):
+            return "no SMS consent from the number's contact"
+    return ""
 
 
 def claim(delivery_id: str, org_id: str) -> Delivery:
@@ -67,16 +75,16 @@ def claim(delivery_id: str, org_id: str) -> Delivery:
         raise PermanentError(f"delivery {delivery_id} not found")
     if delivery.status in (*FINAL, DeliveryStatus.SUPPRESSED):
         return delivery
-    suppressed = services.is_suppressed(org_id=org_id, channel=delivery.channel, address=delivery.to)
+    refused = refusal(delivery)
     version, now = delivery.updated_at, timezone.now()
     lease = timedelta(seconds=(send_delivery.time_limit or 60) + LEASE_MARGIN_SECONDS)
     if delivery.status == DeliveryStatus.SENDING and now - version < lease:
         # Claimed by a job that may still be talking to the server: never two at once. Past
         # the lease that job is dead (its time limit killed it at the latest).
         raise NotNow("another attempt is sending it")
-    if suppressed is not None:
+    if refused:
         delivery.status = DeliveryStatus.SUPPRESSED
-        delivery.last_error = f"the address is suppressed ({suppressed.reason})"
+        delivery.last_error = refused
     else:
         if delivery.status == DeliveryStatus.SENDING:  # an attempt died mid-send: it may have gone
             delivery.attempts.append({"at": now.isoformat(), "outcome": "unknown", "error": "interrupted"})
@@ -108,111 +116,3 @@ def settle(delivery: Delivery, status: str, *, error: str = "", provider_id: str
         changes["sent_at"] = now
     Delivery.objects.filter(pk=delivery.pk).update(**changes)
     return status
-
-
-class Sessions:
-    """This process's open SMTP sessions, one per connection: a job sends on the session the
-    last one left open, as a mail client keeps its connection. A session that fails is closed;
-    one the server dropped while idle is reopened once, at once."""
-
-    def __init__(self) -> None:
-        self._open: dict[str, tuple[str, GuardedEmailBackend]] = {}
-        self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._open.clear)  # never the parent's sockets
-
-    def send(self, key: str, smtp: dict[str, Any], message: EmailMultiAlternatives) -> None:
-        fingerprint = hashlib.sha256(json.dumps(smtp, sort_keys=True).encode()).hexdigest()
-        with self._lock:
-            found = self._open.pop(key, None)
-            if found is not None and found[0] != fingerprint:  # the connection was edited
-                found[1].close()
-                found = None
-            backend = found[1] if found else self._new(smtp)
-            try:
-                try:
-                    self._send(backend, message)
-                except (smtplib.SMTPServerDisconnected, ConnectionError):
-                    if found is None:
-                        raise
-                    backend.close()  # dropped while idle: once more on a new session
-                    backend = self._new(smtp)
-                    self._send(backend, message)
-            except BaseException:
-                backend.close()
-                raise
-            self._open[key] = (fingerprint, backend)
-
-    def close_all(self) -> None:
-        with self._lock:
-            for _, backend in self._open.values():
-                backend.close()
-            self._open.clear()
-
-    @staticmethod
-    def _new(smtp: dict[str, Any]) -> GuardedEmailBackend:
-        return GuardedEmailBackend(**smtp, timeout=settings.EMAIL_TIMEOUT, fail_silently=False)
-
-    @staticmethod
-    def _send(backend: GuardedEmailBackend, message: EmailMultiAlternatives) -> None:
-        backend.open()  # no-op on an open session
-        message.connection = backend
-        message.send()
-
-
-sessions = Sessions()
-
-
-def send(delivery: Delivery) -> str:
-    if delivery.channel == Channel.EMAIL:
-        return send_email(delivery)
-    raise Refused(f"the {delivery.channel} channel is not available yet")
-
-
-def send_email(delivery: Delivery) -> str:
-    """Through the org's enabled smtp connection; returns the Message-ID."""
-    connection = (
-        Connection.objects.filter(org_id=delivery.org_id, vendor=Vendor.SMTP, enabled=True)
-        .order_by("name")
-        .first()
-    )
-    if connection is None:
-        raise Refused("the organization has no enabled smtp connection")
-    if not ratelimit.wait_turn(connection):
-        raise NotNow("the connection's send rate is spent: tried again later")
-    credentials: dict[str, Any] = connection.credentials or {}
-    try:
-        smtp = smtp_settings(credentials)
-    except (KeyError, TypeError, ValueError):
-        raise Refused("the smtp connection's host or port is not usable") from None
-    sender = str(credentials.get("from_email") or settings.DEFAULT_FROM_EMAIL)
-    delivery.message_id = delivery.message_id or make_msgid(domain=sender.rpartition("@")[2] or None)
-    unsubscribe = tracking_url("u", delivery)
-    message = EmailMultiAlternatives(
-        subject=delivery.subject,
-        body=delivery.text,
-        from_email=sender,
-        to=[delivery.to],
-        headers={
-            "Message-ID": delivery.message_id,
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-    )
-    if delivery.html:
-        message.attach_alternative(delivery.html, "text/html")
-    try:
-        sessions.send(str(connection.pk), smtp, message)
-    except UnsafeURL as exc:
-        raise Refused(f"refused: {exc}") from None
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        if all(500 <= code < 600 for code in codes):
-            raise Refused(f"the recipient was refused (SMTP {codes[0]})") from None
-        raise NotNow(f"the recipient was deferred (SMTP {codes[0]})") from None
-    except smtplib.SMTPResponseException as exc:  # sender refused, data refused, auth...
-        if 500 <= exc.smtp_code < 600:
-            raise Refused(f"refused by the server (SMTP {exc.smtp_code})") from None
-        raise NotNow(f"deferred by the server (SMTP {exc.smtp_code})") from None
-    except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
-        raise NotNow(f"could not send ({type(exc).__name__})") from None
-    return delivery.message_id

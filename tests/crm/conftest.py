@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crm.sending import sessions
+from crm.mail import sessions
 from tests.sync.conftest import worker  # noqa: F401
 
 

@@ -17,7 +17,8 @@ from core.models import EventRecord, ScheduledJob
 from crm import services, tracking
 from crm.models import Channel, Delivery, DeliveryStatus, Suppression
 from crm.notify import Content, notify
-from crm.sending import NotNow, claim, send_delivery
+from crm.sending import claim, send_delivery
+from crm.transport import NotNow
 from sync.upstream.connections import connection_create
 from tests.browser import free_port
 from tests.crm.smtp_server import Inbox, smtp_server
@@ -134,7 +135,7 @@ def test_a_server_that_is_down_is_retried(owner, settings):
 def test_without_a_usable_connection_the_delivery_fails(owner):
     email_to(owner, "ada@example.com")
     assert run_sends() == ["failed"]
-    assert "no enabled smtp connection" in Delivery.objects.get().last_error
+    assert "no enabled sendgrid or smtp connection" in Delivery.objects.get().last_error
 
 
 def test_a_private_smtp_host_is_refused_unless_allowed(owner, inbox, settings):

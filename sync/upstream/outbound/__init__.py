@@ -2,7 +2,7 @@
 through. See docs/outbound.md for the guard, the breaker and the attempt log."""
 
 from sync.upstream.outbound.breaker import CircuitOpen
-from sync.upstream.outbound.client import request, session
+from sync.upstream.outbound.client import new_session, request, session
 from sync.upstream.outbound.failure import failure
 from sync.upstream.outbound.guard import UnsafeURL, check_url, refusal, resolve
 from sync.upstream.outbound.redact import redact_url
@@ -12,6 +12,7 @@ __all__ = [
     "UnsafeURL",
     "check_url",
     "failure",
+    "new_session",
     "redact_url",
     "refusal",
     "request",

@@ -33,15 +33,22 @@ def session() -> requests.Session:
     pid = os.getpid()
     current: requests.Session | None = getattr(_local, "session", None)
     if current is None or getattr(_local, "pid", None) != pid:
-        current = requests.Session()
-        current.trust_env = False  # no proxy (nor netrc) from the environment
-        current.max_redirects = settings.OUTBOUND_MAX_REDIRECTS
-        adapter = GuardedAdapter(pool_connections=20, pool_maxsize=50, max_retries=0)
-        current.mount("http://", adapter)
-        current.mount("https://", adapter)
-        current.mount("", RefusingAdapter())  # the shortest prefix: what no other adapter takes
+        current = new_session()
         _local.session, _local.pid = current, pid
     return current
+
+
+def new_session(*, pool_maxsize: int = 50) -> requests.Session:
+    """A guarded session of one's own (a vendor library's, closed by it): no private address,
+    no proxy or netrc from the environment, no scheme but http(s)."""
+    created = requests.Session()
+    created.trust_env = False
+    created.max_redirects = settings.OUTBOUND_MAX_REDIRECTS
+    adapter = GuardedAdapter(pool_connections=20, pool_maxsize=pool_maxsize, max_retries=0)
+    created.mount("http://", adapter)
+    created.mount("https://", adapter)
+    created.mount("", RefusingAdapter())  # the shortest prefix: what no other adapter takes
+    return created
 
 
 def _url_for(url: str, connection: Connection | None) -> str:

@@ -1,0 +1,31 @@
+"""What a channel's transport raises, and the org connection it sends through."""
+
+from __future__ import annotations
+
+from sync.models import Connection
+from sync.upstream import ratelimit
+
+
+class Refused(Exception):
+    """The provider refused the message for good: the delivery fails, without a retry."""
+
+
+class NotNow(Exception):
+    """The provider could not take it now (a 4xx, a 5xx, a timeout, a dropped connection): retried
+    with the job's backoff, or after `retry_after` seconds when the provider said how long."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def connection_for(org_id: object, *vendors: str) -> Connection:
+    """The org's enabled connection of the first of `vendors` it has (by name within a vendor),
+    its send rate taken (a token of `max_per_second`). Raises Refused or NotNow."""
+    found = list(Connection.objects.filter(org_id=org_id, vendor__in=vendors, enabled=True))
+    found.sort(key=lambda connection: (vendors.index(connection.vendor), connection.name))
+    if not found:
+        raise Refused(f"the organization has no enabled {' or '.join(vendors)} connection")
+    if not ratelimit.wait_turn(found[0]):
+        raise NotNow("the connection's send rate is spent: tried again later")
+    return found[0]
