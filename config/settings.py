@@ -405,6 +405,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 CRM_APPOINTMENT_REMINDER_HOURS = env.float("CRM_APPOINTMENT_REMINDER_HOURS", default=24)
 # Seconds an SMTP conversation may stall before the attempt fails (and is retried).
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Whom push services contact about our Web Push traffic (mailto: or an https URL); empty is
+# mailto: DEFAULT_FROM_EMAIL.
+VAPID_SUBJECT = env.str("VAPID_SUBJECT", default="")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Platform API",

@@ -1,23 +1,29 @@
-"""CRM listeners: the email service's outcomes update deliveries and suppress hard-bounced
-addresses; an inbound SMS STOP suppresses its number, START lifts it."""
+"""CRM listeners: the email service's outcomes and Twilio's status callbacks update deliveries,
+hard bounces suppress addresses; an inbound SMS STOP suppresses its number, START lifts it."""
 
 from __future__ import annotations
 
 from core.events import Envelope, on_event
 from core.jobs.queues import Queue
 from crm import services
-from crm.events import EMAIL_BOUNCED, EMAIL_DELIVERED, EMAIL_DROPPED, SMS_RECEIVED
+from crm.events import EMAIL_BOUNCED, EMAIL_DELIVERED, EMAIL_DROPPED, SMS_RECEIVED, SMS_STATUS_CHANGED
 from crm.models import Channel, Delivery, DeliveryStatus, Suppression, SuppressionReason
 
 STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
 START_WORDS = frozenset({"start", "unstop", "yes"})
+SMS_FAILED = frozenset({"undelivered", "failed"})
 
 
 def _delivery(event: Envelope) -> Delivery | None:
-    """The delivery an outcome is about: by message id, else the latest one sent to the address."""
+    """The delivery an outcome is about: by SendGrid's id (its sg_message_id starts with the
+    X-Message-Id we kept), or our Message-ID, else the latest one sent to the address."""
     data = event.data
     deliveries = Delivery.objects.filter(org_id=event.orgid, channel=Channel.EMAIL)
-    found = deliveries.filter(message_id__in=[data["message_id"], f"<{data['message_id']}>"]).first()
+    message_id = str(data["message_id"])
+    found = (
+        deliveries.filter(provider_id=message_id.partition(".filter")[0]).first()
+        or deliveries.filter(message_id__in=[message_id, f"<{message_id}>"]).first()
+    )
     if found is None:
         found = (
             deliveries.filter(
@@ -78,3 +84,26 @@ def on_sms_received(event: Envelope) -> None:
         Suppression.objects.filter(
             org_id=event.orgid, channel=Channel.SMS, address=number, reason=SuppressionReason.STOPPED
         ).delete()
+
+
+@on_event(SMS_STATUS_CHANGED.name, queue=Queue.NOTIFICATION)
+def on_sms_status_changed(event: Envelope) -> None:
+    """Twilio's status callback of one of our messages: delivered, or failed. Only a `sent`
+    delivery moves: a late or repeated callback never takes one back."""
+    status = str(event.data.get("status", ""))
+    changes: dict[str, str]
+    if status == "delivered":
+        changes = {"status": DeliveryStatus.DELIVERED}
+    elif status in SMS_FAILED:
+        code, message = event.data.get("error_code"), event.data.get("error_message")
+        detail = f"Twilio error {code}: {message}" if message else f"Twilio error {code}"
+        error = f"{status} ({detail})" if code else status
+        changes = {"status": DeliveryStatus.FAILED, "last_error": error[:1000]}
+    else:  # queued, sending, sent, ...: what `sent` already says
+        return
+    Delivery.objects.filter(
+        org_id=event.orgid,
+        channel=Channel.SMS,
+        provider_id=event.data["message_sid"],
+        status=DeliveryStatus.SENT,
+    ).update(**changes)

@@ -298,7 +298,7 @@ class Delivery(CrmModel):
     opened_at = models.DateTimeField(null=True, blank=True)
     opens = models.PositiveIntegerField(default=0)
     clicks = models.PositiveIntegerField(default=0)
-    url = models.URLField(max_length=2000, blank=True, default="")  # where a push notification opens
+    url = models.CharField(max_length=2000, blank=True, default="")  # where a push opens: crm.notify checks
     segments = models.PositiveSmallIntegerField(default=0)  # an SMS's billed parts
 
     class Meta:
@@ -306,7 +306,11 @@ class Delivery(CrmModel):
         constraints = [
             models.UniqueConstraint(fields=["org", "idempotency_key"], name="delivery_once_per_key")
         ]
-        indexes = [models.Index(fields=["org", "status", "-created_at"], name="delivery_org_status")]
+        indexes = [
+            models.Index(fields=["org", "status", "-created_at"], name="delivery_org_status"),
+            # a provider's status callback finds its delivery by the id the provider gave it
+            models.Index(fields=["org", "provider_id"], name="delivery_org_provider_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.to} ({self.status})"

@@ -108,6 +108,7 @@ def settle(delivery: Delivery, status: str, *, error: str = "", provider_id: str
         "last_error": error[:1000],
         "attempts": delivery.attempts,
         "message_id": delivery.message_id,
+        "segments": delivery.segments,
         "updated_at": now,
     }
     if provider_id:

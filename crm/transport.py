@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from uuid import UUID
+
 from sync.models import Connection
 from sync.upstream import ratelimit
+
+MAX_RETRY_AFTER = 3600.0
 
 
 class Refused(Exception):
@@ -19,7 +24,7 @@ class NotNow(Exception):
         self.retry_after = retry_after
 
 
-def connection_for(org_id: object, *vendors: str) -> Connection:
+def connection_for(org_id: UUID | str, *vendors: str) -> Connection:
     """The org's enabled connection of the first of `vendors` it has (by name within a vendor),
     its send rate taken (a token of `max_per_second`). Raises Refused or NotNow."""
     found = list(Connection.objects.filter(org_id=org_id, vendor__in=vendors, enabled=True))
@@ -29,3 +34,14 @@ def connection_for(org_id: object, *vendors: str) -> Connection:
     if not ratelimit.wait_turn(found[0]):
         raise NotNow("the connection's send rate is spent: tried again later")
     return found[0]
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """A response's Retry-After in seconds, at most an hour; an HTTP date is read as a minute."""
+    value = str((headers or {}).get("Retry-After", "")).strip()
+    if not value:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value)))
+    except ValueError:
+        return 60.0

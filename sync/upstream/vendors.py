@@ -41,11 +41,17 @@ SPECS: dict[str, VendorSpec] = {
     Vendor.TWILIO: VendorSpec(
         "https://api.twilio.com",
         ("account_sid", "auth_token"),
+        ("from_number", "messaging_service_sid"),  # the sender of our SMS (crm/sms.py)
         auth="basic",
         basic_keys=("account_sid", "auth_token"),
         signed_webhooks=False,  # signed with the account's auth token
     ),
-    Vendor.SENDGRID: VendorSpec("https://api.sendgrid.com", ("api_key",), auth="bearer"),
+    Vendor.SENDGRID: VendorSpec(
+        "https://api.sendgrid.com",
+        ("api_key",),
+        ("from_email",),  # the From of our email (crm/mail.py): a verified sender of the account
+        auth="bearer",
+    ),
     Vendor.SMTP: VendorSpec(
         "", ("host",), ("port", "username", "password", "use_tls", "from_email"), signed_webhooks=False
     ),
