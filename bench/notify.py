@@ -1,16 +1,26 @@
-"""Email notifications end to end: notify() -> the notification job on a worker -> a local SMTP
-server, vs a bare loop sending the same messages through Django's SMTP backend on one connection.
+"""Notifications end to end: notify() -> the notification job on a worker -> a local server, vs a
+bare loop sending the same messages from this process. Email (SMTP) first, then SMS (Twilio).
 
-Subject: `crm.notify.notify(...)` per email (a Delivery row, its collection-create event and its
-job in one commit; the templates rendered, the html's link tracked), published after commit and
-sent by a real Celery worker (tests.live.Worker, concurrency 2) through the org's smtp
+Email. Subject: `crm.notify.notify(...)` per email (a Delivery row, its collection-create event
+and its job in one commit; the templates rendered, the html's link tracked), published after
+commit and sent by a real Celery worker (tests.live.Worker, concurrency 2) through the org's smtp
 connection: claim, SMTP conversation, settle. Baseline: the same subject, text and html sent
 from this process by Django's `EmailBackend`, one connection kept open for the whole round.
 Both go to one aiosmtpd server in this process; a round's time runs from its first send to the
-server holding all of its messages. Rounds alternate the order (ABBA); the figure is the median
-emails/s. Target: ratio >= 0.7.
+server holding all of its messages.
 
-    .venv/bin/python bench/notify.py [--emails 5000] [--rounds 4] [--concurrency 2]
+SMS. Subject: `notify(channel="sms")` per number (each a contact with SMS consent), sent by the
+same worker through the org's twilio connection: claim (suppression and consent checked),
+segments counted, the `twilio` library on our guarded client (SSRF guard, breaker, an
+HttpAttempt row), settle. Baseline: the same text rendered and sent from this process by a bare
+`twilio.rest.Client(...).messages.create` loop (the library's own pooled session). Both go to
+one local Twilio Messages API server (tests/crm/twilio_server.py) in this process; a round runs
+from its first send to the server having accepted all of its messages.
+
+Rounds alternate the order (ABBA); the figure is the median messages/s. Target: ratio >= 0.7.
+
+    .venv/bin/python bench/notify.py [--emails 5000] [--sms 2000] [--channels email,sms]
+        [--rounds 4] [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench import _common  # noqa: E402
@@ -38,6 +49,14 @@ HTML = (
     "<p>Hello {{ contact.first_name }},</p>"
     '<p><a href="https://shop.example/sale">Our sale</a> starts today.</p>'
 )
+
+
+SMS_SUBJECT = "notify() -> worker -> Twilio API"
+SMS_BASELINE = "bare Client.messages.create loop"
+SMS_TEXT = "Hello {{ contact.first_name }}, our sale starts today: reply STOP to opt out."
+ACCOUNT_SID = "AC" + "b" * 32
+AUTH_TOKEN = "bench-twilio-token"
+SENDER = "+14155550100"
 
 
 def wait_for_messages(inbox: Any, count: int, timeout: float) -> None:
@@ -93,68 +112,95 @@ def baseline_round(port: int, inbox: Any, n: int, tag: str) -> float:
     return n / (time.monotonic() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--emails", type=int, default=5000, help="Emails of each kind in all.")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=2)
-    args = parser.parse_args()
-    os.environ["OUTBOUND_ALLOWED_NETWORKS"] = "127.0.0.0/8"
-    _common.setup_django()
+def number(i: int) -> str:
+    """The i-th recipient's number (10,000 of them, each a contact with SMS consent)."""
+    return f"+1415555{i % 10000:04d}"
 
-    from core import services
-    from sync.upstream.connections import connection_create
-    from tests.crm.smtp_server import smtp_server
-    from tests.live import Worker
 
-    per_round = max(1, args.emails // args.rounds)
-    database = _common.describe_database()
-    rates: dict[str, list[float]] = {"subject": [], "baseline": []}
-    clock = _common.Stopwatch()
-    with smtp_server() as inbox, bench_brokers("bench-notify-staging", "notification") as brokers:
-        org, _ = services.org_create_with_owner(slug="bench-notify", owner_email="bench-notify@example.com")
-        connection_create(
+def wait_for_sms(server: Any, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(server.messages) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: the Twilio server got {len(server.messages)} of {count} SMS in time")
+        time.sleep(0.01)
+
+
+def sms_subject_round(org: Any, server: Any, n: int, tag: str) -> float:
+    from crm.models import Channel
+    from crm.notify import Content, notify
+
+    before = len(server.messages)
+    content = Content(text=SMS_TEXT)
+    started = time.monotonic()
+    for i in range(n):
+        notify(
             org=org,
-            vendor="smtp",
-            name="bench",
-            credentials={"host": "127.0.0.1", "port": inbox.port, "from_email": "hello@bench.example"},
+            channel=Channel.SMS,
+            to=number(i),
+            content=content,
+            source="bench",
+            idempotency_key=f"bench-sms-{tag}-{i}",
         )
-        worker = Worker(
-            brokers.worker,
-            concurrency=args.concurrency,
-            extra_env={"OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "WARNING"},
-        )
-        try:
-            worker.wait_ready()
-            subject_round(org, inbox, min(100, per_round), "warmup")
-            for rnd in range(args.rounds):
-                order = ("subject", "baseline") if rnd % 2 == 0 else ("baseline", "subject")
-                for kind in order:
-                    tag = f"{rnd}-{uuid.uuid4().hex[:6]}"
-                    if kind == "subject":
-                        rates[kind].append(subject_round(org, inbox, per_round, tag))
-                    else:
-                        rates[kind].append(baseline_round(inbox.port, inbox, per_round, tag))
-        except BaseException:
-            print(f"bench: worker log kept at {worker.log}", file=sys.stderr)
-            raise
-        finally:
-            worker.stop()
-        worker.log.unlink(missing_ok=True)
+    wait_for_sms(server, before + n, timeout=60 + n * 0.1)
+    return n / (time.monotonic() - started)
 
+
+def sms_baseline_round(server: Any, status_callback: str, n: int) -> float:
+    from twilio.rest import Client
+
+    from crm.notify import contact_context, render
+
+    before = len(server.messages)
+    started = time.monotonic()
+    client = Client(ACCOUNT_SID, AUTH_TOKEN)
+    client.api.base_url = server.url  # the library's host for the API, here the local server
+    for i in range(n):
+        to = number(i)
+        client.messages.create(
+            to=to,
+            from_=SENDER,
+            body=render(SMS_TEXT, {"contact": contact_context(None, to)}),
+            status_callback=status_callback,
+        )
+    wait_for_sms(server, before + n, timeout=60 + n * 0.1)
+    return n / (time.monotonic() - started)
+
+
+def interleaved(
+    rounds: int, subject: Callable[[str], float], baseline: Callable[[str], float]
+) -> dict[str, list[float]]:
+    """Each round runs both, in alternating order (ABBA); their rates per round."""
+    rates: dict[str, list[float]] = {"subject": [], "baseline": []}
+    for rnd in range(rounds):
+        order = ("subject", "baseline") if rnd % 2 == 0 else ("baseline", "subject")
+        for kind in order:
+            tag = f"{rnd}-{uuid.uuid4().hex[:6]}"
+            rates[kind].append(subject(tag) if kind == "subject" else baseline(tag))
+    return rates
+
+
+def with_consent(org: Any, n: int) -> None:
+    """Contacts for the first `n` numbers, each having consented to SMS (off the clock)."""
+    from crm.models import Contact
+
+    granted = {"sms": {"granted": True, "at": "2026-01-01T00:00:00+00:00", "how": "bench"}}
+    Contact.objects.bulk_create(
+        [Contact(org=org, phone=number(i), consent=granted) for i in range(min(n, 10000))], batch_size=1000
+    )
+
+
+def report(title: str, unit: str, labels: tuple[str, str], rates: dict[str, list[float]]) -> dict[str, Any]:
+    """Print one channel's table (baseline, then subject); its figures for the results file."""
     subject, baseline = _common.median(rates["subject"]), _common.median(rates["baseline"])
     ratio = _common.ratio(subject, baseline)
     paired = _common.median([s / b for s, b in zip(rates["subject"], rates["baseline"], strict=True)])
     _common.print_table(
-        f"Email notifications end to end - {database}; {brokers.description}; worker concurrency "
-        f"{args.concurrency}; {per_round} emails per round (target: ratio >= {TARGET_RATIO})",
-        ["route", "emails/s", "best", "ratio", "paired", "target"],
+        title,
+        ["route", f"{unit}/s", "best", "ratio", "paired", "target"],
         [
-            [BASELINE, f"{baseline:.1f}", f"{max(rates['baseline']):.1f}", "1.00x", "1.00x", ""],
+            [labels[0], f"{baseline:.1f}", f"{max(rates['baseline']):.1f}", "1.00x", "1.00x", ""],
             [
-                SUBJECT,
+                labels[1],
                 f"{subject:.1f}",
                 f"{max(rates['subject']):.1f}",
                 f"{ratio:.2f}x",
@@ -162,21 +208,112 @@ def main() -> None:
                 "ok" if ratio >= TARGET_RATIO else "under",
             ],
         ],
-        [f"emails/s = median over rounds; took {clock.elapsed():.0f} s"],
+        [f"{unit}/s = median over rounds"],
     )
-    path = _common.write_results(
-        "notify",
-        {
-            "database": database,
-            "broker": brokers.description,
-            "emails_per_round": per_round,
-            "rounds": args.rounds,
-            "rates": rates,
-            "ratio": ratio,
-            "paired": paired,
-            "target_ratio": TARGET_RATIO,
-        },
+    return {"rates": rates, "ratio": ratio, "paired": paired}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--emails", type=int, default=5000, help="Emails of each kind in all.")
+    parser.add_argument("--sms", type=int, default=2000, help="SMS of each kind in all.")
+    parser.add_argument(
+        "--channels", default="email,sms", help="Which halves to run, comma-separated: email, sms."
+    )
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args()
+    channels = {channel.strip() for channel in args.channels.split(",") if channel.strip()}
+    if not channels or channels - {"email", "sms"}:
+        parser.error("--channels takes email, sms or both")
+    os.environ["OUTBOUND_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+    _common.setup_django()
+
+    from core import services
+    from crm.sms import status_callback
+    from sync.upstream.connections import connection_create
+    from tests.crm.smtp_server import smtp_server
+    from tests.crm.twilio_server import TwilioServer
+    from tests.live import Worker
+
+    per_round = max(1, args.emails // args.rounds)
+    sms_per_round = max(1, args.sms // args.rounds)
+    database = _common.describe_database()
+    rates: dict[str, list[float]] = {"subject": [], "baseline": []}
+    sms_rates: dict[str, list[float]] = {"subject": [], "baseline": []}
+    clock = _common.Stopwatch()
+    with (
+        smtp_server() as inbox,
+        TwilioServer(ACCOUNT_SID, AUTH_TOKEN) as twilio,
+        bench_brokers("bench-notify-staging", "notification") as brokers,
+    ):
+        org, _ = services.org_create_with_owner(slug="bench-notify", owner_email="bench-notify@example.com")
+        connection_create(
+            org=org,
+            vendor="smtp",
+            name="bench",
+            credentials={"host": "127.0.0.1", "port": inbox.port, "from_email": "hello@bench.example"},
+        )
+        sms_connection = connection_create(
+            org=org,
+            vendor="twilio",
+            name="bench",
+            credentials={"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from_number": SENDER},
+            base_url=twilio.url,
+        )
+        with_consent(org, sms_per_round)
+        callback = status_callback(sms_connection) or ""
+        worker = Worker(
+            brokers.worker,
+            concurrency=args.concurrency,
+            extra_env={"OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "WARNING"},
+        )
+        try:
+            worker.wait_ready()
+            if "email" in channels:
+                subject_round(org, inbox, min(100, per_round), "warmup")
+                rates = interleaved(
+                    args.rounds,
+                    lambda tag: subject_round(org, inbox, per_round, tag),
+                    lambda tag: baseline_round(inbox.port, inbox, per_round, tag),
+                )
+            if "sms" in channels:
+                sms_subject_round(org, twilio, min(100, sms_per_round), "warmup")
+                sms_rates = interleaved(
+                    args.rounds,
+                    lambda tag: sms_subject_round(org, twilio, sms_per_round, tag),
+                    lambda tag: sms_baseline_round(twilio, callback, sms_per_round),
+                )
+        except BaseException:
+            print(f"bench: worker log kept at {worker.log}", file=sys.stderr)
+            raise
+        finally:
+            worker.stop()
+        worker.log.unlink(missing_ok=True)
+
+    setting = f"{database}; {brokers.description}; worker concurrency {args.concurrency}"
+    results: dict[str, Any] = {"database": database, "broker": brokers.description, "rounds": args.rounds}
+    if "email" in channels:
+        results |= {"emails_per_round": per_round, "target_ratio": TARGET_RATIO}
+        results |= report(
+            f"Email notifications end to end - {setting}; {per_round} emails per round "
+            f"(target: ratio >= {TARGET_RATIO})",
+            "emails",
+            (BASELINE, SUBJECT),
+            rates,
+        )
+    if "sms" in channels:
+        results["sms"] = {"per_round": sms_per_round, "target_ratio": TARGET_RATIO} | report(
+            f"SMS notifications end to end - {setting}; {sms_per_round} SMS per round "
+            f"(target: ratio >= {TARGET_RATIO})",
+            "SMS",
+            (SMS_BASELINE, SMS_SUBJECT),
+            sms_rates,
+        )
+    print(f"took {clock.elapsed():.0f} s")
+    path = _common.write_results("notify", results)
     print(f"results: {path.relative_to(_common.ROOT)}")
 
 

@@ -79,6 +79,9 @@ class Reply:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as vendors speak it
+    # The headers and the body go in two writes: with Nagle on, the body waits for the client's
+    # delayed ACK (40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def _serve(self) -> None:
