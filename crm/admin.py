@@ -4,6 +4,7 @@ emits what the API emits."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin
@@ -12,7 +13,16 @@ from django.http import HttpRequest
 
 from core.admin.base import OrgOwnedAdmin, ReadOnlyAdmin, acting_user, adopt, cells, html_table
 from crm import services, webforms
-from crm.models import Contact, ContactImport, ContactSource, Delivery, Form, Suppression, Tag
+from crm.models import (
+    Contact,
+    ContactImport,
+    ContactSource,
+    Delivery,
+    Form,
+    PushSubscription,
+    Suppression,
+    Tag,
+)
 
 CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "custom_fields", "consent")
 
@@ -146,3 +156,15 @@ class SuppressionAdmin(admin.ModelAdmin[Suppression]):
     list_display = ("address", "channel", "reason", "org", "created_at")
     list_filter = ("channel", "reason", "org")
     search_fields = ("address",)
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(ReadOnlyAdmin):
+    list_display = ("contact", "endpoint_host", "org", "created_at")
+    list_filter = ("org",)
+    list_select_related = ("contact", "org")
+    exclude = ("p256dh", "auth")  # the browser's encryption keys: nothing to read there
+
+    @admin.display(description="Push service")
+    def endpoint_host(self, obj: PushSubscription) -> str:
+        return urlsplit(obj.endpoint).hostname or ""
