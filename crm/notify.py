@@ -8,6 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -18,6 +19,7 @@ from core.jobs.consumers import enqueue
 from core.models import Org
 from crm.models import Channel, Contact, Delivery
 from crm.sending import send_delivery
+from crm.services import normalize_phone
 from crm.tracking import track
 
 _text_templates = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
@@ -28,9 +30,10 @@ _html_templates = ImmutableSandboxedEnvironment(autoescape=True, undefined=Stric
 class Content:
     """What a message says. Each part may be a template: `{{ contact.first_name }}`."""
 
-    subject: str = ""
-    text: str = ""
+    subject: str = ""  # an email's subject, a push notification's title
+    text: str = ""  # an email's text part, an SMS, a push notification's body
     html: str = ""
+    url: str = ""  # where a push notification opens
 
 
 def render(template: str, context: dict[str, Any], *, html: bool = False) -> str:
@@ -107,6 +110,7 @@ def notify(
         to=address,
         subject=render(content.subject, data).replace("\r", " ").replace("\n", " ")[:998],
         text=render(content.text, data),
+        url=_url(render(content.url, data)),
         source=source[:100],
         idempotency_key=idempotency_key,
     )
@@ -122,10 +126,33 @@ def notify(
 
 
 def _address(channel: str, to: Contact | str) -> str:
+    """The recipient's address on the channel: an email, an E.164 number, a contact's id (push
+    goes to every browser the contact subscribed)."""
     if isinstance(to, Contact):
         address = to.email if channel == Channel.EMAIL else to.phone if channel == Channel.SMS else str(to.pk)
+    elif channel == Channel.PUSH:
+        raise ValidationError({"to": ["A push notification goes to a contact, not an address."]})
+    elif channel == Channel.SMS:
+        try:
+            address = normalize_phone(to.strip())
+        except ValidationError as exc:
+            raise ValidationError({"to": exc.messages}) from None
     else:
         address = to.strip()
     if not address:
         raise ValidationError({"to": [f"The recipient has no address for {channel}."]})
     return address
+
+
+def _url(url: str) -> str:
+    """A push notification's link: http(s) only, as a browser would open it."""
+    url = url.strip()
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
+        raise ValidationError({"url": ["An http(s) URL of at most 2000 characters."]})
+    return url

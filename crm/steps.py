@@ -1,5 +1,5 @@
-"""Automation step types the CRM adds to automation's registry (on CrmConfig.ready): add-tag
-and send-email."""
+"""Automation step types the CRM adds to automation's registry (on CrmConfig.ready): add-tag,
+send-email, send-sms and send-push."""
 
 from __future__ import annotations
 
@@ -85,56 +85,52 @@ class AddTag(StepType):
         return Outcome.done({"would_tag": {"contact_id": str(contact.pk), "tag": tag}})
 
 
-def _content(config: dict[str, Any], errors: dict[str, Any]) -> None:
-    for key in ("subject", "text", "html"):
-        value = config.get(key, "")
-        if not isinstance(value, str):
-            errors[key] = ["A template (text)."]
-            continue
-        try:
-            notify.check(value)
-        except ValidationError as exc:
-            errors[key] = exc.messages
-    if not config.get("subject"):
-        errors.setdefault("subject", ["Required."])
-    if not config.get("text") and not config.get("html"):
-        errors.setdefault("text", ["A text or an html body is required."])
+class SendMessage(StepType):
+    """A message to a contact (the event's unless `to` names another contact id, or an address)
+    through `notify`, once per run and step: its idempotency key is the run's and the step's."""
 
+    channel: str
+    # The step's template keys and the Content field each one fills.
+    fields: dict[str, str]
+    required: tuple[str, ...]
 
-@register
-class SendEmail(StepType):
-    name = "send-email"
-    description = (
-        "Email a contact (the event's unless `to` names a contact id or an address) through the org's "
-        "smtp connection: `subject`, `text` and `html` are Jinja2 templates of `event`, `steps`, `run` "
-        "and `contact`. Sent once per run and step, tracked, with one-click unsubscribe."
-    )
+    def accepts_address(self, raw: str) -> bool:
+        return False
 
     def validate(self, config: dict[str, Any], *, org_id: Any) -> dict[str, Any]:
         errors: dict[str, Any] = {}
-        unknown = sorted(set(config) - {"to", "subject", "text", "html"})
+        unknown = sorted(set(config) - {"to", *self.fields})
         if unknown:
             errors["non_field_errors"] = [f"Unknown key(s): {', '.join(unknown)}."]
         _template(config, "to", errors, default=DEFAULT_CONTACT)
-        _content(config, errors)
+        for key in self.fields:
+            value = config.get(key, "")
+            if not isinstance(value, str):
+                errors[key] = ["A template (text)."]
+                continue
+            try:
+                notify.check(value)
+            except ValidationError as exc:
+                errors[key] = exc.messages
+        self.check_required(config, errors)
         if errors:
             raise expressions.Invalid(errors)
-        return {
-            "to": config.get("to", DEFAULT_CONTACT),
-            "subject": config["subject"],
-            "text": config.get("text", ""),
-            "html": config.get("html", ""),
-        }
+        return {"to": config.get("to", DEFAULT_CONTACT), **{key: config.get(key, "") for key in self.fields}}
+
+    def check_required(self, config: dict[str, Any], errors: dict[str, Any]) -> None:
+        for key in self.required:
+            if not config.get(key):
+                errors.setdefault(key, ["Required."])
 
     def _recipient(self, ctx: StepContext) -> Contact | str | None:
         raw = str(ctx.render(ctx.config.get("to", DEFAULT_CONTACT))).strip()
         try:
             return Contact.objects.filter(org_id=ctx.org_id, pk=uuid.UUID(raw)).first()
         except ValueError:
-            return raw if "@" in raw else None
+            return raw if self.accepts_address(raw) else None
 
     def _content(self, ctx: StepContext) -> notify.Content:
-        return notify.Content(ctx.config["subject"], ctx.config.get("text", ""), ctx.config.get("html", ""))
+        return notify.Content(**{field: ctx.config.get(key, "") for key, field in self.fields.items()})
 
     def execute(self, ctx: StepContext) -> Outcome:
         to = self._recipient(ctx)
@@ -145,7 +141,7 @@ class SendEmail(StepType):
             with ctx.caused_by_run():
                 delivery = notify.notify(
                     org=ctx.flow.org,
-                    channel=Channel.EMAIL,
+                    channel=self.channel,
                     to=to,
                     content=self._content(ctx),
                     source=f"flow:{ctx.flow.pk}",
@@ -165,8 +161,58 @@ class SendEmail(StepType):
         else:
             recipient = notify.contact_context(None, to)
         data = {**ctx.data, "contact": recipient}
+        first = next(iter(self.fields))
         try:
-            subject = notify.render(ctx.config["subject"], data)
+            rendered = notify.render(ctx.config.get(first, ""), data)
         except ValidationError as exc:
             return Outcome.failed("; ".join(exc.messages))
-        return Outcome.done({"would_send": {"to": str(to), "subject": subject}})
+        return Outcome.done({"would_send": {"channel": self.channel, "to": str(to), first: rendered}})
+
+
+@register
+class SendEmail(SendMessage):
+    name = "send-email"
+    description = (
+        "Email a contact (the event's unless `to` names a contact id or an address) through the org's "
+        "sendgrid or smtp connection: `subject`, `text` and `html` are Jinja2 templates of `event`, "
+        "`steps`, `run` and `contact`. Sent once per run and step, tracked, with one-click unsubscribe."
+    )
+    channel = Channel.EMAIL
+    fields = {"subject": "subject", "text": "text", "html": "html"}
+    required = ("subject",)
+
+    def accepts_address(self, raw: str) -> bool:
+        return "@" in raw
+
+    def check_required(self, config: dict[str, Any], errors: dict[str, Any]) -> None:
+        super().check_required(config, errors)
+        if not config.get("text") and not config.get("html"):
+            errors.setdefault("text", ["A text or an html body is required."])
+
+
+@register
+class SendSms(SendMessage):
+    name = "send-sms"
+    description = (
+        "Text a contact (the event's unless `to` names a contact id or an E.164 number) through the "
+        "org's twilio connection: `text` is a Jinja2 template. Only to a number whose contact "
+        "consented to SMS; sent once per run and step."
+    )
+    channel = Channel.SMS
+    fields = {"text": "text"}
+    required = ("text",)
+
+    def accepts_address(self, raw: str) -> bool:
+        return raw.startswith("+")
+
+
+@register
+class SendPush(SendMessage):
+    name = "send-push"
+    description = (
+        "A Web Push notification to every browser a contact (the event's unless `to` names one) "
+        "subscribed: `title`, `body` and `url` are Jinja2 templates. Sent once per run and step."
+    )
+    channel = Channel.PUSH
+    fields = {"title": "subject", "body": "text", "url": "url"}
+    required = ("title", "body")

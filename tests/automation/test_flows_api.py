@@ -170,7 +170,7 @@ def test_editing_steps_bumps_the_version_and_keeps_the_secret(owner, public_exam
                     "0": {
                         "type": [
                             "'send-fax' is not a step type; use one of: add-tag, condition, create-record, "
-                            "send-email, send-webhook, update-record, wait."
+                            "send-email, send-push, send-sms, send-webhook, update-record, wait."
                         ]
                     }
                 }

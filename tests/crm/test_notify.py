@@ -324,3 +324,33 @@ def test_of_two_jobs_of_one_delivery_only_one_sends(owner, smtp, inbox):
     assert first.status == "sending"
     with pytest.raises(NotNow, match="another attempt"):  # the first may still be talking to the server
         claim(str(delivery.pk), str(owner.org.pk))
+
+
+@pytest.mark.parametrize(
+    ("channel", "to", "content", "field"),
+    [
+        ("push", "ada@example.com", {"subject": "t", "text": "b"}, "to"),  # push goes to a contact
+        ("sms", "not a number", {"text": "hi"}, "to"),
+        ("sms", "+1 415 555", {"text": "hi"}, "to"),
+        ("push", None, {"subject": "t", "text": "b", "url": "javascript:alert(1)"}, "url"),
+        ("push", None, {"subject": "t", "text": "b", "url": "http://[::1"}, "url"),
+        ("push", None, {"subject": "t", "text": "b", "url": "https:///no-host"}, "url"),
+        ("push", None, {"subject": "t", "text": "b", "url": "https://x.example/" + "a" * 2000}, "url"),
+    ],
+)
+def test_a_recipient_or_link_the_channel_cannot_use_is_refused(owner, ada, channel, to, content, field):
+    with pytest.raises(ValidationError) as refused:
+        notify(
+            org=owner.org, channel=channel, to=ada if to is None else to, content=Content(**content),
+            source="test", idempotency_key="k1",
+        )  # fmt: skip
+    assert field in refused.value.message_dict
+    assert not Delivery.objects.exists()
+
+
+def test_an_sms_number_is_kept_in_e164(owner):
+    delivery = notify(
+        org=owner.org, channel="sms", to=" +1 (415) 555-0123 ", content=Content(text="hi"), source="test",
+        idempotency_key="k1",
+    )  # fmt: skip
+    assert delivery.to == "+14155550123"

@@ -1,4 +1,5 @@
-"""The CRM's automation step: add-tag, validated when the flow is saved, run by the engine."""
+"""The CRM's automation steps (add-tag, send-email, send-sms, send-push): validated when the
+flow is saved, run by the engine."""
 
 from __future__ import annotations
 
@@ -146,6 +147,95 @@ def test_a_bad_send_email_step_is_refused_when_the_flow_is_saved(owner, config, 
             "name": "x",
             "trigger": {"event": "contact.created"},
             "steps": [{"type": "send-email", "config": config}],
+        },
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert key in response.json()["steps"]["0"]["config"]
+
+
+def welcome_flow(owner, django_capture_on_commit_callbacks, step):
+    with django_capture_on_commit_callbacks(execute=True):
+        flows.flow_create(
+            org=owner.org, actor=None, name="welcome", trigger={"event": "contact.created"}, steps=[step]
+        )
+
+
+def test_a_flow_texts_the_contact_of_its_event_once_per_run(owner, django_capture_on_commit_callbacks):
+    welcome_flow(
+        owner,
+        django_capture_on_commit_callbacks,
+        {"type": "send-sms", "config": {"text": "Hi {{ contact.first_name }}, welcome!"}},
+    )
+    ada = services.contact_create(
+        org=owner.org, actor=None, email="ada@example.com", phone="+14155550123", first_name="Ada",
+        consent={"sms": {"granted": True}},
+    )  # fmt: skip
+
+    [run] = engine.start_for_event(contact_created(ada))
+    assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "done"
+
+    [delivery] = Delivery.objects.all()
+    assert (delivery.channel, delivery.to, delivery.text) == ("sms", "+14155550123", "Hi Ada, welcome!")
+    assert delivery.idempotency_key == f"flow-run:{run.pk}:step-1"
+
+
+def test_a_flow_pushes_to_the_contact_of_its_event(owner, django_capture_on_commit_callbacks):
+    welcome_flow(
+        owner,
+        django_capture_on_commit_callbacks,
+        {
+            "type": "send-push",
+            "config": {
+                "title": "Welcome {{ contact.first_name }}",
+                "body": "Your order is on its way",
+                "url": "https://shop.example/orders/{{ contact.id }}",
+            },
+        },
+    )
+    ada = services.contact_create(org=owner.org, actor=None, email="ada@example.com", first_name="Ada")
+
+    [run] = engine.start_for_event(contact_created(ada))
+    assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "done"
+
+    [delivery] = Delivery.objects.all()
+    assert (delivery.channel, delivery.to) == ("push", str(ada.pk))
+    assert (delivery.subject, delivery.text) == ("Welcome Ada", "Your order is on its way")
+    assert delivery.url == f"https://shop.example/orders/{ada.pk}"
+
+
+def test_a_push_url_that_renders_to_no_http_url_fails_the_run(owner, django_capture_on_commit_callbacks):
+    welcome_flow(
+        owner,
+        django_capture_on_commit_callbacks,
+        {"type": "send-push", "config": {"title": "t", "body": "b", "url": "javascript:{{ contact.id }}"}},
+    )
+    ada = services.contact_create(org=owner.org, actor=None, email="ada@example.com")
+
+    [run] = engine.start_for_event(contact_created(ada))
+    assert engine.execute_step(run_id=str(run.pk), step_id="step-1", generation=1) == "failed"
+    assert not Delivery.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("step_type", "config", "key"),
+    [
+        ("send-sms", {}, "text"),
+        ("send-sms", {"text": "{{ x"}, "text"),
+        ("send-sms", {"text": "hi", "subject": "x"}, "non_field_errors"),
+        ("send-push", {"body": "b"}, "title"),
+        ("send-push", {"title": "t"}, "body"),
+        ("send-push", {"title": "t", "body": "b", "url": 7}, "url"),
+        ("send-push", {"title": "t", "body": "b", "html": "x"}, "non_field_errors"),
+    ],
+)
+def test_a_bad_sms_or_push_step_is_refused_when_the_flow_is_saved(owner, step_type, config, key):
+    response = owner.client.post(
+        "/automation/flows/",
+        {
+            "name": "x",
+            "trigger": {"event": "contact.created"},
+            "steps": [{"type": step_type, "config": config}],
         },
         format="json",
     )
