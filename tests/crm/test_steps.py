@@ -3,6 +3,10 @@ flow is saved, run by the engine."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from automation import engine
@@ -26,13 +30,13 @@ def flow(owner, django_capture_on_commit_callbacks, config):
         ).flow
 
 
-def contact_created(contact):
+def contact_created(contact, source="form"):
     envelope, _ = emit_envelope(
         "contact.created",
         org=contact.org,
         record=contact,
         datatype="contact",
-        data={"contact_id": str(contact.pk), "email": contact.email, "source": "form"},
+        data={"contact_id": str(contact.pk), "email": contact.email, "source": source},
     )
     return envelope
 
@@ -87,16 +91,24 @@ def test_a_bad_add_tag_step_is_refused_when_the_flow_is_saved(owner, config, key
     assert key in response.json()["steps"]["0"]["config"]
 
 
-def test_the_documented_form_lead_flow_is_valid(owner):
-    body = {
-        "name": "tag form leads",
-        "trigger": {
-            "event": "contact.created",
-            "conditions": {"path": "data.source", "op": "equals", "value": "form"},
-        },
-        "steps": [{"type": "add-tag", "config": {"tag": "lead"}}],
-    }
-    assert owner.client.post("/automation/flows/", body, format="json").status_code == 201
+def test_the_readmes_form_lead_flow_tags_and_emails_form_contacts(owner, django_capture_on_commit_callbacks):
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    body = json.loads(re.search(r"```json\n(\{\"name\": \"welcome form leads\".*?)```", readme, re.S)[1])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert owner.client.post("/automation/flows/", body, format="json").status_code == 201
+    ada = services.contact_create(
+        org=owner.org, actor=None, source="form", email="ada@example.com", first_name="Ada"
+    )
+    bob = services.contact_create(org=owner.org, actor=None, source="api", email="bob@example.com")
+
+    assert engine.start_for_event(contact_created(bob, source="api")) == []
+    [run] = engine.start_for_event(contact_created(ada))
+    for step in ("step-1", "step-2"):
+        assert engine.execute_step(run_id=str(run.pk), step_id=step, generation=1) == "done"
+
+    assert list(ContactTag.objects.values_list("contact_id", "tag__name")) == [(ada.pk, "lead")]
+    [delivery] = Delivery.objects.all()
+    assert (delivery.to, delivery.subject) == ("ada@example.com", "Welcome, Ada")
 
 
 def test_a_flow_emails_the_contact_of_its_event_once_per_run(owner, django_capture_on_commit_callbacks):
