@@ -3,7 +3,13 @@ hard bounces suppress addresses; an inbound SMS STOP suppresses its number, STAR
 
 from __future__ import annotations
 
+from datetime import timedelta
+from uuid import UUID
+
+from django.utils import timezone
+
 from core.events import Envelope, on_event
+from core.jobs.consumers import RetryIn
 from core.jobs.queues import Queue
 from crm import services
 from crm.events import EMAIL_BOUNCED, EMAIL_DELIVERED, EMAIL_DROPPED, SMS_RECEIVED, SMS_STATUS_CHANGED
@@ -12,6 +18,7 @@ from crm.models import Channel, Delivery, DeliveryStatus, Suppression, Suppressi
 STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
 START_WORDS = frozenset({"start", "unstop", "yes"})
 SMS_FAILED = frozenset({"undelivered", "failed"})
+CALLBACK_RETRY_SECONDS = 5.0
 
 
 def _delivery(event: Envelope) -> Delivery | None:
@@ -101,9 +108,20 @@ def on_sms_status_changed(event: Envelope) -> None:
         changes = {"status": DeliveryStatus.FAILED, "last_error": error[:1000]}
     else:  # queued, sending, sent, ...: what `sent` already says
         return
-    Delivery.objects.filter(
+    moved = Delivery.objects.filter(
         org_id=event.orgid,
         channel=Channel.SMS,
         provider_id=event.data["message_sid"],
         status=DeliveryStatus.SENT,
     ).update(**changes)
+    if not moved and _sms_sending(event.orgid):
+        # Twilio may call back before our `sent` (with its SID) committed: try again shortly.
+        raise RetryIn(CALLBACK_RETRY_SECONDS, "the message may not be marked sent yet")
+
+
+def _sms_sending(org_id: UUID) -> bool:
+    """Whether an SMS of the org is being sent now (claimed within the last few minutes)."""
+    recent = timezone.now() - timedelta(minutes=5)
+    return Delivery.objects.filter(
+        org_id=org_id, channel=Channel.SMS, status=DeliveryStatus.SENDING, updated_at__gte=recent
+    ).exists()

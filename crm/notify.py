@@ -1,12 +1,14 @@
 """`notify`: one message to one recipient, kept as a Delivery row unique on its idempotency key
-and sent by a job queued in the same commit; user templates rendered in Jinja2's sandbox."""
+and sent by a job queued in the same commit; `notify_many`: an audience, in batches; user
+templates rendered in Jinja2's sandbox."""
 
 from __future__ import annotations
 
 import functools
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,9 +20,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from core.jobs.consumers import enqueue
 from core.models import Org
 from crm.models import Channel, Contact, Delivery
-from crm.sending import send_delivery
+from crm.sending import send_batch, send_delivery
 from crm.services import normalize_phone
 from crm.tracking import track
+
+BATCH_SIZE = 50  # deliveries per commit and per send_batch job
 
 _text_templates = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 _html_templates = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
@@ -88,17 +92,100 @@ def notify(
 ) -> Delivery:
     """Keep the message as a Delivery and queue its send, in one commit. The same key again
     returns the first Delivery and sends nothing more."""
+    _check(channel, idempotency_key)
+    existing = Delivery.objects.filter(org=org, idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    delivery = _delivery(org, channel, to, content, source, idempotency_key, _plain(context))
+    try:
+        with transaction.atomic():
+            delivery.save(force_insert=True)
+            enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org.pk)
+    except IntegrityError:  # the same key, committed meanwhile by a concurrent call
+        return Delivery.objects.get(org=org, idempotency_key=idempotency_key)
+    return delivery
+
+
+@dataclass
+class Queued:
+    """What `notify_many` did: deliveries queued now, recipients queued before under the same
+    key, recipients without a usable address (their errors, the first few)."""
+
+    queued: int = 0
+    existing: int = 0
+    invalid: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def notify_many(
+    *,
+    org: Org,
+    channel: str,
+    recipients: Iterable[Contact | str],
+    content: Content,
+    source: str,
+    key: str,
+    context: dict[str, Any] | None = None,
+) -> Queued:
+    """One message to many recipients (an audience): each a Delivery keyed `<key>:<contact id
+    or address>`, kept and queued BATCH_SIZE at a time, each chunk one commit with one
+    `send_batch` job. Again with the same key, only recipients not yet queued are; a recipient
+    without a usable address is counted and skipped. Memory stays flat whatever the audience."""
+    _check(channel, f"{key}:")
+    plain, result = _plain(context), Queued()
+    chunk: list[Delivery] = []
+    for to in recipients:
+        name = str(to.pk) if isinstance(to, Contact) else str(to).strip().lower()
+        try:
+            chunk.append(_delivery(org, channel, to, content, source, f"{key}:{name}"[:255], plain))
+        except ValidationError as exc:
+            result.invalid += 1
+            if len(result.errors) < 20:
+                result.errors.append(f"{name}: {'; '.join(exc.messages)}")
+        if len(chunk) == BATCH_SIZE:
+            _queue_batch(org, chunk, result)
+            chunk = []
+    if chunk:
+        _queue_batch(org, chunk, result)
+    return result
+
+
+def _queue_batch(org: Org, chunk: list[Delivery], result: Queued) -> None:
+    keys = {delivery.idempotency_key: delivery for delivery in chunk}  # a recipient twice: once
+    with transaction.atomic():
+        # A concurrent call with the same key may insert some of these first: theirs stand.
+        Delivery.objects.bulk_create(keys.values(), ignore_conflicts=True)
+        ours = [
+            str(pk)
+            for pk in Delivery.objects.filter(pk__in=[d.pk for d in keys.values()]).values_list(
+                "pk", flat=True
+            )
+        ]
+        if ours:
+            enqueue(send_batch, delivery_ids=ours, org_id=org.pk)
+    result.queued += len(ours)
+    result.existing += len(chunk) - len(ours)
+
+
+def _check(channel: str, idempotency_key: str) -> None:
     if channel not in Channel.values:
         raise ValidationError({"channel": [f"One of {', '.join(Channel.values)}."]})
     if not idempotency_key or len(idempotency_key) > 255:
         raise ValidationError({"idempotency_key": ["1-255 characters."]})
-    existing = Delivery.objects.filter(org=org, idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return existing
+
+
+def _plain(context: dict[str, Any] | None) -> dict[str, Any]:
+    """Plain data only, whatever the caller passed: a model instance becomes its str()."""
+    plain: dict[str, Any] = json.loads(json.dumps(context or {}, default=str))
+    return plain
+
+
+def _delivery(
+    org: Org, channel: str, to: Contact | str, content: Content, source: str, key: str, plain: dict[str, Any]
+) -> Delivery:
+    """The message to one recipient, rendered and tracked, not yet saved."""
     contact = to if isinstance(to, Contact) else None
     address = _address(channel, to)
-    # Plain data only, whatever the caller passed: a model instance becomes its str().
-    plain = json.loads(json.dumps(context or {}, default=str))
     data = {**plain, "contact": contact_context(contact, address)}
     # A log of what was sent, like an outbound HTTP attempt, not a record the org edits: no CRUD
     # event (its outcomes are the email.* events). Tracked before the insert, so one INSERT.
@@ -112,16 +199,10 @@ def notify(
         text=render(content.text, data),
         url=_url(render(content.url, data)),
         source=source[:100],
-        idempotency_key=idempotency_key,
+        idempotency_key=key,
     )
     html = render(content.html, data, html=True)
     delivery.html, delivery.links = track(delivery, html) if html else ("", [])
-    try:
-        with transaction.atomic():
-            delivery.save(force_insert=True)
-            enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org.pk)
-    except IntegrityError:  # the same key, committed meanwhile by a concurrent call
-        return Delivery.objects.get(org=org, idempotency_key=idempotency_key)
     return delivery
 
 

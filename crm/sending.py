@@ -1,22 +1,27 @@
-"""The notification job: a Delivery sent once. Claimed (`sending`) in one commit, sent, then
-marked `sent` in another; a process dying between the provider's acceptance and that commit
-is the one window in which a message can go twice (docs/crm.md)."""
+"""The notification jobs: a Delivery sent once (`send_delivery`), or a batch of them
+(`send_batch`). Claimed (`sending`) in one commit, sent, then marked `sent` in another; a process
+dying between the provider's acceptance and that commit is the one window in which a message
+can go twice (docs/crm.md)."""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
-from core.jobs.consumers import PermanentError, RetryIn, RetryPolicy, consumer
+from core.jobs.consumers import PermanentError, RetryIn, RetryPolicy, consumer, enqueue
 from core.jobs.queues import Queue
 from crm import mail, push, services, sms
-from crm.models import Channel, Contact, Delivery, DeliveryStatus
-from crm.transport import NotNow, Refused
+from crm.models import Channel, Contact, Delivery, DeliveryStatus, Suppression
+from crm.transport import NotNow, Refused, reused_connections
 
 LEASE_MARGIN_SECONDS = 5
+GIVE_UP_AFTER = 3  # a batch's sends in a row the provider could not take before the rest wait
 SEND_RETRY = RetryPolicy(max_attempts=6, backoff=30.0, max_backoff=3600.0)
 FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
@@ -28,14 +33,60 @@ def send_delivery(*, delivery_id: str, org_id: str) -> str:
     if delivery.status != DeliveryStatus.SENDING:
         return str(delivery.status)
     try:
-        provider_id = send(delivery)
-    except Refused as exc:
-        return settle(delivery, DeliveryStatus.FAILED, error=str(exc))
+        return attempt(delivery)
     except NotNow as exc:
         settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
         if exc.retry_after is not None:  # the provider said when: a Retry-After
             raise RetryIn(exc.retry_after, str(exc)) from exc
         raise  # the consumer's retry policy; past it, a dead letter an operator replays
+
+
+@consumer(Queue.NOTIFICATION, name="crm.send_batch", retry=SEND_RETRY)
+def send_batch(*, delivery_ids: list[str], org_id: str) -> str:
+    """Send the deliveries `notify_many` queued together, in one job: claimed in one UPDATE, then
+    each sent and settled as `send_delivery` does. One the provider cannot take now goes on as
+    its own `send_delivery` job (its retries, its dead letter); so does one a dead run of this
+    job left `sending`. Past half the time limit, or after GIVE_UP_AFTER such sends in a row (the
+    provider is down), the rest go on in another batch (then after the retry backoff)."""
+    started = time.monotonic()
+    budget = (60 if send_batch.time_limit is None else send_batch.time_limit) / 2
+    claimed, stale = claim_batch(delivery_ids, org_id)
+    for delivery in stale:
+        enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id)
+    outcomes: Counter[str] = Counter()
+    with reused_connections():
+        _send_claimed(claimed, org_id, started + budget, outcomes)
+    return ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())) or "nothing to send"
+
+
+def _send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes: Counter[str]) -> None:
+    streak = 0  # sends in a row the provider could not take: past a few, it is down, not picky
+    for index, delivery in enumerate(claimed):
+        if time.monotonic() > deadline:
+            outcomes["handed on"] = hand_on(claimed[index:], org_id)
+            return
+        if streak == GIVE_UP_AFTER:
+            outcomes["handed on"] = hand_on(claimed[index:], org_id, delay=SEND_RETRY.backoff)
+            return
+        try:
+            outcomes[attempt(delivery)] += 1
+            streak = 0
+        except NotNow as exc:
+            with transaction.atomic():
+                settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
+                delay = SEND_RETRY.backoff if exc.retry_after is None else exc.retry_after
+                enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id, delay=delay)
+            outcomes["retried alone"] += 1
+            streak += 1
+
+
+def attempt(delivery: Delivery) -> str:
+    """Send a claimed delivery and record how it went: `sent`, or `failed` when the provider
+    refused it for good. NotNow (the provider could not take it now) is for the caller."""
+    try:
+        provider_id = send(delivery)
+    except Refused as exc:
+        return settle(delivery, DeliveryStatus.FAILED, error=str(exc))
     return settle(delivery, DeliveryStatus.SENT, provider_id=provider_id)
 
 
@@ -54,16 +105,30 @@ def send(delivery: Delivery) -> str:
 def refusal(delivery: Delivery) -> str:
     """Why the delivery must not go out at all ("" if it may): a suppressed address, or an SMS
     to a number whose contact has not consented to SMS."""
-    suppressed = services.is_suppressed(org_id=delivery.org_id, channel=delivery.channel, address=delivery.to)
-    if suppressed is not None:
-        return f"the address is suppressed ({suppressed.reason})"
-    if delivery.channel == Channel.SMS:
-        contact = delivery.contact or (
-            Contact.objects.filter(org_id=delivery.org_id, phone=delivery.to).order_by("created_at").first()
-        )
-        if contact is None or not contact.has_consent(Channel.SMS):
-            return "no SMS consent from the number's contact"
-    return ""
+    return refusals([delivery]).get(delivery.pk, "")
+
+
+def refusals(deliveries: list[Delivery]) -> dict[Any, str]:
+    """`refusal` of each delivery that has one, by pk: the suppressions in one query."""
+    found: dict[Any, str] = {}
+    by_address = {(d.channel, services.suppression_address(d.channel, d.to)): d for d in deliveries}
+    suppressions = Suppression.objects.filter(
+        org_id__in={d.org_id for d in deliveries}, address__in={address for _, address in by_address}
+    )
+    suppressed = {(s.org_id, s.channel, s.address): s.reason for s in suppressions}
+    for delivery in deliveries:
+        key = (delivery.org_id, delivery.channel, services.suppression_address(delivery.channel, delivery.to))
+        if key in suppressed:
+            found[delivery.pk] = f"the address is suppressed ({suppressed[key]})"
+        elif delivery.channel == Channel.SMS:
+            contact = delivery.contact or (
+                Contact.objects.filter(org_id=delivery.org_id, phone=delivery.to)
+                .order_by("created_at")
+                .first()
+            )
+            if contact is None or not contact.has_consent(Channel.SMS):
+                found[delivery.pk] = "no SMS consent from the number's contact"
+    return found
 
 
 def claim(delivery_id: str, org_id: str) -> Delivery:
@@ -117,3 +182,44 @@ def settle(delivery: Delivery, status: str, *, error: str = "", provider_id: str
         changes["sent_at"] = now
     Delivery.objects.filter(pk=delivery.pk).update(**changes)
     return status
+
+
+def claim_batch(delivery_ids: list[str], org_id: str) -> tuple[list[Delivery], list[Delivery]]:
+    """Of the org's deliveries among `delivery_ids`: the queued ones marked `sending` by this
+    run (one UPDATE, stamped with this run's time; suppressed ones marked so), and the ones a
+    run that died left `sending` (for `send_delivery`, which waits out their lease)."""
+    rows = list(Delivery.objects.select_related("org", "contact").filter(pk__in=delivery_ids, org_id=org_id))
+    queued = [delivery for delivery in rows if delivery.status == DeliveryStatus.QUEUED]
+    stale = [delivery for delivery in rows if delivery.status == DeliveryStatus.SENDING]
+    refused = refusals(queued)
+    for delivery in queued:
+        if delivery.pk in refused:
+            Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.QUEUED).update(
+                status=DeliveryStatus.SUPPRESSED, last_error=refused[delivery.pk], updated_at=timezone.now()
+            )
+    wanted = [delivery for delivery in queued if delivery.pk not in refused]
+    now = timezone.now()
+    Delivery.objects.filter(pk__in=[d.pk for d in wanted], status=DeliveryStatus.QUEUED).update(
+        status=DeliveryStatus.SENDING, updated_at=now
+    )
+    ours = set(
+        Delivery.objects.filter(
+            pk__in=[d.pk for d in wanted], status=DeliveryStatus.SENDING, updated_at=now
+        ).values_list("pk", flat=True)
+    )
+    claimed = []
+    for delivery in wanted:
+        if delivery.pk in ours:
+            delivery.status, delivery.updated_at = DeliveryStatus.SENDING, now
+            claimed.append(delivery)
+    return claimed, stale
+
+
+def hand_on(claimed: list[Delivery], org_id: str, *, delay: float = 0) -> int:
+    """Give deliveries this run claimed but will not send back to the queue, in one more batch."""
+    with transaction.atomic():
+        Delivery.objects.filter(
+            pk__in=[d.pk for d in claimed], status=DeliveryStatus.SENDING, updated_at=claimed[0].updated_at
+        ).update(status=DeliveryStatus.QUEUED, updated_at=timezone.now())
+        enqueue(send_batch, delivery_ids=[str(d.pk) for d in claimed], org_id=org_id, delay=delay)
+    return len(claimed)

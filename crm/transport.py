@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from uuid import UUID
 
 from sync.models import Connection
@@ -24,16 +26,38 @@ class NotNow(Exception):
         self.retry_after = retry_after
 
 
+_reused: ContextVar[dict[tuple[str, tuple[str, ...]], Connection] | None] = ContextVar(
+    "crm_reused_connections", default=None
+)
+
+
+@contextmanager
+def reused_connections() -> Iterator[None]:
+    """Within it, `connection_for` looks each org's connection up once (a batch of sends): an
+    edit made meanwhile applies from the next batch. Every send still takes its rate token."""
+    token = _reused.set({})
+    try:
+        yield
+    finally:
+        _reused.reset(token)
+
+
 def connection_for(org_id: UUID | str, *vendors: str) -> Connection:
     """The org's enabled connection of the first of `vendors` it has (by name within a vendor),
     its send rate taken (a token of `max_per_second`). Raises Refused or NotNow."""
-    found = list(Connection.objects.filter(org_id=org_id, vendor__in=vendors, enabled=True))
-    found.sort(key=lambda connection: (vendors.index(connection.vendor), connection.name))
-    if not found:
-        raise Refused(f"the organization has no enabled {' or '.join(vendors)} connection")
-    if not ratelimit.wait_turn(found[0]):
+    reused, key = _reused.get(), (str(org_id), vendors)
+    connection = reused.get(key) if reused is not None else None
+    if connection is None:
+        found = list(Connection.objects.filter(org_id=org_id, vendor__in=vendors, enabled=True))
+        found.sort(key=lambda connection: (vendors.index(connection.vendor), connection.name))
+        if not found:
+            raise Refused(f"the organization has no enabled {' or '.join(vendors)} connection")
+        connection = found[0]
+        if reused is not None:
+            reused[key] = connection
+    if not ratelimit.wait_turn(connection):
         raise NotNow("the connection's send rate is spent: tried again later")
-    return found[0]
+    return connection
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float | None:

@@ -36,6 +36,7 @@ _WHY = {
     "409": "The resource's state, or another resource, conflicts with this change.",
     "410": "No longer usable: expired, revoked or declined.",
     "413": "The request body is too large.",
+    "415": "The request body's Content-Type is not one this operation reads.",
     "422": "This Idempotency-Key was used for a different request.",
     "429": "Too many requests: retry after the Retry-After header's seconds.",
 }
@@ -113,6 +114,7 @@ class AutoSchema(openapi.AutoSchema):
             "404": "path" in where or paginated or self._org_scoped(),
             "409": self.method in _UNSAFE,
             "413": has_body,
+            "415": has_body,
             "422": self._idempotent(),
             "429": bool(self.view.get_throttles()),
         }

@@ -5,7 +5,6 @@ tracked opens, clicks and one-click unsubscribe."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,29 +20,11 @@ from crm.sending import claim, send_delivery
 from crm.transport import NotNow
 from sync.upstream.connections import connection_create
 from tests.browser import free_port
-from tests.crm.smtp_server import Inbox, smtp_server
+from tests.crm.smtp_server import smtp_server
 
 pytestmark = pytest.mark.django_db
 
 HTML = '<p>Hi {{ contact.first_name }}</p><a href="https://shop.example/sale?a=1&amp;b=2">Sale</a>'
-
-
-@pytest.fixture
-def inbox(settings: Any) -> Iterator[Inbox]:
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    settings.PUBLIC_BASE_URL = "https://crm.example"
-    with smtp_server() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp(owner: Any, inbox: Inbox) -> Any:
-    return connection_create(
-        org=owner.org,
-        vendor="smtp",
-        name="mail",
-        credentials={"host": "127.0.0.1", "port": inbox.port, "from_email": "hello@acme.example"},
-    )
 
 
 @pytest.fixture

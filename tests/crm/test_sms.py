@@ -336,3 +336,19 @@ def test_a_callback_to_one_orgs_connection_never_touches_another_orgs_delivery(
     ours.refresh_from_db()
     theirs.refresh_from_db()
     assert (ours.status, theirs.status) == ("delivered", "failed")
+
+
+def test_a_callback_that_overtakes_our_sent_commit_is_tried_again_until_it_lands(
+    owner, connection, twilio, ada
+):
+    delivery = sms_to(owner, ada)
+    Delivery.objects.filter(pk=delivery.pk).update(status="sending")  # Twilio took it; `sent` not yet
+    sid = "SM" + "d" * 32
+
+    with pytest.raises(RetryIn):
+        status_callback(connection, sid, "delivered")
+
+    Delivery.objects.filter(pk=delivery.pk).update(status="sent", provider_id=sid)  # our commit
+    status_callback(connection, sid, "delivered")  # the retry
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
