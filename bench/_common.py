@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from core.runtime import processes
 from tests.processes import Process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,12 +315,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class UvicornServer(Process):
-    """One uvicorn process serving `app` (a bench ASGI module: the product's application plus
-    the benchmark's baseline route) against the bench database and broker, on `.port`. Its
-    log is removed when it stops."""
+class BenchServer(Process):
+    """One server process, started by `command(port)` on a free port (`.port`), against the
+    bench database and broker. Its log is removed when it stops."""
 
-    def __init__(self, app: str, database_url: str, redis_url: str) -> None:
+    def __init__(
+        self, command: Callable[[int], list[str]], database_url: str, redis_url: str, name: str
+    ) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -331,8 +333,7 @@ class UvicornServer(Process):
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
         }
-        args = ["uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port)]
-        super().__init__([*args, "--no-access-log", "--log-level", "warning"], env, "bench-uvicorn")
+        super().__init__(command(self.port), env, name)
 
     def ready_or_exit(self, probe: Callable[[], int], what: str, timeout: float = 60) -> None:
         """Wait until `probe()` answers 200 (an OSError means not listening yet); exit otherwise."""
@@ -353,3 +354,27 @@ class UvicornServer(Process):
     def stop(self) -> None:
         super().stop()
         self.log.unlink(missing_ok=True)
+
+
+class UvicornServer(BenchServer):
+    """One uvicorn process serving `app` (a bench ASGI module: the product's application plus
+    the benchmark's baseline route)."""
+
+    def __init__(self, app: str, database_url: str, redis_url: str) -> None:
+        def command(port: int) -> list[str]:
+            args = ["uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+            return [*args, "--no-access-log", "--log-level", "warning"]
+
+        super().__init__(command, database_url, redis_url, "bench-uvicorn")
+
+
+class GunicornServer(BenchServer):
+    """`app` (a bench WSGI module) served as the `web` process type serves HTTP
+    (core/runtime/processes.py: gunicorn, gthread, 4 threads)."""
+
+    def __init__(self, app: str, database_url: str, redis_url: str) -> None:
+        def command(port: int) -> list[str]:
+            args = processes.web(host="127.0.0.1", port=port)
+            return [app if arg == "config.wsgi" else arg for arg in args]
+
+        super().__init__(command, database_url, redis_url, "bench-gunicorn")

@@ -1,6 +1,7 @@
 """The email open pixel: GET /t/o/<token>.gif (the signed token checked, the delivery found, its
 open counted, the first one emitting `email.opened`) vs a bare Django view answering the same GIF,
-one uvicorn process (bench.asgi), alternating per round (ABBA). Each client cycles through the
+one server process (`--server web`: gunicorn with 4 threads, as production serves HTTP; or
+`realtime`: uvicorn), alternating per round (ABBA). Each client cycles through the
 tokens of --deliveries sent deliveries, so most requests are repeat opens, as in a mailbox.
 Target: ratio >= 0.5x and p99 < 20 ms.
 
@@ -26,6 +27,7 @@ TARGET_RATIO = 0.5
 TARGET_P99_MS = 20.0
 SUBJECT = "open pixel /t/o/<token>.gif"
 BASELINE = "bare view, same GIF"
+SERVERS = {"web": "1 gunicorn process (gthread, 4 threads)", "realtime": "1 uvicorn process"}
 BARE_PATH = "/bench/bare-pixel.gif"
 
 
@@ -97,13 +99,23 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--deliveries", type=int, default=500)
     parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument(
+        "--server",
+        choices=("web", "realtime"),
+        default="web",
+        help="web: gunicorn (WSGI), as production serves HTTP; realtime: uvicorn (ASGI).",
+    )
     args = parser.parse_args()
 
     clock = _common.Stopwatch()
     url, pixels = prepare(args.deliveries)
     database = _common.describe_database()
     broker_url, broker_server = _common.bench_broker()
-    server = _common.UvicornServer("bench.asgi:application", url, broker_url)
+    server: _common.BenchServer
+    if args.server == "web":
+        server = _common.GunicornServer("bench.wsgi", url, broker_url)
+    else:
+        server = _common.UvicornServer("bench.asgi:application", url, broker_url)
 
     def probe() -> int:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
@@ -169,12 +181,19 @@ def main() -> None:
         rows,
         notes=[
             f"opens counted: {opens} (first opens, each an email.opened: {first_opens} of "
-            f"{args.deliveries}); server: 1 uvicorn process; took {clock.elapsed():.0f} s"
+            f"{args.deliveries}); server: {SERVERS[args.server]}; took {clock.elapsed():.0f} s"
         ],
     )
     path = _common.write_results(
         "tracking",
-        {"database": database, "clients": args.clients, "routes": summary, "ratio": ratio, "paired": paired},
+        {
+            "database": database,
+            "server": args.server,
+            "clients": args.clients,
+            "routes": summary,
+            "ratio": ratio,
+            "paired": paired,
+        },
     )
     print(f"results: {path.relative_to(_common.ROOT)}")
     if subj["errors"] or base["errors"]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import uuid
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 TOKEN = r"(?P<token>[A-Za-z0-9_\-:.]{10,300})"
+REPEAT_OPEN = (
+    f"UPDATE {Delivery._meta.db_table} SET opens = opens + 1 WHERE id = %s AND opened_at IS NOT NULL"
+)
 
 
 def _delivery(token: str, *, link: bool = False) -> tuple[Delivery, int | None]:
@@ -49,30 +53,50 @@ def _engagement(delivery: Delivery, request: HttpRequest) -> dict[str, object]:
 
 @require_GET
 def opened(request: HttpRequest, token: str) -> HttpResponse:
-    delivery, _ = _delivery(token)
+    found = read_token(token)
+    if found is None:
+        raise Http404("Unknown link.")
     try:
-        if delivery.opened_at is not None:  # a repeat open, most of them: counted, one UPDATE
-            Delivery.objects.filter(pk=delivery.pk).update(opens=F("opens") + 1)
-        else:
-            with transaction.atomic():
-                first = Delivery.objects.filter(pk=delivery.pk, opened_at__isnull=True).update(
-                    opened_at=timezone.now(), opens=F("opens") + 1
-                )
-                if not first:  # another request's open was first
-                    Delivery.objects.filter(pk=delivery.pk).update(opens=F("opens") + 1)
-                else:
-                    emit(
-                        EMAIL_OPENED.name,
-                        org=delivery.org_id,
-                        record=delivery,
-                        datatype=DELIVERY,
-                        data=EmailEngagement(**_engagement(delivery, request)),  # type: ignore[arg-type]
-                    )
+        counted = _count_repeat_open(found[0])
     except Exception:  # the pixel is served whatever the bookkeeping meets
-        logger.exception("tracking: cannot record an open of delivery %s", delivery.pk)
+        logger.exception("tracking: cannot record an open of delivery %s", found[0])
+        counted = 1
+    if not counted:  # a first open, or no such delivery
+        delivery, _ = _delivery(token)
+        try:
+            _first_open(delivery, request)
+        except Exception:
+            logger.exception("tracking: cannot record an open of delivery %s", delivery.pk)
     response = HttpResponse(PIXEL, content_type="image/gif")
     response["Cache-Control"] = "no-store, private"
     return response
+
+
+def _count_repeat_open(delivery_id: str) -> int:
+    """A repeat open, most of them: one UPDATE, nothing read. Written in SQL: on this route the
+    ORM's compiling of the statement cost as much as running it (bench/tracking.py)."""
+    pk = Delivery._meta.pk
+    assert pk is not None
+    with connection.cursor() as cursor:
+        cursor.execute(REPEAT_OPEN, [pk.get_db_prep_value(uuid.UUID(delivery_id), connection)])
+        return int(cursor.rowcount)
+
+
+def _first_open(delivery: Delivery, request: HttpRequest) -> None:
+    with transaction.atomic():
+        first = Delivery.objects.filter(pk=delivery.pk, opened_at__isnull=True).update(
+            opened_at=timezone.now(), opens=F("opens") + 1
+        )
+        if not first:  # another request's open was first
+            Delivery.objects.filter(pk=delivery.pk).update(opens=F("opens") + 1)
+            return
+        emit(
+            EMAIL_OPENED.name,
+            org=delivery.org_id,
+            record=delivery,
+            datatype=DELIVERY,
+            data=EmailEngagement(**_engagement(delivery, request)),  # type: ignore[arg-type]
+        )
 
 
 @require_GET

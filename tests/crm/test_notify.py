@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from core.models import EventRecord, ScheduledJob
 from crm import services, tracking
@@ -335,3 +337,19 @@ def test_an_sms_number_is_kept_in_e164(owner):
         idempotency_key="k1",
     )  # fmt: skip
     assert delivery.to == "+14155550123"
+
+
+def test_the_pixel_of_a_deleted_delivery_is_a_404_and_a_third_open_one_update(owner, smtp, inbox, ada):
+    delivery = email_to(owner, ada)
+    run_sends()
+    pixel = tracking.tracking_url("o", delivery).removeprefix("https://crm.example")
+    web = Client()
+    assert web.get(pixel).status_code == web.get(pixel).status_code == 200
+    with CaptureQueriesContext(connection) as repeat:
+        assert web.get(pixel).status_code == 200
+    assert [q["sql"].split()[0] for q in repeat.captured_queries] == ["UPDATE"]
+    delivery.refresh_from_db()
+    assert delivery.opens == 3 and EventRecord.objects.filter(name="email.opened").count() == 1
+
+    Delivery.objects.filter(pk=delivery.pk).delete()
+    assert web.get(pixel).status_code == 404
