@@ -118,15 +118,20 @@ warnings.filterwarnings("ignore", category=AnymailNotSupportedWarning, module="a
 
 class GuardedSendGridBackend(SendGridBackend):
     """Anymail's SendGrid backend on a session of our outbound guard (no private address, no
-    proxy from the environment)."""
+    proxy from the environment), each of its calls in the connection's attempt log."""
+
+    def __init__(self, *, connection: Connection, **kwargs: Any) -> None:
+        self.recorded = outbound.Recorded(org_id=connection.org_id, purpose="email", connection=connection)
+        super().__init__(**kwargs)
 
     def create_session(self) -> Any:
-        return outbound.new_session()
+        return outbound.new_session(recorded=self.recorded)
 
 
 def send_sendgrid(connection: Connection, email: EmailMultiAlternatives) -> str:
     base = (connection.base_url or vendors.default_base_url(connection.vendor) or "").rstrip("/")
     backend = GuardedSendGridBackend(
+        connection=connection,
         api_key=(connection.credentials or {}).get("api_key", ""),
         api_url=f"{base}/v3/",
         generate_message_id=False,  # ours is the Message-ID header; theirs is X-Message-Id

@@ -201,7 +201,10 @@ def send_push(delivery: Delivery) -> str:
     keys = vapid_keys(delivery.org)
     signer = Vapid(private_key=serialization.load_pem_private_key(keys.private_key.encode(), password=None))
     data = payload(delivery)
-    session = outbound.new_session()
+    # Logged by origin only: an endpoint's path is the subscription's capability.
+    session = outbound.new_session(
+        recorded=outbound.Recorded(org_id=delivery.org_id, purpose="push", origin_only=True)
+    )
     try:
         outcomes = [push_one(session, signer, subscription, data) for subscription in subscriptions]
     finally:

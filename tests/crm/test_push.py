@@ -19,6 +19,7 @@ from crm.models import Channel, Contact, Delivery, PushSubscription, VapidKeys
 from crm.notify import Content, notify
 from crm.sending import send_delivery
 from crm.transport import NotNow
+from sync.models import HttpAttempt
 from tests.crm.push_server import Browser, PushService, b64, push_service
 from tests.crm.test_notify import run_sends
 
@@ -179,6 +180,10 @@ def test_a_push_arrives_decrypted_with_its_title_body_and_url(owner, service, ad
     assert received.claims["sub"].startswith("mailto:") and not service.problems
     delivery.refresh_from_db()
     assert (delivery.status, delivery.provider_id, delivery.to) == ("sent", "1/1", str(ada.pk))
+    # In the org's attempt log, by the push service's origin only: the path is the capability.
+    [attempt] = HttpAttempt.objects.filter(purpose="push")
+    assert attempt.org_id == owner.org.pk and attempt.status == 201 and attempt.method == "POST"
+    assert attempt.url == f"{service.origin}/…" and "b1" not in attempt.url
 
 
 def test_the_vapid_subject_is_the_setting_when_there_is_one(owner, service, ada, settings):

@@ -14,6 +14,7 @@ from crm import handlers, services
 from crm.models import Delivery
 from crm.sending import send_delivery
 from crm.transport import NotNow
+from sync.models import HttpAttempt
 from sync.upstream.connections import connection_create
 from tests.crm.sendgrid_server import SendGridServer, sendgrid_error
 from tests.crm.test_notify import email_to, run_sends
@@ -75,6 +76,9 @@ def test_an_email_goes_to_sendgrid_once_with_our_headers(owner, connection, send
     assert headers["List-Unsubscribe"].startswith("<https://crm.example/")
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert delivery.status == "sent" and delivery.provider_id == sendgrid.ids[0]
+    [attempt] = HttpAttempt.objects.filter(connection=connection)
+    assert (attempt.purpose, attempt.status, attempt.url) == ("email", 202, f"{sendgrid.url}/v3/mail/send")
+    assert attempt.org_id == owner.org.pk
 
     # The same key, and the job again: nothing more is sent.
     assert email_to(owner, ada).pk == delivery.pk
@@ -118,6 +122,8 @@ def test_a_wrong_api_key_fails_without_a_retry_and_the_key_is_never_shown(owner,
     assert run_sends() == ["failed"]
     delivery.refresh_from_db()
     assert "HTTP 401" in delivery.last_error and "SG.wrong" not in delivery.last_error
+    [attempt] = HttpAttempt.objects.filter(purpose="email")
+    assert attempt.status == 401
 
 
 def test_sendgrid_unreachable_is_retried(owner, ada, settings):
@@ -130,6 +136,8 @@ def test_sendgrid_unreachable_is_retried(owner, ada, settings):
     email_to(owner, ada)
     with pytest.raises(NotNow, match=r"could not reach SendGrid|no answer"):
         run_sends()
+    [attempt] = HttpAttempt.objects.filter(purpose="email")
+    assert attempt.status is None and "ConnectionError" in attempt.error
 
 
 def test_a_private_sendgrid_address_is_refused_at_send_time_too(owner, connection, ada, settings):

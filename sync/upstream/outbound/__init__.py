@@ -2,13 +2,14 @@
 through. See docs/outbound.md for the guard, the breaker and the attempt log."""
 
 from sync.upstream.outbound.breaker import CircuitOpen
-from sync.upstream.outbound.client import new_session, request, session
+from sync.upstream.outbound.client import Recorded, new_session, request, session
 from sync.upstream.outbound.failure import failure
 from sync.upstream.outbound.guard import UnsafeURL, check_url, refusal, resolve
 from sync.upstream.outbound.redact import redact_url
 
 __all__ = [
     "CircuitOpen",
+    "Recorded",
     "UnsafeURL",
     "check_url",
     "failure",

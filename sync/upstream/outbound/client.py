@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -38,10 +39,58 @@ def session() -> requests.Session:
     return current
 
 
-def new_session(*, pool_maxsize: int = 50) -> requests.Session:
+@dataclass(frozen=True)
+class Recorded:
+    """Whose calls a session's attempts are logged as: an org, what for, and the connection if
+    there is one. `origin_only` keeps only the URL's origin, for URLs whose path is a secret
+    (a browser's push endpoint)."""
+
+    org_id: Any
+    purpose: str
+    connection: Connection | None = None
+    origin_only: bool = False
+
+
+class RecordingSession(requests.Session):
+    """A session whose every request (each redirect hop too) leaves an HttpAttempt."""
+
+    def __init__(self, recorded: Recorded) -> None:
+        super().__init__()
+        self.recorded = recorded
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        started, response, error = time.perf_counter(), None, ""
+        url = request.url or ""
+        try:
+            response = super().send(request, **kwargs)
+            return response
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {describe(exc, url)}"
+            raise
+        finally:
+            done = self.recorded
+            if done.origin_only:
+                url = _origin(url)
+            latency_ms = (time.perf_counter() - started) * 1000
+            method = request.method or "GET"
+            _record_attempt(
+                method, url, response, error, latency_ms, done.connection, done.org_id, done.purpose
+            )
+
+
+def _origin(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    return f"{parts.scheme}://{parts.netloc}/…"
+
+
+def new_session(*, pool_maxsize: int = 50, recorded: Recorded | None = None) -> requests.Session:
     """A guarded session of one's own (a vendor library's, closed by it): no private address,
-    no proxy or netrc from the environment, no scheme but http(s)."""
-    created = requests.Session()
+    no proxy or netrc from the environment, no scheme but http(s). With `recorded`, each of its
+    requests leaves an HttpAttempt, as `request`'s do."""
+    created = RecordingSession(recorded) if recorded is not None else requests.Session()
     created.trust_env = False
     created.max_redirects = settings.OUTBOUND_MAX_REDIRECTS
     adapter = GuardedAdapter(pool_connections=20, pool_maxsize=pool_maxsize, max_retries=0)
