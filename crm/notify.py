@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -220,6 +221,11 @@ def _address(channel: str, to: Contact | str) -> str:
             raise ValidationError({"to": exc.messages}) from None
     else:
         address = to.strip()
+        if address:
+            try:
+                validate_email(address)  # no header injection, no list of addresses
+            except ValidationError:
+                raise ValidationError({"to": [f"Not an email address: {address[:100]!r}."]}) from None
     if not address:
         raise ValidationError({"to": [f"The recipient has no address for {channel}."]})
     return address

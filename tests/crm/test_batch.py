@@ -139,9 +139,9 @@ def test_another_orgs_deliveries_in_a_batch_are_not_touched(owner, outsider, smt
 
 def test_recipients_without_an_address_are_counted_and_skipped(owner, smtp, inbox):
     nameless = services.contact_create(org=owner.org, actor=None, phone="+14155550123")
-    result = broadcast(owner, [nameless, "ada@example.com", "  "])
-    assert (result.queued, result.invalid) == (1, 2)
-    assert "has no address" in result.errors[0]
+    result = broadcast(owner, [nameless, "ada@example.com", "  ", "eve@example.com\nBcc: x@example.com"])
+    assert (result.queued, result.invalid) == (1, 3)
+    assert "has no address" in result.errors[0] and "Not an email address" in result.errors[2]
     with pytest.raises(ValidationError):
         notify_many(org=owner.org, channel="fax", recipients=[], content=CONTENT, source="x", key="k")
 

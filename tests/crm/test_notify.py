@@ -314,6 +314,9 @@ def test_of_two_jobs_of_one_delivery_only_one_sends(owner, smtp, inbox):
     [
         ("push", "ada@example.com", {"subject": "t", "text": "b"}, "to"),  # push goes to a contact
         ("sms", "not a number", {"text": "hi"}, "to"),
+        ("email", "not an email", {"subject": "s", "text": "t"}, "to"),
+        ("email", "ada@example.com\r\nBcc: eve@example.com", {"subject": "s", "text": "t"}, "to"),
+        ("email", "ada@example.com, eve@example.com", {"subject": "s", "text": "t"}, "to"),
         ("sms", "+1 415 555", {"text": "hi"}, "to"),
         ("push", None, {"subject": "t", "text": "b", "url": "javascript:alert(1)"}, "url"),
         ("push", None, {"subject": "t", "text": "b", "url": "http://[::1"}, "url"),
