@@ -19,13 +19,14 @@ for _name in _defaults:
     del os.environ[_name]
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from core.realtime.auth import realtime_auth_stack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # Every socket needs a ticket or a session, and a browser an allowed Origin (docs/realtime.md).
+        "websocket": realtime_auth_stack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import django_stubs_ext
 import environ
@@ -408,6 +409,31 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # Whom push services contact about our Web Push traffic (mailto: or an https URL); empty is
 # mailto: DEFAULT_FROM_EMAIL.
 VAPID_SUBJECT = env.str("VAPID_SUBJECT", default="")
+
+# --- Realtime (core/realtime/, docs/realtime.md) ----------------------------------------------
+
+# How long a WebSocket ticket (POST /realtime/tickets/) stays valid; each is single-use.
+REALTIME_TICKET_SECONDS = env.int("REALTIME_TICKET_SECONDS", default=60)
+
+
+def _default_realtime_origins() -> list[str]:
+    # Our own pages: PUBLIC_BASE_URL's, https on every host ALLOWED_HOSTS names, and on loopback
+    # hosts make run's http page (PORT, 8000 by default).
+    parts = urlsplit(PUBLIC_BASE_URL)
+    origins = [f"{parts.scheme}://{parts.netloc}"]
+    for host in ALLOWED_HOSTS:
+        if host.startswith(".") or "*" in host:
+            continue
+        origins.append(f"https://{host}")
+        if host in ("127.0.0.1", "localhost", "[::1]"):
+            origins.append(f"http://{host}:{env.int('PORT', default=8000)}")
+    return list(dict.fromkeys(origins))
+
+
+# Browser origins (scheme://host[:port]) allowed to open sockets besides each org's sites (their
+# domains, http or https): the admin's and our own pages. A client sending no Origin (an app, a
+# server, websocat) needs only a ticket.
+REALTIME_ALLOWED_ORIGINS = env.list("REALTIME_ALLOWED_ORIGINS", default=_default_realtime_origins())
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Platform API",

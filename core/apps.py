@@ -21,3 +21,8 @@ class CoreConfig(AppConfig):
         autodiscover_modules("handlers")
         for module in settings.EVENT_HANDLER_MODULES:
             import_module(module)
+
+        from core.realtime.scopes import register_scope
+
+        # Other apps register theirs the same way, from their own ready().
+        register_scope("ping", route=r"/ws/ping/", description="The liveness check (core.consumers).")

@@ -4,12 +4,18 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from core.realtime.auth import NOT_AUTHENTICATED
+
 
 class PingConsumer(AsyncJsonWebsocketConsumer):
-    """Answers {"type": "ping"} with {"type": "pong"} after a round trip through the channel layer."""
+    """Answers {"type": "ping"} with {"type": "pong"} after a round trip through the channel layer.
+    Only for a socket the realtime gate admitted to "ping" (a ticket opening it, or a session)."""
 
     async def connect(self) -> None:
+        user = self.scope.get("user")
         await self.accept()
+        if user is None or not user.is_authenticated or self.scope.get("opens") != "ping":
+            await self.close(code=NOT_AUTHENTICATED)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or content.get("type") != "ping":

@@ -1,8 +1,9 @@
 """Routes of the core API."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from core.api import event_log, invitations, views
+from core.api import event_log, invitations, realtime, views
 from core.api.params import DATATYPE_RE
 
 router = DefaultRouter()
@@ -13,4 +14,7 @@ router.register("invitations", invitations.InvitationViewSet, basename="invitati
 router.register("sites", views.SiteViewSet, basename="site")
 router.register("events", event_log.EventViewSet, basename="event")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("realtime/tickets/", realtime.RealtimeTicketView.as_view(), name="realtime-ticket"),
+    *router.urls,
+]

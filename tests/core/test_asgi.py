@@ -8,18 +8,20 @@ from channels.testing import HttpCommunicator, WebsocketCommunicator
 
 from config.asgi import application
 from core import services
+from core.realtime.tickets import ticket_issue
 from sync.models import Connection, InboundWebhook, Vendor
 
-ORIGIN = (b"origin", b"http://127.0.0.1")
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
 
-# The consumer closes stale database connections between messages (Channels does, for every
-# consumer): a connection a previous test left in the loop's sync thread needs database access.
-@pytest.mark.django_db
-def test_the_ping_socket_answers_through_the_channel_layer():
+# A socket needs a ticket (tests/core/test_realtime.py: the gate itself).
+@pytest.mark.django_db(transaction=True)
+def test_the_ping_socket_answers_through_the_channel_layer(owner):
+    ticket = ticket_issue(user=owner.user, org=owner.org, opens="ping")
+
     async def scenario() -> None:
         communicator = WebsocketCommunicator(
-            application, "/ws/ping/", headers=[ORIGIN, (b"host", b"127.0.0.1")]
+            application, f"/ws/ping/?ticket={ticket}", headers=[ORIGIN, (b"host", b"127.0.0.1")]
         )
         connected, _ = await communicator.connect()
         assert connected
@@ -32,13 +34,20 @@ def test_the_ping_socket_answers_through_the_channel_layer():
     async_to_sync(scenario)()
 
 
-def test_a_socket_from_a_foreign_origin_is_refused():
+@pytest.mark.django_db(transaction=True)
+def test_a_socket_from_a_foreign_origin_is_closed_with_4403(owner):
+    ticket = ticket_issue(user=owner.user, org=owner.org, opens="ping")
+
     async def scenario() -> None:
-        communicator = WebsocketCommunicator(
-            application, "/ws/ping/", headers=[(b"origin", b"https://evil.example"), (b"host", b"127.0.0.1")]
-        )
+        headers = [(b"origin", b"https://evil.example"), (b"host", b"127.0.0.1")]
+        communicator = WebsocketCommunicator(application, f"/ws/ping/?ticket={ticket}", headers=headers)
         connected, _ = await communicator.connect()
-        assert not connected
+        assert connected  # and closed at once, so that a browser sees the code
+        assert await communicator.receive_output(timeout=5) == {
+            "type": "websocket.close",
+            "code": 4403,
+            "reason": "Foreign origin.",
+        }
 
     async_to_sync(scenario)()
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 import requests
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from core.runtime import processes
@@ -64,10 +65,23 @@ def test_web_serves_the_api_and_realtime_the_websockets(owner) -> None:
         )
         assert response.status_code == 201, response.text
         assert response.headers["X-Request-ID"] == "web-1"
-        url = f"ws://127.0.0.1:{realtime_port}/ws/ping/"
-        with connect(url, origin="http://127.0.0.1", open_timeout=10) as socket:
+        # A ticket from the web process opens a socket on the realtime one (they share Redis),
+        # with no Origin, as websocat does.
+        minted = requests.post(
+            f"http://127.0.0.1:{web_port}/realtime/tickets/",
+            json={"opens": "ping"},
+            headers={"Authorization": f"Token {owner.key}"},
+            timeout=10,
+        )
+        assert minted.status_code == 201, minted.text
+        url = f"ws://127.0.0.1:{realtime_port}/ws/ping/?ticket={minted.json()['ticket']}"
+        with connect(url, open_timeout=10) as socket:
             socket.send(json.dumps({"type": "ping"}))
             assert json.loads(socket.recv(timeout=10)) == {"type": "pong"}
+        # Used up: the handshake succeeds and the socket closes at once with the code.
+        with connect(url, open_timeout=10) as socket, pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     finally:
         web.stop()
         realtime.stop()
