@@ -264,6 +264,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="How long the local Twilio API takes to answer each message (a real API takes 100+ ms).",
+    )
     args = parser.parse_args()
     channels = {channel.strip() for channel in args.channels.split(",") if channel.strip()}
     if not channels or channels - {"email", "sms"}:
@@ -304,6 +310,7 @@ def main() -> None:
             base_url=twilio.url,
         )
         with_consent(org, sms_per_round)
+        twilio.latency = args.latency_ms / 1000
         callback = status_callback(sms_connection) or ""
         worker = Worker(
             brokers.worker,
@@ -354,8 +361,13 @@ def main() -> None:
             rates,
         )
     if "sms" in channels:
-        results["sms"] = {"per_round": sms_per_round, "target_ratio": TARGET_RATIO} | report(
-            f"SMS notifications end to end - {setting}; {sms_per_round} SMS per round "
+        results["sms"] = {
+            "per_round": sms_per_round,
+            "latency_ms": args.latency_ms,
+            "target_ratio": TARGET_RATIO,
+        } | report(
+            f"SMS notifications end to end - {setting}; {sms_per_round} SMS per round, "
+            f"Twilio answering in {args.latency_ms:g} ms "
             f"(target: ratio >= {TARGET_RATIO})",
             "SMS",
             SMS_BASELINE,

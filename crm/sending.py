@@ -5,13 +5,15 @@ can go twice (docs/crm.md)."""
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from core.jobs.consumers import PermanentError, RetryIn, RetryPolicy, consumer, enqueue
@@ -22,6 +24,10 @@ from crm.transport import NotNow, Refused, reused_connections
 
 LEASE_MARGIN_SECONDS = 5
 GIVE_UP_AFTER = 3  # a batch's sends in a row the provider could not take before the rest wait
+RETRIED_ALONE = "retried alone"
+# Threads a batch sends with, per channel: an HTTP API's latency, not our CPU, is the wait. Email
+# stays on one: an SMTP session is one conversation.
+SEND_THREADS: dict[str, int] = {Channel.SMS: 4, Channel.PUSH: 4}
 SEND_RETRY = RetryPolicy(max_attempts=6, backoff=30.0, max_backoff=3600.0)
 FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
@@ -59,25 +65,79 @@ def send_batch(*, delivery_ids: list[str], org_id: str) -> str:
     return ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())) or "nothing to send"
 
 
-def _send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes: Counter[str]) -> None:
-    streak = 0  # sends in a row the provider could not take: past a few, it is down, not picky
-    for index, delivery in enumerate(claimed):
-        if time.monotonic() > deadline:
-            outcomes["handed on"] = hand_on(claimed[index:], org_id)
-            return
-        if streak == GIVE_UP_AFTER:
-            outcomes["handed on"] = hand_on(claimed[index:], org_id, delay=SEND_RETRY.backoff)
-            return
+class _Run:
+    """One send_batch run's sending: its claimed deliveries, taken in order by one thread or
+    several, until they are done, the deadline passes or the provider seems down."""
+
+    def __init__(self, claimed: list[Delivery], org_id: str, deadline: float) -> None:
+        self.todo, self.org_id, self.deadline = deque(claimed), org_id, deadline
+        self.outcomes: Counter[str] = Counter()
+        self.left: list[Delivery] = []  # not tried: handed on to another batch
+        self.streak = 0  # sends in a row the provider could not take: past a few, it is down
+        self.gave_up = False
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+
+    def next(self) -> Delivery | None:
+        with self.lock:
+            while self.todo:
+                delivery = self.todo.popleft()
+                if self.gave_up or self.error is not None or time.monotonic() > self.deadline:
+                    self.left.append(delivery)
+                    continue
+                return delivery
+        return None
+
+    def work(self) -> None:
+        while (delivery := self.next()) is not None:
+            outcome = _attempt_or_retry(delivery, self.org_id)
+            with self.lock:
+                self.outcomes[outcome] += 1
+                self.streak = self.streak + 1 if outcome == RETRIED_ALONE else 0
+                self.gave_up = self.gave_up or self.streak >= GIVE_UP_AFTER
+
+    def work_in_thread(self, context: contextvars.Context) -> None:
         try:
-            outcomes[attempt(delivery)] += 1
-            streak = 0
-        except NotNow as exc:
-            with transaction.atomic():
-                settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
-                delay = SEND_RETRY.backoff if exc.retry_after is None else exc.retry_after
-                enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id, delay=delay)
-            outcomes["retried alone"] += 1
-            streak += 1
+            context.run(self.work)  # the job's context: its id for the attempt log, the batch's connections
+        except BaseException as exc:  # for the job's thread to raise: the job fails and is retried
+            with self.lock:
+                self.error = self.error or exc
+        finally:
+            connections.close_all()  # this thread's own database connection
+
+
+def _send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes: Counter[str]) -> None:
+    run = _Run(claimed, org_id, deadline)
+    threads = SEND_THREADS.get(claimed[0].channel, 1) if claimed else 1
+    if threads <= 1 or transaction.get_connection().in_atomic_block:  # others could not see its rows
+        run.work()
+    else:
+        workers = [
+            threading.Thread(target=run.work_in_thread, args=(contextvars.copy_context(),), daemon=True)
+            for _ in range(min(threads, len(claimed)))
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    outcomes.update(run.outcomes)
+    if run.left:
+        delay = SEND_RETRY.backoff if run.gave_up else 0
+        outcomes["handed on"] = hand_on(run.left, org_id, delay=delay)
+    if run.error is not None:
+        raise run.error
+
+
+def _attempt_or_retry(delivery: Delivery, org_id: str) -> str:
+    """`attempt`; a delivery the provider could not take now goes on alone, as its own job."""
+    try:
+        return attempt(delivery)
+    except NotNow as exc:
+        with transaction.atomic():
+            settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
+            delay = SEND_RETRY.backoff if exc.retry_after is None else exc.retry_after
+            enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id, delay=delay)
+        return RETRIED_ALONE
 
 
 def attempt(delivery: Delivery) -> str:

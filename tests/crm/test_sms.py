@@ -14,10 +14,11 @@ from twilio.request_validator import RequestValidator
 
 from core.events.outbox import run_listener
 from core.jobs.consumers import RetryIn
+from core.models import ScheduledJob
 from crm import services
 from crm.models import Channel, Delivery, DeliveryStatus
-from crm.notify import Content, notify
-from crm.sending import send_delivery
+from crm.notify import Content, notify, notify_many
+from crm.sending import GIVE_UP_AFTER, send_batch, send_delivery
 from crm.sms import segments
 from crm.transport import NotNow
 from sync.inbox.process import process
@@ -352,3 +353,52 @@ def test_a_callback_that_overtakes_our_sent_commit_is_tried_again_until_it_lands
     status_callback(connection, sid, "delivered")  # the retry
     delivery.refresh_from_db()
     assert delivery.status == "delivered"
+
+
+def consenting(owner: Any, count: int) -> list[Any]:
+    return [
+        services.contact_create(
+            org=owner.org, actor=None, phone=f"+1415555{i:04d}", consent={"sms": {"granted": True}}
+        )
+        for i in range(count)
+    ]
+
+
+def broadcast_batch(owner: Any, contacts: list[Any]) -> list[str]:
+    notify_many(
+        org=owner.org, channel="sms", recipients=contacts, content=Content(text="Hi"), source="t", key="b"
+    )
+    return [str(pk) for pk in Delivery.objects.filter(org=owner.org).values_list("pk", flat=True)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broadcast_batch_texts_on_several_threads_each_number_once(owner, connection, twilio):
+    contacts = consenting(owner, 12)
+    ids = broadcast_batch(owner, contacts)
+
+    assert send_batch.run(delivery_ids=ids, org_id=str(owner.org.pk)) == "12 sent"
+
+    assert sorted(message["To"] for message in twilio.messages) == sorted(c.phone for c in contacts)
+    sids = set(Delivery.objects.values_list("provider_id", flat=True))
+    assert len(sids) == 12 and set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert HttpAttempt.objects.filter(connection=connection, status=201).count() == 12
+    # Each thread on its own pooled connection to Twilio.
+    assert (
+        len({seen.client for seen in twilio.requests_to(f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json")})
+        > 1
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_twilio_is_down_a_threaded_batch_stops_and_hands_the_rest_on(owner, connection, twilio):
+    ids = broadcast_batch(owner, consenting(owner, 12))
+    twilio.answer_next(*[server_error()] * 12)
+
+    outcome = send_batch.run(delivery_ids=ids, org_id=str(owner.org.pk))
+
+    counts = {label: int(count) for count, label in (part.split(" ", 1) for part in outcome.split(", "))}
+    assert set(counts) == {"handed on", "retried alone"} and sum(counts.values()) == 12
+    assert GIVE_UP_AFTER <= counts["retried alone"] < GIVE_UP_AFTER + 4  # the threads in flight
+    alone = ScheduledJob.objects.filter(task=send_delivery.name).count()
+    assert alone == counts["retried alone"] and not twilio.messages
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"queued"}

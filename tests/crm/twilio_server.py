@@ -41,6 +41,7 @@ class TwilioServer(HTTPTestServer):
         self.account_sid, self.auth_token = account_sid, auth_token
         self.messages: list[dict[str, str]] = []
         self._next: list[Reply] = []
+        self.latency = 0.0  # seconds each accepted message's answer takes, as a real API's does
 
     def answer_next(self, *replies: Reply) -> None:
         """Answer the next requests with these, one each, before accepting messages again."""
@@ -91,4 +92,5 @@ class TwilioServer(HTTPTestServer):
                 "to": form["To"],
                 "uri": f"{base}/Messages/{sid}.json",
             },
+            delay=self.latency,
         )
