@@ -168,6 +168,12 @@ class RedisBroker(Broker):
             pipe.delete(queue.value)
         return sum(int(n) for n in pipe.execute()[::2])
 
+    def reset(self) -> None:
+        """Start a session clean on a shared Redis: no message of an earlier run waiting, nor
+        held unacknowledged by a worker that run killed (kombu would restore it, much later)."""
+        self.purge()
+        self._client().delete("unacked", "unacked_index", "unacked_mutex")
+
     def stop_server(self) -> None:
         self.server.stop_server()
 

@@ -24,8 +24,10 @@ def broker(redis_server: str) -> Iterator[brokers.Broker]:
     """The session's broker: on RabbitMQ (BROKER_URL=amqp://...) a vhost of this session's own,
     else the session's Redis."""
     if not settings.BROKER_IS_AMQP:
-        brokers.set_session(brokers.RedisBroker(redis_server))
-        yield brokers.session()
+        redis_broker = brokers.RedisBroker(redis_server)
+        redis_broker.reset()
+        brokers.set_session(redis_broker)
+        yield redis_broker
         return
     with brokers.rabbit_vhost(settings.CELERY_BROKER_URL) as url:
         brokers.set_session(brokers.RabbitBroker(url))

@@ -41,6 +41,9 @@ class RealtimeTicketView(OrgScopedMixin, APIView):
     """Tickets for WebSockets, minted for the caller in their org (X-Org picks one)."""
 
     permission_classes = (permissions.IsAuthenticated,)
+    # No Idempotency-Key: minting stores nothing; a retry gets another ticket, and the first
+    # expires unused.
+    repeatable_writes = True
 
     @extend_schema(
         operation_id="realtime_tickets_create",
