@@ -4,3 +4,21 @@ from django.apps import AppConfig
 class ChatConfig(AppConfig):
     name = "chat"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from chat.models import CHAT_SETTINGS, CONVERSATION, MESSAGE
+        from chat.tickets import visitor_guest
+        from core import datatypes
+        from core.realtime.scopes import register_scope
+
+        # Tickets open "chat:<conversation_id>": org members' from POST /realtime/tickets/,
+        # its visitor's from POST /chat/conversations/ (checked by visitor_guest).
+        register_scope(
+            "chat",
+            route=r"/ws/chat/(?P<key>[0-9a-f-]{36})/",
+            description="A conversation's socket (ChatGateway).",
+            guest=visitor_guest,
+        )
+        datatypes.reserve(CONVERSATION, route="/chat/conversations/")
+        datatypes.reserve(MESSAGE, route="/chat/conversations/<id>/messages/")
+        datatypes.reserve(CHAT_SETTINGS, route="/admin/chat/chatsettings/")

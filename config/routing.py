@@ -1,9 +1,12 @@
 """WebSocket routes. The chat and voice gateways register here as they are built."""
 
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, re_path
 
+from chat.consumers import ChatGateway
 from core.consumers import PingConsumer
 
 websocket_urlpatterns: list[URLPattern] = [
     path("ws/ping/", PingConsumer.as_asgi()),
+    # The key is checked by the gate (the "chat" scope, chat/apps.py) and then by the consumer.
+    re_path(r"^ws/chat/(?P<key>[0-9a-f-]{36})/$", ChatGateway.as_asgi()),
 ]

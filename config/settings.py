@@ -394,6 +394,11 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": 1 if env.bool("TRUST_PROXY_HEADERS", default=False) else 0,
 }
 
+# --- Chat ---------------------------------------------------------------------------------------
+
+# Public chat writes (starting a conversation, a visitor's ticket) per client address per minute.
+CHAT_VISITOR_WRITES_PER_MINUTE = env.int("CHAT_VISITOR_WRITES_PER_MINUTE", default=20)
+
 # --- CRM ---------------------------------------------------------------------------------------
 
 # Submissions of one public form from one client address per minute; more are a 429 with Retry-After.

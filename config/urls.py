@@ -18,6 +18,7 @@ urlpatterns = [
     path("banking/", include("banking.urls")),
     path("automation/", include("automation.urls")),
     path("crm/", include("crm.urls")),
+    path("chat/", include("chat.urls")),
     path("t/", include("crm.api.tracking")),
     path("", include("core.api.urls")),
 ]

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 
 from core.models import Membership, Site
 from core.realtime import scopes, tickets
@@ -32,9 +33,10 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Admission:
-    membership: Membership
+    membership: Membership | None  # None: an app's guest
     opens: str
-    ticket: tickets.Ticket | None  # None: a session's socket
+    ticket: tickets.Ticket | None  # None: a session's socket, or a guest's
+    guest: scopes.Guest | None = None
 
 
 class RealtimeAuthMiddleware:
@@ -54,10 +56,13 @@ class RealtimeAuthMiddleware:
             logger.info("Socket refused (%s): %s %s", verdict.code, verdict.reason, scope.get("path"))
             await _accept_and_close(receive, send, verdict)
             return None
-        membership = verdict.membership
-        admitted = dict(
-            scope, user=membership.user, org_id=membership.org_id, opens=verdict.opens, ticket=verdict.ticket
-        )
+        membership, guest = verdict.membership, verdict.guest
+        if membership is not None:
+            who = {"user": membership.user, "org_id": membership.org_id, "guest": None}
+        else:
+            assert guest is not None
+            who = {"user": AnonymousUser(), "org_id": guest.org_id, "guest": guest}
+        admitted = dict(scope, **who, opens=verdict.opens, ticket=verdict.ticket)
         return await self.inner(admitted, receive, send)
 
 
@@ -86,7 +91,7 @@ def admit(scope: dict[str, Any]) -> Admission | Refusal:
         try:
             claims = tickets.ticket_verify(ticket_text, opens=opens)
         except tickets.TicketRefused as refused:
-            return Refusal(NOT_AUTHENTICATED, str(refused))
+            return _admit_guest(ticket_text, opens, origin) or Refusal(NOT_AUTHENTICATED, str(refused))
         membership = (
             Membership.objects.select_related("user", "org")
             .filter(user_id=claims.user_id, org_id=claims.org_id, user__is_active=True)
@@ -114,6 +119,23 @@ def admit(scope: dict[str, Any]) -> Admission | Refusal:
             logger.exception("Socket refused: cannot check that its ticket is unused")
             return Refusal(TRY_AGAIN_LATER, "Try again later.")
     return Admission(membership=membership, opens=opens, ticket=claims)
+
+
+def _admit_guest(ticket: str, opens: str, origin: str | None) -> Admission | Refusal | None:
+    """A guest of the socket's app on a ticket of the app's own; None when the app has no guests."""
+    check = scopes.guest_check(opens)
+    if check is None:
+        return None
+    try:
+        guest = check(ticket, opens)
+    except scopes.GuestRefused as refused:
+        return Refusal(NOT_AUTHENTICATED, str(refused))
+    except Exception:  # e.g. Redis unreachable: whether the ticket was used is unknown
+        logger.exception("Socket refused: cannot check its guest ticket")
+        return Refusal(TRY_AGAIN_LATER, "Try again later.")
+    if origin is not None and not origin_allowed(origin, org_id=guest.org_id):
+        return Refusal(FORBIDDEN, "Foreign origin.")
+    return Admission(membership=None, opens=opens, ticket=None, guest=guest)
 
 
 def origin_allowed(origin: str, *, org_id: Any) -> bool:

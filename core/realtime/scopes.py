@@ -4,21 +4,43 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,39}")
 # What follows `<name>:` in a keyed scope (a conversation's or a room's id).
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
+class GuestRefused(Exception):
+    """An app's guest ticket is bad, expired, used, or for another socket (the message says which)."""
+
+
+@dataclass(frozen=True)
+class Guest:
+    """Someone an app vouches for on its own socket without an account (a chat's visitor): the
+    org whose socket it is, and what the app's ticket said."""
+
+    org_id: Any
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+# An app's check of a ticket of its own for `opens` ("chat:<id>"): its Guest, or GuestRefused.
+# It uses the ticket up; the gate calls it only after its own tickets and the session failed.
+GuestCheck = Callable[[str, str], Guest]
+
+
 @dataclass(frozen=True)
 class RealtimeScope:
     """A kind of socket: its name, and the route (a full match of the ASGI path) it opens. A
-    route with a `key` group opens one of many (`chat:<key>`); without, just `<name>`."""
+    route with a `key` group opens one of many (`chat:<key>`); without, just `<name>`. With
+    `guest`, the app admits people without an account on tickets of its own."""
 
     name: str
     route: re.Pattern[str]
     description: str
+    guest: GuestCheck | None = None
 
     @property
     def keyed(self) -> bool:
@@ -32,12 +54,14 @@ class RealtimeScope:
 _registry: dict[str, RealtimeScope] = {}
 
 
-def register_scope(name: str, *, route: str, description: str = "") -> RealtimeScope:
+def register_scope(
+    name: str, *, route: str, description: str = "", guest: GuestCheck | None = None
+) -> RealtimeScope:
     """Declare a scope (call it from AppConfig.ready). Registering the same name twice with
     another route is a programming error."""
     if not NAME_RE.fullmatch(name):
         raise ValueError(f"Bad realtime scope name {name!r}.")
-    scope = RealtimeScope(name=name, route=re.compile(route), description=description)
+    scope = RealtimeScope(name=name, route=re.compile(route), description=description, guest=guest)
     existing = _registry.setdefault(name, scope)
     if existing.route.pattern != scope.route.pattern:
         raise ValueError(f"Realtime scope {name!r} is already registered for {existing.route.pattern}.")
@@ -68,3 +92,9 @@ def opens_for_path(path: str) -> str | None:
         key = match["key"]
         return f"{scope.name}:{key}" if KEY_RE.fullmatch(key) else None
     return None
+
+
+def guest_check(opens: str) -> GuestCheck | None:
+    """The guest check of the scope `opens` belongs to, if its app admits guests."""
+    scope = _registry.get(opens.partition(":")[0])
+    return scope.guest if scope is not None else None

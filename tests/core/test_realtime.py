@@ -221,7 +221,8 @@ def test_an_app_registers_a_keyed_scope_and_its_tickets_open_that_one_socket(own
     echo = realtime_auth_stack(ScopeEcho.as_asgi())
     bad = owner.client.post("/realtime/tickets/", {"opens": "room"}, format="json")
     assert bad.status_code == 400
-    assert bad.json()["opens"] == ["Must be one of: ping, room:<id>."]
+    [message] = bad.json()["opens"]
+    assert message.startswith("Must be one of: ") and {"ping", "room:<id>"} <= set(message[16:-1].split(", "))
 
     answer = open_socket("/ws/room/r1/", ticket=mint(owner, "room:r1"), app=echo)["answer"]
 

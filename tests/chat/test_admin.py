@@ -1,0 +1,48 @@
+"""The chat admin: conversations and messages are read there; a site's bot settings are written
+through the repository (with their event)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from chat.models import ChatSettings
+from core.models import EventRecord, User
+from tests.chat.conftest import conversation_of, start
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def site_admin(db: None) -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("root@example.com", "root-password-1"))
+    return client
+
+
+def test_conversations_and_their_messages_are_read_in_the_admin(site, site_admin):
+    conversation = conversation_of(start(site, name="Ada"))
+
+    assert site_admin.get("/admin/chat/conversation/").status_code == 200
+    page = site_admin.get(f"/admin/chat/conversation/{conversation.pk}/change/")
+    assert page.status_code == 200 and b"Hi! How can we help?" in page.content
+    assert b"visitor_token_hash" not in page.content
+    assert site_admin.get("/admin/chat/message/").status_code == 200
+    assert site_admin.get("/admin/chat/message/add/").status_code == 403
+
+
+def test_bot_settings_are_added_in_the_admin_with_checked_rules(site, owner, site_admin):
+    base = {"org": owner.org.pk, "site": site.pk, "greeting": "Hello", "fallback": ""}
+
+    bad = site_admin.post("/admin/chat/chatsettings/add/", {**base, "rules": '[{"keyword": ""}]'})
+    good = site_admin.post(
+        "/admin/chat/chatsettings/add/", {**base, "rules": '[{"keyword": "price", "answer": "Cheap."}]'}
+    )
+
+    assert bad.status_code == 200 and b"Each rule is" in bad.content  # the form again, with the error
+    assert good.status_code == 302, good.content[:2000]
+    settings = ChatSettings.objects.get()
+    assert (
+        settings.rules == [{"keyword": "price", "answer": "Cheap."}] and settings.datatype == "chat-settings"
+    )
+    assert EventRecord.objects.filter(name="collection-create", datatype="chat-settings").count() == 1
