@@ -255,7 +255,8 @@ def test_retry_resumes_a_failed_run_from_its_failed_step_with_the_same_webhook_i
         assert changed.status_code == 200 and changed.json()["version"] == 2
         response = owner.client.post(f"/automation/runs/{run.pk}/retry/")
         assert response.status_code == 202, response.content
-        assert response.json()["status"] == "running" and response.json()["generation"] == 2
+        # The run as it is when the answer is read: the worker may have finished it already.
+        assert response.json()["status"] in ("running", "succeeded") and response.json()["generation"] == 2
         _, accepted = receiver.wait_for(2, timeout=30)
         live.wait_for(lambda: FlowRun.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED, timeout=30,
                       what=f"the retried run; worker log:\n{worker.output()[-4000:]}")  # fmt: skip
