@@ -4,18 +4,13 @@ gate admits a visitor through `visitor_guest`, chat's guest check for the `chat`
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
-from django.conf import settings
-from django.core import signing
-from django.core.cache import cache
-
 from chat.models import Conversation
+from core.realtime import tickets
 from core.realtime.scopes import Guest, GuestRefused
 
 SALT = "chat.visitor-ticket"
-MAX_TICKET_LENGTH = 1000
 
 
 class VisitorTicketRefused(Exception):
@@ -30,25 +25,19 @@ class VisitorTicket:
 
 
 def visitor_ticket_issue(conversation: Conversation) -> str:
-    payload = {"c": str(conversation.pk), "o": str(conversation.org_id), "j": secrets.token_urlsafe(16)}
-    return signing.dumps(payload, salt=SALT)
+    return tickets.sign({"c": str(conversation.pk), "o": str(conversation.org_id)}, salt=SALT)
 
 
 def visitor_ticket_use(ticket: str, *, conversation_id: str) -> VisitorTicket:
     """The ticket's claims if it is ours, unexpired, unused and for this conversation; uses it up."""
-    if not ticket or len(ticket) > MAX_TICKET_LENGTH:
-        raise VisitorTicketRefused("Bad ticket.")
     try:
-        payload = signing.loads(ticket, salt=SALT, max_age=settings.REALTIME_TICKET_SECONDS)
-    except signing.SignatureExpired:
-        raise VisitorTicketRefused("Expired ticket.") from None
-    except signing.BadSignature:
-        raise VisitorTicketRefused("Bad ticket.") from None
-    claims = VisitorTicket(conversation_id=payload["c"], org_id=payload["o"], jti=payload["j"])
-    if claims.conversation_id != str(conversation_id):
-        raise VisitorTicketRefused("The ticket opens another conversation.")
-    if not cache.add(f"chat-visitor-ticket:{claims.jti}", 1, timeout=settings.REALTIME_TICKET_SECONDS + 5):
-        raise VisitorTicketRefused("Used ticket.")
+        payload = tickets.unsign(ticket, salt=SALT)
+        claims = VisitorTicket(conversation_id=payload["c"], org_id=payload["o"], jti=payload["j"])
+        if claims.conversation_id != str(conversation_id):
+            raise VisitorTicketRefused("The ticket opens another conversation.")
+        tickets.use_once("chat-visitor-ticket", claims.jti)
+    except tickets.TicketRefused as refused:
+        raise VisitorTicketRefused(str(refused)) from None
     return claims
 
 

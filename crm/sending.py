@@ -70,7 +70,7 @@ class _Run:
     several, until they are done, the deadline passes or the provider seems down."""
 
     def __init__(self, claimed: list[Delivery], org_id: str, deadline: float) -> None:
-        self.todo, self.org_id, self.deadline = deque(claimed), org_id, deadline
+        self.waiting, self.org_id, self.deadline = deque(claimed), org_id, deadline
         self.outcomes: Counter[str] = Counter()
         self.left: list[Delivery] = []  # not tried: handed on to another batch
         self.streak = 0  # sends in a row the provider could not take: past a few, it is down
@@ -80,8 +80,8 @@ class _Run:
 
     def next(self) -> Delivery | None:
         with self.lock:
-            while self.todo:
-                delivery = self.todo.popleft()
+            while self.waiting:
+                delivery = self.waiting.popleft()
                 if self.gave_up or self.error is not None or time.monotonic() > self.deadline:
                     self.left.append(delivery)
                     continue
