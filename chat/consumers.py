@@ -4,25 +4,23 @@ is in seq order with no gap and no duplicate, whatever order the channel layer d
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 
 from chat import services
 from chat.broadcast import group_name, message_frame, status_frame
 from chat.models import Conversation, Message, SenderKind
 from core.realtime.auth import NOT_AUTHENTICATED, NOT_FOUND
+from core.realtime.consumers import RealtimeConsumer
 
 REPLAY_CHUNK = 200
-MAX_FRAME = 16_000
 
 
-class ChatGateway(AsyncJsonWebsocketConsumer):
+class ChatGateway(RealtimeConsumer):
     conversation: Conversation
     sender_name: str
     visitor: bool
@@ -34,11 +32,11 @@ class ChatGateway(AsyncJsonWebsocketConsumer):
         key = self.scope["url_route"]["kwargs"]["key"]
         member = user is not None and user.is_authenticated
         if not (member or guest is not None) or self.scope.get("opens") != f"chat:{key}":
-            await self._refuse(NOT_AUTHENTICATED)
+            await self.refuse(NOT_AUTHENTICATED)
             return
         conversation = await database_sync_to_async(_conversation)(key, self.scope.get("org_id"))
         if conversation is None:
-            await self._refuse(NOT_FOUND)
+            await self.refuse(NOT_FOUND)
             return
         self.conversation = conversation
         # A visitor (chat's own ticket, admitted by core's gate as a guest) or an org member.
@@ -58,30 +56,12 @@ class ChatGateway(AsyncJsonWebsocketConsumer):
         )
         await self.accept()
         if after is None and _query(self.scope, "after") is not None:
-            await self._error("invalid", "after: the seq of the last message received, an integer.")
+            await self.error("invalid", "after: the seq of the last message received, an integer.")
         await self._catch_up(upto=None)
-
-    async def _refuse(self, code: int) -> None:
-        # Accepted first: a browser sees the close code only after a completed handshake.
-        await self.accept()
-        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "conversation") and self.channel_layer is not None:
             await self.channel_layer.group_discard(group_name(self.conversation.pk), self.channel_name)
-
-    async def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
-    ) -> None:
-        if text_data is None or len(text_data) > MAX_FRAME:
-            await self._error("bad_frame", f"Send JSON text frames of at most {MAX_FRAME} characters.")
-            return
-        try:
-            content = json.loads(text_data)
-        except ValueError:
-            await self._error("bad_frame", "Not JSON.")
-            return
-        await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -93,7 +73,7 @@ class ChatGateway(AsyncJsonWebsocketConsumer):
             "ping": self._on_ping,
         }.get(kind if isinstance(kind, str) else "")
         if handler is None:
-            await self._error("bad_frame", 'Send {"type": message|typing|read|handoff|ping, ...}.')
+            await self.error("bad_frame", 'Send {"type": message|typing|read|handoff|ping, ...}.')
             return
         await handler(content)
 
@@ -115,9 +95,7 @@ class ChatGateway(AsyncJsonWebsocketConsumer):
                     actor=self.scope["user"],
                 )
         except ValidationError as exc:
-            await self._error(
-                "invalid", "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-            )
+            await self.error("invalid", "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
             return
         if not created:  # a resend: answered with what was stored, to the sender only
             await self.send_json(message_frame(message))
@@ -128,7 +106,7 @@ class ChatGateway(AsyncJsonWebsocketConsumer):
     async def _on_read(self, content: dict[str, Any]) -> None:
         seq = content.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= 2**31:
-            await self._error("invalid", "seq: the seq of the last message read, an integer.")
+            await self.error("invalid", "seq: the seq of the last message read, an integer.")
             return
         await self._to_others({"type": "read", "seq": seq, "sender": self._sender()})
 
@@ -177,9 +155,6 @@ class ChatGateway(AsyncJsonWebsocketConsumer):
 
     def _sender(self) -> dict[str, str]:
         return {"kind": SenderKind.VISITOR if self.visitor else SenderKind.AGENT, "name": self.sender_name}
-
-    async def _error(self, code: str, detail: str) -> None:
-        await self.send_json({"type": "error", "code": code, "detail": detail})
 
 
 def _query(scope: dict[str, Any], name: str) -> str | None:

@@ -14,6 +14,8 @@ from core.models.tenancy import CrudEvents
 CONVERSATION = "chat-conversation"
 MESSAGE = "chat-message"
 CHAT_SETTINGS = "chat-settings"
+AGENT = "chat-agent"
+SLA_POLICY = "chat-sla-policy"
 
 MAX_TEXT = 4000
 MAX_CLIENT_ID = 64
@@ -46,13 +48,21 @@ class ConversationStatus(models.TextChoices):
     RESOLVED = "resolved"
 
 
-# The only moves a conversation makes (resolved -> queued: a visitor or agent reopens it).
+# The only moves a conversation makes (assigned -> queued: its agent hands it back; resolved ->
+# queued: a visitor or agent reopens it).
 TRANSITIONS: dict[str, frozenset[str]] = {
     ConversationStatus.BOT: frozenset({ConversationStatus.QUEUED}),
     ConversationStatus.QUEUED: frozenset({ConversationStatus.ASSIGNED}),
-    ConversationStatus.ASSIGNED: frozenset({ConversationStatus.RESOLVED}),
+    ConversationStatus.ASSIGNED: frozenset({ConversationStatus.RESOLVED, ConversationStatus.QUEUED}),
     ConversationStatus.RESOLVED: frozenset({ConversationStatus.QUEUED}),
 }
+
+
+class Priority(models.IntegerChoices):
+    LOW = 1
+    NORMAL = 2
+    HIGH = 3
+    URGENT = 4
 
 
 class SenderKind(models.TextChoices):
@@ -97,11 +107,24 @@ class Conversation(ChatModel):
     )
     last_seq = models.PositiveIntegerField(default=0)
     visitor_token_hash = models.CharField(max_length=64, editable=False)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    assigned_to = models.ForeignKey(
+        "chat.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations"
+    )
+    # When it last entered the queue (the SLA clock and the queue's order), was assigned, first
+    # answered by an agent, resolved; when its waiting agents were notified; its escalation level.
+    queued_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    agents_notified_at = models.DateTimeField(null=True, blank=True)
+    escalation_level = models.PositiveSmallIntegerField(default=0)
 
     snapshot_exclude = frozenset({"visitor_token_hash"})
 
     class Meta:
         ordering = ("-created_at", "-id")
+        indexes = [models.Index("org", "status", "queued_at", name="chat_conv_org_status_queued")]
 
     def __str__(self) -> str:
         return f"Conversation {self.pk} ({self.status})"
@@ -134,3 +157,84 @@ class Message(ChatModel):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.sender_kind}: {self.text[:40]}"
+
+
+class Agent(ChatModel):
+    """An org member who takes conversations: at most `capacity` assigned at once; `tier` 1 is
+    the first line, escalations go to a higher one; `accepting` off takes them out of assignment."""
+
+    DATATYPE = AGENT
+
+    user = models.ForeignKey("core.User", on_delete=models.CASCADE, related_name="chat_agents")
+    capacity = models.PositiveSmallIntegerField(default=3)
+    tier = models.PositiveSmallIntegerField(default=1)
+    accepting = models.BooleanField(default=True)
+    # Round-robin: the next conversation goes to the agent assigned longest ago.
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint("org", "user", name="chat_agent_org_user_unique")]
+        ordering = ("tier", "created_at")
+
+    def __str__(self) -> str:
+        return f"{self.user} (tier {self.tier})"
+
+
+class SlaPolicy(ChatModel):
+    """An org's targets for conversations of one priority, counted from when they were queued:
+    an agent's first answer within `first_response_minutes`, resolved within `resolution_minutes`."""
+
+    DATATYPE = SLA_POLICY
+
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices)
+    first_response_minutes = models.PositiveIntegerField()
+    resolution_minutes = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint("org", "priority", name="chat_sla_org_priority_unique")]
+        ordering = ("org", "-priority")
+        verbose_name = "SLA policy"
+        verbose_name_plural = "SLA policies"
+
+    def __str__(self) -> str:
+        minutes = f"{self.first_response_minutes}/{self.resolution_minutes}"
+        return f"SLA {Priority(self.priority).label}: {minutes} min"
+
+
+class Breach(models.TextChoices):
+    FIRST_RESPONSE = "first_response"
+    RESOLUTION = "resolution"
+
+
+class EscalationAction(models.TextChoices):
+    REASSIGNED = "reassigned"
+    ADMINS_NOTIFIED = "admins_notified"
+
+
+class Escalation(models.Model):
+    """One escalation of a conversation: at most one per level and per breach of a wait (the
+    constraints make a second sweep a no-op), with what was done."""
+
+    id = models.BigAutoField(primary_key=True)
+    org = models.ForeignKey("core.Org", on_delete=models.CASCADE, related_name="chat_escalations")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="escalations")
+    level = models.PositiveSmallIntegerField()
+    breach = models.CharField(max_length=20, choices=Breach.choices)
+    action = models.CharField(max_length=20, choices=EscalationAction.choices)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices)
+    # The wait it breached (the conversation's queued_at then): one escalation per breach and wait.
+    queued_at = models.DateTimeField()
+    assigned_to = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("conversation", "level", name="chat_escalation_level_unique"),
+            models.UniqueConstraint(
+                "conversation", "breach", "queued_at", name="chat_escalation_breach_unique"
+            ),
+        ]
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"Escalation {self.level} of {self.conversation_id} ({self.breach})"

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import bot
-from chat.broadcast import message_frame, send_on_commit, status_frame
+from chat.broadcast import announce_queue, message_frame, send_on_commit, status_frame
 from chat.events import CHAT_QUEUE_NOTIFICATION, ChatQueueNotification
 from chat.models import (
     CONVERSATION,
@@ -110,13 +110,21 @@ def message_post(
     with transaction.atomic():
         # The conversation's row lock (on SQLite, the IMMEDIATE transaction's write lock) makes
         # concurrent posts take turns: each reads the last seq the one before it committed.
-        locked = Conversation.objects.select_for_update().only("last_seq").get(pk=conversation.pk)
+        locked = (
+            Conversation.objects.select_for_update()
+            .only("last_seq", "queued_at", "first_response_at")
+            .get(pk=conversation.pk)
+        )
         if client_id:
             stored = Message.objects.filter(conversation=conversation, client_id=client_id).first()
             if stored is not None:
                 return stored, False
         seq = locked.last_seq + 1
-        Conversation.objects.filter(pk=conversation.pk).update(last_seq=seq, updated_at=timezone.now())
+        now = timezone.now()
+        changes: dict[str, Any] = {"last_seq": seq, "updated_at": now}
+        if kind == SenderKind.AGENT and not answered(locked):
+            changes["first_response_at"] = now  # the SLA's first response since it was queued
+        Conversation.objects.filter(pk=conversation.pk).update(**changes)
         message = repository.create(
             Message,
             org=conversation.org,
@@ -131,6 +139,12 @@ def message_post(
         send_on_commit(conversation.pk, message_frame(message))
     conversation.last_seq = seq
     return message, True
+
+
+def answered(conversation: Conversation) -> bool:
+    """Whether an agent has written since the conversation last entered the queue."""
+    first, queued = conversation.first_response_at, conversation.queued_at
+    return first is not None and (queued is None or first >= queued)
 
 
 def visitor_message_post(
@@ -152,15 +166,26 @@ def visitor_message_post(
     return message, created
 
 
-def conversation_move(*, conversation: Conversation, to: str, actor: User | None) -> Conversation:
-    """Move the conversation to `to` (only along TRANSITIONS, else Conflict) and tell its sockets."""
+def conversation_move(
+    *, conversation: Conversation, to: str, actor: User | None, **fields: Any
+) -> Conversation:
+    """Move the conversation to `to` (only along TRANSITIONS, else Conflict), with `fields`
+    changed in the same write, and tell its sockets. Entering the queue starts its SLA clock."""
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
         if to not in TRANSITIONS[locked.status]:
             raise Conflict(f"A conversation cannot go from {locked.status} to {to}.")
-        repository.update(locked, org=locked.org, actor=actor, status=to)
+        now = timezone.now()
+        if to == ConversationStatus.QUEUED:
+            fields.setdefault("queued_at", now)
+            fields.setdefault("assigned_to", None)
+        elif to == ConversationStatus.RESOLVED:
+            fields.setdefault("resolved_at", now)
+        repository.update(locked, org=locked.org, actor=actor, status=to, **fields)
         send_on_commit(locked.pk, status_frame(to))
     conversation.status = to
+    for name, value in fields.items():
+        setattr(conversation, name, value)
     return locked
 
 
@@ -173,16 +198,35 @@ def conversation_handoff(
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
         if locked.status != ConversationStatus.BOT:
             return False
-        conversation_move(conversation=locked, to=ConversationStatus.QUEUED, actor=actor)
-        emit(
-            CHAT_QUEUE_NOTIFICATION.name,
-            org=locked.org,
-            record=locked,
-            datatype=CONVERSATION,
-            actor=actor,
-            data=ChatQueueNotification(
-                conversation_id=str(locked.pk), reason=reason, waiting_since=timezone.now()
-            ),
-        )
+        _queue(locked, reason=reason, actor=actor)
     conversation.status = ConversationStatus.QUEUED
     return True
+
+
+def conversation_reopen(*, conversation: Conversation, actor: User | None = None) -> bool:
+    """Queue a resolved conversation again (`chat-queue-notification`, reason `reopened`); False
+    if it is open already (a repeat changes nothing); Conflict from `bot`."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if locked.status in (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED):
+            return False
+        if locked.status != ConversationStatus.RESOLVED:
+            raise Conflict(f"A conversation cannot be reopened from {locked.status}.")
+        _queue(locked, reason="reopened", actor=actor)
+    conversation.status = ConversationStatus.QUEUED
+    return True
+
+
+def _queue(locked: Conversation, *, reason: str, actor: User | None) -> None:
+    conversation_move(conversation=locked, to=ConversationStatus.QUEUED, actor=actor)
+    emit(
+        CHAT_QUEUE_NOTIFICATION.name,
+        org=locked.org,
+        record=locked,
+        datatype=CONVERSATION,
+        actor=actor,
+        data=ChatQueueNotification(
+            conversation_id=str(locked.pk), reason=reason, waiting_since=locked.queued_at or timezone.now()
+        ),
+    )
+    announce_queue(locked.org_id)

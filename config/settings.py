@@ -181,7 +181,9 @@ def _kombu_url(url: str) -> str:
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}]},
+        # Each socket's inbox holds at most `capacity` frames, for `expiry` seconds: a socket that
+        # falls behind loses frames (chat sockets catch up from the database by seq), never memory.
+        "CONFIG": {"hosts": [{"address": REDIS_URL}], "capacity": 500, "expiry": 30, "group_expiry": 86400},
     },
 }
 
@@ -398,6 +400,11 @@ REST_FRAMEWORK = {
 
 # Public chat writes (starting a conversation, a visitor's ticket) per client address per minute.
 CHAT_VISITOR_WRITES_PER_MINUTE = env.int("CHAT_VISITOR_WRITES_PER_MINUTE", default=20)
+# An agent is online while a console heartbeats: its presence entry lives this long unrefreshed.
+CHAT_PRESENCE_TTL_SECONDS = env.int("CHAT_PRESENCE_TTL_SECONDS", default=75)
+# A queued conversation nobody took within this many seconds: the org's agents are emailed.
+CHAT_NOTIFY_AGENTS_AFTER_SECONDS = env.int("CHAT_NOTIFY_AGENTS_AFTER_SECONDS", default=120)
+CHAT_SLA_SWEEP_SECONDS = env.float("CHAT_SLA_SWEEP_SECONDS", default=60.0)
 
 # --- CRM ---------------------------------------------------------------------------------------
 
@@ -419,6 +426,12 @@ VAPID_SUBJECT = env.str("VAPID_SUBJECT", default="")
 
 # How long a WebSocket ticket (POST /realtime/tickets/) stays valid; each is single-use.
 REALTIME_TICKET_SECONDS = env.int("REALTIME_TICKET_SECONDS", default=60)
+# Clients send a frame ({"type": "ping"}) at least every REALTIME_HEARTBEAT_SECONDS; a socket
+# silent for REALTIME_HEARTBEAT_TIMEOUT_SECONDS is closed (4408). A send the client does not
+# take within REALTIME_SEND_TIMEOUT_SECONDS closes it (4008): nothing piles up for a slow reader.
+REALTIME_HEARTBEAT_SECONDS = env.int("REALTIME_HEARTBEAT_SECONDS", default=25)
+REALTIME_HEARTBEAT_TIMEOUT_SECONDS = env.float("REALTIME_HEARTBEAT_TIMEOUT_SECONDS", default=60.0)
+REALTIME_SEND_TIMEOUT_SECONDS = env.float("REALTIME_SEND_TIMEOUT_SECONDS", default=10.0)
 
 
 def _default_realtime_origins() -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +80,21 @@ def cron_fields(spec: str) -> dict[str, str]:
     return dict(zip(_CRON_FIELDS, parts, strict=True))
 
 
+# Apps above sync declare their periodic tasks from AppConfig.ready (chat's SLA sweep).
+_app_periodics: dict[str, Callable[[], Periodic]] = {}
+
+
+def register(name: str, declare: Callable[[], Periodic]) -> None:
+    """Add an app's periodic task; `declare` is called at sync time, so it may read settings."""
+    _app_periodics[name] = declare
+
+
 def declared() -> list[Periodic]:
     """THE registry. Read at sync time, so the intervals follow the settings of the process syncing."""
+    return [*platform_periodics(), *(declare() for declare in _app_periodics.values())]
+
+
+def platform_periodics() -> list[Periodic]:
     platform = {"org_id": None}  # platform jobs: no org
     return [
         Periodic(

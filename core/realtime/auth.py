@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 NOT_AUTHENTICATED = 4401
 FORBIDDEN = 4403
 NOT_FOUND = 4404
+HEARTBEAT_TIMEOUT = 4408
+RATE_LIMITED = 4429
+SLOW_CLIENT = 4008  # the client stopped reading what it was sent
 TRY_AGAIN_LATER = 1013  # RFC 6455's registry: the server cannot take it now
 
 
