@@ -51,7 +51,9 @@ def pick_agent(org_id: Any, online: set[str], *, min_tier: int = 1, exclude: Any
         .values_list("assigned_to", "n")
     )
     free = [agent for agent in candidates if load.get(agent.pk, 0) < agent.capacity]
-    free.sort(key=lambda agent: (agent.tier, agent.last_assigned_at or EPOCH, str(agent.pk)))
+    free.sort(
+        key=lambda agent: (agent.tier, agent.last_assigned_at or EPOCH, agent.created_at, str(agent.pk))
+    )
     return free[0] if free else None
 
 

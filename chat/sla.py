@@ -56,6 +56,15 @@ def due_breach(conversation: Conversation, policy: SlaPolicy, now: datetime) -> 
     return None
 
 
+def policy_for(policies: dict[tuple[Any, int], SlaPolicy], org_id: Any, priority: int) -> SlaPolicy | None:
+    """The org's policy for the priority, else for the nearest priority below it: a priority an
+    escalation raised never loosens the targets."""
+    for level in range(priority, Priority.LOW - 1, -1):
+        if (org_id, level) in policies:
+            return policies[(org_id, level)]
+    return None
+
+
 @consumer(Queue.ESCALATION, name="chat.sla_sweep", retry=RetryPolicy(max_attempts=3, backoff=10.0))
 def sla_sweep(*, org_id: None = None) -> int:
     """Escalate every breach that is due and not escalated yet; assign queues with free agents.
@@ -67,7 +76,7 @@ def sla_sweep(*, org_id: None = None) -> int:
         "pk", "org_id", "priority", "queued_at", "first_response_at"
     )
     for conversation in open_conversations.iterator(chunk_size=500):
-        policy = policies.get((conversation.org_id, conversation.priority))
+        policy = policy_for(policies, conversation.org_id, conversation.priority)
         breach = due_breach(conversation, policy, now) if policy is not None else None
         if breach is not None and escalate(conversation.pk, breach=breach) is not None:
             made += 1
@@ -157,7 +166,8 @@ def _escalate(conversation: Conversation, breach: str, online: set[str]) -> Esca
 
 
 def _notify_admins(conversation: Conversation, breach: str, level: int) -> None:
-    policy = SlaPolicy.objects.filter(org_id=conversation.org_id, priority=conversation.priority).first()
+    policies = {(p.org_id, p.priority): p for p in SlaPolicy.objects.filter(org_id=conversation.org_id)}
+    policy = policy_for(policies, conversation.org_id, conversation.priority)
     minutes = 0
     if policy is not None:
         minutes = (

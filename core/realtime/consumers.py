@@ -64,6 +64,10 @@ class RealtimeConsumer(AsyncJsonWebsocketConsumer):
     async def error(self, code: str, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})
 
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        # AsyncJsonWebsocketConsumer's own send_json skips this class's `send`.
+        await self.send(text_data=await self.encode_json(content), close=close)
+
     async def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False
     ) -> None:
