@@ -11,9 +11,10 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from chat import bot
-from chat.models import ChatSettings, Conversation, Message
+from chat.models import Agent, ChatSettings, Conversation, Escalation, Message, SlaPolicy
 from core import repository
-from core.admin.base import OrgOwnedAdmin, ReadOnlyAdmin, acting_user
+from core.admin.base import OrgOwnedAdmin, ReadOnlyAdmin, acting_user, adopt
+from core.models import Membership
 
 
 class MessageInline(admin.TabularInline[Message, Conversation]):
@@ -28,14 +29,142 @@ class MessageInline(admin.TabularInline[Message, Conversation]):
         return False
 
 
+class EscalationInline(admin.TabularInline[Escalation, Conversation]):
+    model = Escalation
+    fields = ("level", "breach", "action", "priority", "assigned_to", "queued_at", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("level",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdmin):
-    list_display = ("id", "org", "site", "status", "visitor_name", "contact", "last_seq", "created_at")
-    list_filter = ("status",)
+    list_display = (
+        "id",
+        "org",
+        "site",
+        "status",
+        "priority",
+        "assigned_to",
+        "visitor_name",
+        "escalation_level",
+        "created_at",
+    )
+    list_filter = ("status", "priority", "escalation_level")
     search_fields = ("id", "visitor_name", "contact__email")
-    readonly_fields = ("id", "org", "site", "contact", "visitor_name", "status", "last_seq", "created_at")
+    readonly_fields = (
+        "id",
+        "org",
+        "site",
+        "contact",
+        "visitor_name",
+        "status",
+        "priority",
+        "assigned_to",
+        "last_seq",
+        "queued_at",
+        "assigned_at",
+        "first_response_at",
+        "resolved_at",
+        "agents_notified_at",
+        "escalation_level",
+        "created_at",
+    )
     exclude = ("visitor_token_hash",)
-    inlines = (MessageInline,)
+    inlines = (EscalationInline, MessageInline)
+
+
+@admin.register(Escalation)
+class EscalationAdmin(ReadOnlyAdmin):
+    list_display = (
+        "conversation",
+        "org",
+        "level",
+        "breach",
+        "action",
+        "priority",
+        "assigned_to",
+        "created_at",
+    )
+    list_filter = ("breach", "action")
+    search_fields = ("conversation__id",)
+
+
+class AgentForm(forms.ModelForm[Agent]):
+    class Meta:
+        model = Agent
+        fields = ("org", "user", "capacity", "tier", "accepting")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        user, org = cleaned.get("user"), cleaned.get("org") or getattr(self.instance, "org", None)
+        if (
+            user is not None
+            and org is not None
+            and not Membership.objects.filter(org=org, user=user).exists()
+        ):
+            raise ValidationError({"user": "Choose a member of the organization."})
+        return cleaned
+
+
+@admin.register(Agent)
+class AgentAdmin(OrgOwnedAdmin):
+    form = AgentForm
+    list_display = ("user", "org", "tier", "capacity", "accepting", "last_assigned_at")
+    list_filter = ("tier", "accepting")
+    search_fields = ("user__email",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (*super().get_readonly_fields(request, obj), "user") if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in ("capacity", "tier", "accepting")}
+        if change:
+            repository.update(obj, org=obj.org, actor=acting_user(request), **fields)
+            return
+        created = repository.create(
+            Agent, org=obj.org, actor=acting_user(request), user=form.cleaned_data["user"], **fields
+        )
+        adopt(obj, created)
+
+    def delete_one(self, request: HttpRequest, obj: Any) -> None:
+        repository.delete(obj, org=obj.org, actor=acting_user(request))
+
+
+class SlaPolicyForm(forms.ModelForm[SlaPolicy]):
+    class Meta:
+        model = SlaPolicy
+        fields = ("org", "priority", "first_response_minutes", "resolution_minutes")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        first, resolution = cleaned.get("first_response_minutes"), cleaned.get("resolution_minutes")
+        if first is not None and resolution is not None and resolution < first:
+            raise ValidationError({"resolution_minutes": "At least the first-response minutes."})
+        return cleaned
+
+
+@admin.register(SlaPolicy)
+class SlaPolicyAdmin(OrgOwnedAdmin):
+    form = SlaPolicyForm
+    list_display = ("org", "priority", "first_response_minutes", "resolution_minutes")
+
+    def save_model(self, request: HttpRequest, obj: SlaPolicy, form: Any, change: bool) -> None:
+        fields = {
+            name: form.cleaned_data[name]
+            for name in ("priority", "first_response_minutes", "resolution_minutes")
+        }
+        if change:
+            repository.update(obj, org=obj.org, actor=acting_user(request), **fields)
+            return
+        adopt(obj, repository.create(SlaPolicy, org=obj.org, actor=acting_user(request), **fields))
+
+    def delete_one(self, request: HttpRequest, obj: Any) -> None:
+        repository.delete(obj, org=obj.org, actor=acting_user(request))
 
 
 @admin.register(Message)

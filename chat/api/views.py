@@ -25,7 +25,7 @@ from chat.api.serializers import (
     MessageSerializer,
     VisitorTicketSerializer,
 )
-from chat.models import Conversation, ConversationStatus, Message
+from chat.models import Conversation, ConversationStatus, Message, Priority
 from core.api.params import UUID_RE, datetime_param, uuid_param
 from core.api.scoping import OrgScopedMixin
 from core.models import Site
@@ -65,6 +65,8 @@ class VisitorThrottle(SimpleRateThrottle):
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, enum=ConversationStatus.values),
             OpenApiParameter("site", OpenApiTypes.UUID, description="Conversations on this site."),
+            OpenApiParameter("assigned_to", OpenApiTypes.UUID, description="Assigned to this agent."),
+            OpenApiParameter("priority", OpenApiTypes.INT, enum=Priority.values),
             OpenApiParameter("created_after", OpenApiTypes.DATETIME),
             OpenApiParameter("created_before", OpenApiTypes.DATETIME),
         ]
@@ -127,6 +129,14 @@ class ConversationViewSet(
         site = uuid_param(self.request, "site")
         if site is not None:
             queryset = queryset.filter(site_id=site)
+        agent = uuid_param(self.request, "assigned_to")
+        if agent is not None:
+            queryset = queryset.filter(assigned_to_id=agent)
+        priority = params.get("priority")
+        if priority:
+            if priority not in {str(value) for value in Priority.values}:
+                raise ValidationError({"priority": [f"Use one of {', '.join(map(str, Priority.values))}."]})
+            queryset = queryset.filter(priority=int(priority))
         after, before = (
             datetime_param(self.request, "created_after"),
             datetime_param(self.request, "created_before"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from chat.models import ChatSettings
+from chat.models import Agent, ChatSettings, SlaPolicy
 from core.models import EventRecord, User
 from tests.chat.conftest import conversation_of, start
 
@@ -46,3 +46,40 @@ def test_bot_settings_are_added_in_the_admin_with_checked_rules(site, owner, sit
         settings.rules == [{"keyword": "price", "answer": "Cheap."}] and settings.datatype == "chat-settings"
     )
     assert EventRecord.objects.filter(name="collection-create", datatype="chat-settings").count() == 1
+
+
+def test_agents_and_sla_policies_are_written_in_the_admin_through_the_repository(
+    site, owner, outsider, site_admin
+):
+
+    stranger = site_admin.post(
+        "/admin/chat/agent/add/",
+        {"org": owner.org.pk, "user": outsider.user.pk, "capacity": 2, "tier": 1, "accepting": "on"},
+    )
+    assert stranger.status_code == 200 and b"Choose a member" in stranger.content
+    added = site_admin.post(
+        "/admin/chat/agent/add/",
+        {"org": owner.org.pk, "user": owner.user.pk, "capacity": 2, "tier": 2, "accepting": "on"},
+    )
+    assert added.status_code == 302, added.content[:2000]
+    agent = Agent.objects.get()
+    assert (agent.capacity, agent.tier, agent.datatype) == (2, 2, "chat-agent")
+    changed = site_admin.post(
+        f"/admin/chat/agent/{agent.pk}/change/", {"capacity": 4, "tier": 1, "accepting": ""}
+    )
+    assert changed.status_code == 302, changed.content[:2000]
+    agent.refresh_from_db()
+    assert (agent.capacity, agent.tier, agent.accepting) == (4, 1, False)
+
+    backwards = {"org": owner.org.pk, "priority": 2, "first_response_minutes": 30, "resolution_minutes": 5}
+    assert b"At least the first-response" in site_admin.post("/admin/chat/slapolicy/add/", backwards).content
+    good = {**backwards, "resolution_minutes": 60}
+    assert site_admin.post("/admin/chat/slapolicy/add/", good).status_code == 302
+    policy = SlaPolicy.objects.get()
+    assert site_admin.post(f"/admin/chat/slapolicy/{policy.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert site_admin.post(f"/admin/chat/agent/{agent.pk}/delete/", {"post": "yes"}).status_code == 302
+    for datatype in ("chat-agent", "chat-sla-policy"):
+        names = set(EventRecord.objects.filter(datatype=datatype).values_list("name", flat=True))
+        assert {"collection-create", "collection-delete"} <= names, datatype
+    assert site_admin.get("/admin/chat/escalation/").status_code == 200
+    assert site_admin.get("/admin/chat/escalation/add/").status_code == 403
