@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "crm",
     "storefront",
     "chat",
+    "chat.community",
     "events",
     "banking",
     "automation",
@@ -398,6 +399,9 @@ REST_FRAMEWORK = {
 
 # Public chat writes (starting a conversation, a visitor's ticket) per client address per minute.
 CHAT_VISITOR_WRITES_PER_MINUTE = env.int("CHAT_VISITOR_WRITES_PER_MINUTE", default=20)
+# Community rooms: each member's or contact's messages per window, across processes (docs/community.md).
+COMMUNITY_MESSAGES_PER_WINDOW = env.int("COMMUNITY_MESSAGES_PER_WINDOW", default=5)
+COMMUNITY_RATE_WINDOW_SECONDS = env.int("COMMUNITY_RATE_WINDOW_SECONDS", default=5)
 
 # --- CRM ---------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 NOT_AUTHENTICATED = 4401
 FORBIDDEN = 4403
 NOT_FOUND = 4404
+RATE_LIMITED = 4429
 TRY_AGAIN_LATER = 1013  # RFC 6455's registry: the server cannot take it now
 
 
