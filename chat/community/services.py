@@ -161,6 +161,20 @@ def ban_create(
 ) -> RoomBan:
     """Ban a member or a contact of the org from `room` (None: every room of the org); their
     open sockets there are closed (4403) once it commits. Owners and admins cannot be banned."""
+    ban_check(org=org, room=room, user=user, contact=contact)
+    with transaction.atomic():
+        ban = repository.create(
+            RoomBan, org=org, actor=actor, room=room, user=user, contact=contact, reason=reason[:500]
+        )
+        person_key = f"member:{user.pk}" if user is not None else f"contact:{contact.pk}"  # type: ignore[union-attr]
+        event = {"type": BAN, "room_id": str(room.pk) if room is not None else None, "reason": ban.reason}
+        send_on_commit(person_group(person_key), event)
+    return ban
+
+
+def ban_check(*, org: Org, room: Room | None, user: User | None, contact: Contact | None) -> None:
+    """A ValidationError unless this names one member (not an owner or admin) or one contact of
+    the org, and a room of the org or none."""
     if (user is None) == (contact is None):
         raise ValidationError({"user": ["Ban one member or one contact."]})
     if room is not None and room.org_id != org.pk:
@@ -173,14 +187,6 @@ def ban_create(
             raise ValidationError({"user_id": ["The organization's owners and admins cannot be banned."]})
     if contact is not None and contact.org_id != org.pk:
         raise ValidationError({"contact_id": ["No contact of the organization has this id."]})
-    with transaction.atomic():
-        ban = repository.create(
-            RoomBan, org=org, actor=actor, room=room, user=user, contact=contact, reason=reason[:500]
-        )
-        person_key = f"member:{user.pk}" if user is not None else f"contact:{contact.pk}"  # type: ignore[union-attr]
-        event = {"type": BAN, "room_id": str(room.pk) if room is not None else None, "reason": ban.reason}
-        send_on_commit(person_group(person_key), event)
-    return ban
 
 
 def ban_delete(*, ban: RoomBan, actor: User | None) -> None:
