@@ -73,6 +73,7 @@ class PublicRoomsView(APIView):
     """`GET /community/<org-slug>/rooms/`: the org's public-read rooms, or all its rooms to its members."""
 
     permission_classes = (permissions.AllowAny,)
+    refusals = ("403",)  # credentials it reads may be refused (a deactivated account's token)
 
     @extend_schema(
         operation_id="community_org_rooms_list",
