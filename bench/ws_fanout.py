@@ -67,7 +67,7 @@ class Server(Process):
         path = os.pathsep.join(filter(None, [str(_common.ROOT), os.environ.get("PYTHONPATH")]))
         env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "LOG_LEVEL": "WARNING",
