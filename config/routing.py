@@ -2,6 +2,7 @@
 
 from django.urls import URLPattern, path, re_path
 
+from chat.community.consumers import CommunityChatGateway
 from chat.console import AgentConsole
 from chat.consumers import ChatGateway
 from core.consumers import PingConsumer
@@ -11,4 +12,5 @@ websocket_urlpatterns: list[URLPattern] = [
     # The key is checked by the gate (the "chat" scope, chat/apps.py) and then by the consumer.
     re_path(r"^ws/chat/(?P<key>[0-9a-f-]{36})/$", ChatGateway.as_asgi()),
     path("ws/chat/agents/", AgentConsole.as_asgi()),
+    re_path(r"^ws/community/(?P<key>[0-9a-f-]{36})/$", CommunityChatGateway.as_asgi()),
 ]

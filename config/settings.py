@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "crm",
     "storefront",
     "chat",
+    "chat.community",
     "events",
     "banking",
     "automation",
@@ -405,6 +406,9 @@ CHAT_PRESENCE_TTL_SECONDS = env.int("CHAT_PRESENCE_TTL_SECONDS", default=75)
 # A queued conversation nobody took within this many seconds: the org's agents are emailed.
 CHAT_NOTIFY_AGENTS_AFTER_SECONDS = env.int("CHAT_NOTIFY_AGENTS_AFTER_SECONDS", default=120)
 CHAT_SLA_SWEEP_SECONDS = env.float("CHAT_SLA_SWEEP_SECONDS", default=60.0)
+# Community rooms: each member's or contact's messages per window, across processes (docs/community.md).
+COMMUNITY_MESSAGES_PER_WINDOW = env.int("COMMUNITY_MESSAGES_PER_WINDOW", default=5)
+COMMUNITY_RATE_WINDOW_SECONDS = env.int("COMMUNITY_RATE_WINDOW_SECONDS", default=5)
 
 # --- CRM ---------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ urlpatterns = [
     path("automation/", include("automation.urls")),
     path("crm/", include("crm.urls")),
     path("chat/", include("chat.urls")),
+    path("community/", include("chat.community.urls")),
     path("t/", include("crm.api.tracking")),
     path("", include("core.api.urls")),
 ]
