@@ -4,7 +4,10 @@ about a conversation nobody took."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -14,9 +17,10 @@ from chat import assignment, handlers, presence, services
 from chat.models import Agent, Conversation, ConversationStatus, Message, SenderKind
 from core import repository
 from core.events import emit_envelope
-from core.models import ScheduledJob
+from core.models import EventRecord, ScheduledJob
 from core.services import Conflict
 from crm.models import Delivery
+from tests import live
 from tests.chat.conftest import conversation_of, start
 from tests.factories import make_user
 
@@ -239,3 +243,49 @@ def test_the_queued_listener_assigns_when_someone_is_free(site, owner):
     handlers.on_queued(queue_event(conversation))
     assert status_of(conversation) == (ConversationStatus.ASSIGNED, agent.pk)
     assert not ScheduledJob.objects.filter(task="chat.notify_waiting").exists()
+
+
+RACER = """
+import sys, time
+import django
+django.setup()
+from chat import assignment
+start, conversation, org = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+time.sleep(max(0.0, start - time.time()))
+agent = assignment.assign(conversation, org)
+print("ASSIGNED" if agent is not None else "NONE", flush=True)
+"""
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_two_real_processes_assigning_the_same_conversation_assign_it_once(site, owner, member):
+    agent_of(owner, owner.org)
+    agent_of(member, owner.org)
+    conversation = queued(site)
+    start = time.time() + 4  # both processes loaded Django by then, and go at once
+    env = live.process_env(DJANGO_SETTINGS_MODULE="config.settings")
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(start), str(conversation.pk), str(owner.org.pk)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [racer.communicate(timeout=60) for racer in racers]
+    verdicts = sorted(out.strip().splitlines()[-1] if out.strip() else err[-2000:] for out, err in outputs)
+    assert verdicts == ["ASSIGNED", "NONE"], outputs
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.ASSIGNED
+    assert (
+        EventRecord.objects.filter(
+            name="collection-update",
+            datatype="chat-conversation",
+            record_pk=str(conversation.pk),
+            data__status="assigned",
+        ).count()
+        == 1
+    )
