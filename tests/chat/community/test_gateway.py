@@ -319,3 +319,13 @@ def test_an_unknown_room_is_4404(owner):
         assert await closed_with(socket) == 4404
 
     run(scenario)
+
+
+def test_a_room_socket_that_sends_nothing_is_closed_4408(room, owner, settings):
+    settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS = 0.5
+
+    async def scenario() -> None:
+        silent, _, _ = await joined(owner, room.pk)
+        assert await closed_with(silent) == 4408
+
+    run(scenario)
