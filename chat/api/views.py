@@ -1,9 +1,10 @@
-"""The chat API: a visitor starts a conversation and mints tickets (public); org members list
-and read conversations and their messages."""
+"""The chat API: a visitor starts a conversation and mints tickets (public, with CORS for the
+org's sites); org members list and read conversations and their messages."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -26,6 +27,7 @@ from chat.api.serializers import (
     VisitorTicketSerializer,
 )
 from chat.models import Conversation, ConversationStatus, Message, Priority
+from core.api.cors import CorsMixin, is_preflight
 from core.api.params import UUID_RE, datetime_param, uuid_param
 from core.api.scoping import OrgScopedMixin
 from core.models import Site
@@ -46,6 +48,18 @@ def check_origin(request: Request, *, org_id: Any) -> None:
         return
     if not origin_allowed(origin, org_id=org_id):
         raise PermissionDenied("Chats are opened from the organization's sites only.")
+
+
+def origin_of_some_site(origin: str) -> bool:
+    """The start's preflight has no body, so no site_key and no org: it passes for an origin some
+    org's sockets would take (one of REALTIME_ALLOWED_ORIGINS, or http(s) on a site's domain).
+    The POST itself is checked against its site's org."""
+    try:
+        host = urlsplit(origin.strip().lower()).hostname
+    except ValueError:
+        return False
+    org_id = Site.objects.filter(domain=host).values_list("org_id", flat=True).first() if host else None
+    return origin_allowed(origin, org_id=org_id)
 
 
 class VisitorThrottle(SimpleRateThrottle):
@@ -84,6 +98,7 @@ class VisitorThrottle(SimpleRateThrottle):
     ),
 )
 class ConversationViewSet(
+    CorsMixin,
     OrgScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -100,21 +115,47 @@ class ConversationViewSet(
     # second conversation, which the widget drops.
     repeatable_writes = True
     refusals = ("403",)  # a foreign Origin (documented in the schema)
+    cors_headers = "Content-Type, Authorization"
+    site: Site | None = None  # the start's, once its site_key is read
+
+    def _public(self, request: Any) -> bool:
+        """The visitor's start, or a browser's preflight of it (before `action` is set too)."""
+        if request.method == "OPTIONS":
+            return is_preflight(request) and not self.detail
+        return bool(getattr(self, "action_map", {}).get(request.method.lower()) == "create")
 
     def get_authenticators(self) -> list[Any]:
         # The public start reads no credentials: a session cookie would bring CSRF checks with it.
         request = getattr(self, "request", None)
-        if request is not None and getattr(self, "action_map", {}).get(request.method.lower()) == "create":
+        if request is not None and self._public(request):
             return []
         return super().get_authenticators()
 
     def get_permissions(self) -> list[Any]:
-        if self.action == "create":
+        if self._public(self.request):
             return [permissions.AllowAny()]
         return [permissions.IsAuthenticated()]
 
     def get_throttles(self) -> list[Any]:
-        return [VisitorThrottle()] if self.action == "create" else super().get_throttles()
+        if self.action == "create":
+            return [VisitorThrottle()]
+        return [] if self._public(self.request) else super().get_throttles()
+
+    def cors_applies(self, request: Request) -> bool:
+        return self._public(request)
+
+    def cors_origin_allowed(self, request: Request, origin: str) -> bool:
+        if self.site is not None:
+            return origin_allowed(origin, org_id=self.site.org_id)
+        return origin_of_some_site(origin)  # a preflight, or a start refused before its site was read
+
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        if not self._public(request):
+            return super().options(request, *args, **kwargs)
+        origin = request.headers.get("Origin")
+        if origin is not None and not origin_of_some_site(origin):
+            raise PermissionDenied("Chats are opened from the organization's sites only.")
+        return self.cors_preflight()
 
     def get_queryset(self) -> QuerySet[Conversation]:
         queryset = super().get_queryset()
@@ -154,6 +195,7 @@ class ConversationViewSet(
         site = Site.objects.select_related("org").filter(pk=data["site_key"]).first()
         if site is None:
             raise NotFound("No site has this key.")
+        self.site = site
         check_origin(request, org_id=site.org_id)
         conversation, token = services.conversation_start(site=site, name=data["name"], email=data["email"])
         answer = {
@@ -182,7 +224,7 @@ class ConversationViewSet(
         return Response(MessageSerializer(messages[:MAX_PAGE], many=True).data)
 
 
-class VisitorTicketView(APIView):
+class VisitorTicketView(CorsMixin, APIView):
     """`POST /chat/conversations/<id>/tickets/` with `Authorization: Visitor <token>`: a fresh
     ticket for the visitor's conversation (a reload, a dropped network)."""
 
@@ -191,6 +233,24 @@ class VisitorTicketView(APIView):
     throttle_classes = (VisitorThrottle,)
     repeatable_writes = True  # each call mints a ticket and writes nothing
     refusals = ("403",)  # a foreign Origin (documented in the schema)
+    cors_headers = "Content-Type, Authorization"
+    conversation: Conversation | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.conversation = Conversation.objects.filter(pk=kwargs["conversation_id"]).first()
+        if self.conversation is None:
+            raise NotFound("No such conversation.")
+        check_origin(request, org_id=self.conversation.org_id)
+
+    def get_throttles(self) -> list[Any]:
+        return [] if self.request.method == "OPTIONS" else super().get_throttles()
+
+    def cors_origin_allowed(self, request: Request, origin: str) -> bool:
+        return self.conversation is not None and origin_allowed(origin, org_id=self.conversation.org_id)
+
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return self.cors_preflight()  # an unknown conversation or a foreign origin was refused in `initial`
 
     def get_authenticate_header(self, request: Request) -> str:
         # Without it DRF turns the 401 into a 403 (a view with no authentication classes).
@@ -208,10 +268,8 @@ class VisitorTicketView(APIView):
         description="The visitor's token (from the start) in `Authorization: Visitor <token>`.",
     )
     def post(self, request: Request, conversation_id: str) -> Response:
-        conversation = Conversation.objects.filter(pk=conversation_id).first()
-        if conversation is None:
-            raise NotFound("No such conversation.")
-        check_origin(request, org_id=conversation.org_id)
+        conversation = self.conversation
+        assert conversation is not None  # found in `initial`
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if (
             scheme != "Visitor"

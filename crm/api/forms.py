@@ -9,7 +9,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status, viewsets
@@ -20,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from core.api.cors import CorsMixin
 from core.api.idempotency import IdempotentWritesMixin
 from core.api.params import UUID_RE
 from core.api.parsers import LimitedJSONParser
@@ -118,7 +118,7 @@ class FormSubmitThrottle(SimpleRateThrottle):
         return f"throttle:crm-form:{view.kwargs.get('key', '')}:{self.get_ident(request)}"
 
 
-class FormSubmitView(APIView):
+class FormSubmitView(CorsMixin, APIView):
     """`POST /crm/forms/<key>/submit/`: public. JSON gets JSON; a page's form post is redirected
     (to the form's success URL, or back to its page) or shown its errors."""
 
@@ -143,20 +143,11 @@ class FormSubmitView(APIView):
         own = f"{request.scheme}://{request.get_host()}"
         return origin == own or origin in webforms.allowed_origins(self.form)
 
-    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        origin = request.headers.get("Origin")
-        form = getattr(self, "form", None)
-        if origin and form is not None and self._origin_allowed(request, origin):
-            response["Access-Control-Allow-Origin"] = origin
-            response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-            response["Access-Control-Allow-Headers"] = "Content-Type"
-            response["Access-Control-Max-Age"] = "600"
-        patch_vary_headers(response, ("Origin",))
-        return response
+    def cors_origin_allowed(self, request: Request, origin: str) -> bool:
+        return getattr(self, "form", None) is not None and self._origin_allowed(request, origin)
 
     def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return self.cors_preflight()  # a foreign origin was refused in `initial`
 
     @extend_schema(
         request={
