@@ -1,8 +1,10 @@
-"""Routes under /chat/: conversations (a visitor's start is public), their messages and visitor tickets."""
+"""Routes under /chat/: conversations (a visitor's start is public), their messages, visitor tickets
+and the visitor's page (the widget)."""
 
-from django.urls import re_path
+from django.urls import path, re_path
 from rest_framework.routers import DefaultRouter
 
+from chat import pages
 from chat.api import agents, views
 from core.api.params import UUID_RE
 
@@ -13,6 +15,7 @@ router.register("sla-policies", agents.SlaPolicyViewSet, basename="chat-sla-poli
 router.register("escalations", agents.EscalationViewSet, basename="chat-escalation")
 
 urlpatterns = [
+    path("widget/<str:site_key>/", pages.widget_page, name="chat-widget"),
     re_path(
         rf"^conversations/(?P<conversation_id>{UUID_RE})/tickets/$",
         views.VisitorTicketView.as_view(),

@@ -60,12 +60,14 @@ def collected_static() -> Path:
 
 
 @contextmanager
-def web_server(process_type: str = "web") -> Iterator[str]:
+def web_server(process_type: str = "web", **extra_env: str) -> Iterator[str]:
     """A process type serving HTTP: `web` as production runs it (gunicorn, config.wsgi), or
     `realtime` (uvicorn, config.asgi), as `make run` serves pages, on the test database and
-    broker, serving the collected static files; yields its base URL."""
+    broker, serving the collected static files, with `extra_env` set; yields its base URL."""
     port = free_port()
-    env = live.process_env(STATIC_ROOT=str(collected_static()))
+    # PORT as `manage.py serve` sets it: our own pages (http://127.0.0.1:<port>) are among the
+    # default REALTIME_ALLOWED_ORIGINS, so they may open sockets.
+    env = live.process_env(STATIC_ROOT=str(collected_static()), PORT=str(port), **extra_env)
     command = {"web": processes.web, "realtime": processes.realtime}[process_type]
     server = Process(command(host="127.0.0.1", port=port), env, process_type)
     base = f"http://127.0.0.1:{port}"

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from chat.models import MAX_NAME, Conversation, Message
+from chat.models import MAX_NAME, Conversation, ConversationStatus, Message
 
 
 class ConversationSerializer(serializers.ModelSerializer[Conversation]):
@@ -64,3 +64,7 @@ class VisitorTicketSerializer(serializers.Serializer[Any]):
     ticket = serializers.CharField()
     expires_in = serializers.IntegerField(help_text="Seconds the ticket stays valid.")
     ws_url = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=ConversationStatus.choices,
+        help_text="The conversation's status now (a reloaded page shows it; `status` frames follow).",
+    )

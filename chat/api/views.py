@@ -281,5 +281,6 @@ class VisitorTicketView(CorsMixin, APIView):
             "ticket": tickets.visitor_ticket_issue(conversation),
             "expires_in": settings.REALTIME_TICKET_SECONDS,
             "ws_url": ws_url(conversation),
+            "status": conversation.status,
         }
         return Response(VisitorTicketSerializer(answer).data, status=status.HTTP_201_CREATED)

@@ -105,7 +105,8 @@ def test_the_visitor_token_mints_fresh_tickets(site):
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"ticket", "expires_in", "ws_url"} and body["ticket"] != answer["ticket"]
+    assert set(body) == {"ticket", "expires_in", "ws_url", "status"} and body["ticket"] != answer["ticket"]
+    assert body["status"] == "bot"
     claims = tickets.visitor_ticket_use(body["ticket"], conversation_id=answer["conversation_id"])
     assert claims.org_id == str(site.org_id)
 
