@@ -24,12 +24,13 @@ def site_for(site_key: str) -> Site | None:
 
 def content_security_policy(request: HttpRequest, site: Site | None) -> str:
     """Scripts, styles and requests from us only; the socket on our host (ws, or wss under https);
-    framed by the org's sites (http or https on their domains) and by us, nobody else."""
+    framed by the org's sites (http or https on their domains, any port) and by us, nobody else."""
     socket = f"{'wss' if request.is_secure() else 'ws'}://{request.get_host()}"
     ancestors = ["'self'"]
     if site is not None:
         domains = Site.objects.filter(org_id=site.org_id).values_list("domain", flat=True)
-        ancestors += [f"{scheme}://{domain}" for domain in sorted(domains) for scheme in ("https", "http")]
+        # Any port, as the org's sockets take their pages' origins (core.realtime.auth.origin_allowed).
+        ancestors += [f"{scheme}://{domain}:*" for domain in sorted(domains) for scheme in ("https", "http")]
     return "; ".join(
         (
             "default-src 'none'",

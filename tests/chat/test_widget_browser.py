@@ -5,7 +5,10 @@ same conversation, the visitor asks for a human, and an agent's message arrives.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from playwright.sync_api import ConsoleMessage, Page, Request, WebSocket, expect
 from websockets.sync.client import ClientConnection, connect
 
 from chat.models import Conversation, ConversationStatus, Message
+from core import services as core_services
 from tests import browser
 from tests.factories import Caller
 
@@ -152,3 +156,79 @@ def test_a_visitor_chats_with_the_bot_resumes_after_a_reload_and_reaches_an_agen
         (3, "bot"),
         (4, "agent"),
     ]
+
+
+@contextmanager
+def embedding_server(web: str, site_key: str) -> Iterator[int]:
+    """Another origin's pages embedding the widget, as docs/chat.md shows, on loopback (as our
+    server is: Chrome's local-network checks keep a public page from framing a loopback one)."""
+    page = (
+        f'<!doctype html><title>Shop</title><iframe id="chat" src="{web}/chat/widget/{site_key}/"></iframe>'
+    )
+
+    class Embedding(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Embedding)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+CROSS_ORIGIN_START = """async ([web, siteKey]) => {
+  try {
+    const started = await fetch(web + "/chat/conversations/", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({site_key: siteKey}),
+    });
+    const body = await started.json();
+    const minted = await fetch(web + "/chat/conversations/" + body.conversation_id + "/tickets/", {
+      method: "POST", headers: {"Authorization": "Visitor " + body.visitor_token},
+    });
+    return [started.status, minted.status];
+  } catch (error) {
+    return "refused";
+  }
+}"""
+
+
+def test_the_orgs_site_embeds_the_widget_and_calls_the_public_routes_and_another_site_cannot(owner, web):
+    # The org's site is `localhost` (any port); http://127.0.0.1:<another port> is nobody's.
+    site = core_services.site_create(org=owner.org, actor=owner.user, domain="localhost", name="Local shop")
+    with embedding_server(web, str(site.pk)) as port, sync_playwright() as playwright:
+        chromium = browser.launch(playwright)
+        try:
+            page = chromium.new_page()
+            page.goto(f"http://localhost:{port}/")
+            chat = page.frame_locator("#chat")
+            chat.locator("#start button[type=submit]").click()
+            expect(chat.locator('#messages li[data-seq="1"] .text')).to_have_text("Hi! How can we help?")
+            expect(chat.locator("#connection")).to_have_attribute("data-state", "open")
+            from_site = page.evaluate(CROSS_ORIGIN_START, [web, str(site.pk)])
+
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_load_state("load")
+            # Not framed there (frame-ancestors): the frame never gets the page.
+            expect(chat.locator("#start")).to_have_count(0)
+            from_elsewhere = page.evaluate(CROSS_ORIGIN_START, [web, str(site.pk)])
+        finally:
+            chromium.close()
+
+    assert from_site == [201, 201]  # its script read both answers (CORS)
+    assert from_elsewhere == "refused"
+    # The widget's and the site script's: none from elsewhere.
+    assert Conversation.objects.filter(site=site).count() == 2

@@ -21,6 +21,7 @@
   var TYPING_MS = 3000;
   var MAX_BACKOFF_MS = 15000;
 
+  var storage = storageOrMemory();
   var state = load();
   var socket = null;
   var attempts = 0;
@@ -34,9 +35,27 @@
     return document.getElementById(id);
   }
 
+  // localStorage, or (where the browser denies it, as in a third-party frame with third-party
+  // storage blocked) a map that lasts as long as the page.
+  function storageOrMemory() {
+    try {
+      var probe = "chat:probe";
+      window.localStorage.setItem(probe, "1");
+      window.localStorage.removeItem(probe);
+      return window.localStorage;
+    } catch (error) {
+      var memory = {};
+      return {
+        getItem: function (key) { return Object.prototype.hasOwnProperty.call(memory, key) ? memory[key] : null; },
+        setItem: function (key, value) { memory[key] = String(value); },
+        removeItem: function (key) { delete memory[key]; },
+      };
+    }
+  }
+
   function load() {
     try {
-      var saved = JSON.parse(localStorage.getItem(storageKey) || "null");
+      var saved = JSON.parse(storage.getItem(storageKey) || "null");
       if (saved && saved.conversation_id && saved.visitor_token) {
         saved.pending = Array.isArray(saved.pending) ? saved.pending : [];
         saved.last_seq = saved.last_seq || 0;
@@ -49,11 +68,20 @@
   }
 
   function save() {
-    if (state) localStorage.setItem(storageKey, JSON.stringify(state));
+    if (!state) return;
+    try {
+      storage.setItem(storageKey, JSON.stringify(state));
+    } catch (error) {
+      // full or revoked: the page goes on with what it holds
+    }
   }
 
   function forget() {
-    localStorage.removeItem(storageKey);
+    try {
+      storage.removeItem(storageKey);
+    } catch (error) {
+      // revoked: nothing to forget
+    }
     state = null;
   }
 
@@ -203,6 +231,7 @@
       setStatus(frame.status);
     } else if (frame.type === "assigned") {
       setStatus("assigned");
+      if (frame.agent && frame.agent.name) el("status").textContent = frame.agent.name + " (agent) is with you.";
     } else if (frame.type === "error") {
       showError("chat-error", frame.detail);
     }
