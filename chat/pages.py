@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -54,6 +55,8 @@ def widget_page(request: HttpRequest, site_key: str) -> HttpResponse:
     if site is None:
         response = render(request, "chat/widget_missing.html", status=404)
     else:
-        response = render(request, "chat/widget.html", {"site": site})
+        # The page pings as often as the sockets expect a frame (a silent one is closed, 4408).
+        context = {"site": site, "heartbeat_ms": settings.REALTIME_HEARTBEAT_SECONDS * 1000}
+        response = render(request, "chat/widget.html", context)
     response["Content-Security-Policy"] = content_security_policy(request, site)
     return response

@@ -26,6 +26,7 @@ def test_the_page_names_its_site_and_loads_its_script_from_us(site):
     assert response["Content-Type"].startswith("text/html")
     html = response.content.decode()
     assert f'data-site-key="{site.pk}"' in html and 'data-start-url="/chat/conversations/"' in html
+    assert 'data-heartbeat-ms="25000"' in html  # REALTIME_HEARTBEAT_SECONDS
     assert '<script src="/static/chat/widget.js" defer></script>' in html
     assert "<script>" not in html  # no inline script: the policy allows none
     assert "Chat with Shop" in html

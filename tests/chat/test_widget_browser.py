@@ -32,6 +32,15 @@ def web() -> Iterator[str]:
         yield base
 
 
+@pytest.fixture
+def dropping_web() -> Iterator[str]:
+    """The realtime process closing every socket silent for 1.5 s (4408), while the page pings
+    once a minute: the page's sockets drop over and over."""
+    env = {"REALTIME_HEARTBEAT_SECONDS": "60", "REALTIME_HEARTBEAT_TIMEOUT_SECONDS": "1.5"}
+    with browser.web_server("realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000", **env) as base:
+        yield base
+
+
 class Watched:
     """What the page sent and logged: every URL (requests and sockets), the Authorization headers
     it sent, and console errors (a Content-Security-Policy violation is one)."""
@@ -232,3 +241,49 @@ def test_the_orgs_site_embeds_the_widget_and_calls_the_public_routes_and_another
     assert from_elsewhere == "refused"
     # The widget's and the site script's: none from elsewhere.
     assert Conversation.objects.filter(site=site).count() == 2
+
+
+def test_the_widget_reconnects_after_drops_with_nothing_lost_or_shown_twice(site, member, dropping_web):
+    web = dropping_web
+    with sync_playwright() as playwright:
+        chromium = browser.launch(playwright)
+        try:
+            page = chromium.new_page()
+            sockets: list[str] = []
+            page.on("websocket", lambda socket: sockets.append(socket.url))
+            page.goto(f"{web}/chat/widget/{site.pk}/")
+            page.click("#start button[type=submit]")
+            expect(page.locator('#messages li[data-seq="1"]')).to_be_visible()
+            for _ in range(100):  # dropped after 1.5 s of silence, and reconnected
+                if len(sockets) >= 3:
+                    break
+                page.wait_for_timeout(100)
+            # Each reconnect asks for what came after the last message shown.
+            assert len(sockets) >= 3 and all(url.endswith("&after=1") for url in sockets[1:3]), sockets
+
+            for n in range(4):  # some land on a socket about to close: resent on the next one
+                page.fill("#text", f"message {n}")
+                page.press("#text", "Enter")
+                page.wait_for_timeout(600)
+            expect(page.locator("#messages li.pending")).to_have_count(0, timeout=15_000)
+            conversation_id = page.evaluate(
+                f"JSON.parse(localStorage.getItem('chat:{site.pk}')).conversation_id"
+            )
+            with agent_socket(web, member, conversation_id, after=5) as agent:
+                agent.send(json.dumps({"type": "message", "text": "Still there?", "client_id": "a-1"}))
+                assert next_frame(agent, "message")["seq"] == 6
+            expect(page.locator('#messages li[data-seq="6"] .text')).to_have_text("Still there?")
+            page.wait_for_timeout(2000)  # more drops and reconnects: nothing shown twice
+            on_page = shown(page)
+        finally:
+            chromium.close()
+
+    texts = ["Hi! How can we help?", *[f"message {n}" for n in range(4)], "Still there?"]
+    assert on_page == [
+        (str(seq), kind, text)
+        for seq, kind, text in zip(
+            range(1, 7), ["bot", "visitor", "visitor", "visitor", "visitor", "agent"], texts, strict=True
+        )
+    ]
+    stored = Message.objects.filter(conversation_id=conversation_id).order_by("seq")
+    assert [(m.seq, m.text) for m in stored] == list(enumerate(texts, start=1))

@@ -17,7 +17,7 @@
     resolved: "This conversation is resolved.",
   };
   var KIND_TEXT = { visitor: "you", agent: "agent", bot: "bot", system: "system" };
-  var PING_MS = 25000;
+  var PING_MS = Number(root.dataset.heartbeatMs) || 25000; // REALTIME_HEARTBEAT_SECONDS
   var TYPING_MS = 3000;
   var MAX_BACKOFF_MS = 15000;
 
