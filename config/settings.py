@@ -477,6 +477,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "automation.models.RunStatus",
         "StepStatusEnum": "automation.models.StepStatus",
         "InvitationStatusEnum": "core.models.invitations.InvitationStatus",
+        "ConversationStatusEnum": "chat.models.ConversationStatus",
     },
 }
 
