@@ -104,14 +104,15 @@ def _locked(conversation_id: Any, org_id: Any) -> Conversation | None:
     )
 
 
-def assign(conversation_id: Any, org_id: Any) -> Agent | None:
-    """Assign the conversation if it is still queued and an agent is free; the agent, or None."""
+def assign(conversation_id: Any, org_id: Any, *, exclude: Any = None) -> Agent | None:
+    """Assign the conversation if it is still queued and an agent is free (other than `exclude`,
+    the agent who just handed it back); the agent, or None."""
     online = presence.online_user_ids(org_id)
     with transaction.atomic():
         conversation = _locked(conversation_id, org_id)
         if conversation is None or conversation.status != ConversationStatus.QUEUED:
             return None
-        agent = pick_agent(org_id, online)
+        agent = pick_agent(org_id, online, exclude=exclude)
         if agent is None:
             return None
         hand_to(conversation, agent, actor=None)
@@ -185,7 +186,7 @@ def transfer(conversation_id: Any, *, by: Agent, to: Agent | None) -> Conversati
                 raise Conflict("That agent has no room for another conversation.")
             hand_to(conversation, target, actor=by.user)
     if to is None:
-        assign(conversation.pk, by.org_id)
+        assign(conversation.pk, by.org_id, exclude=by.pk)
     return conversation
 
 

@@ -55,6 +55,8 @@ class ChatGateway(RealtimeConsumer):
             after if after is not None else await database_sync_to_async(_last_seq)(conversation.pk)
         )
         await self.accept()
+        # Where the conversation is now, first: a page learns it even if it changed since its ticket.
+        await self.send_json(status_frame(await database_sync_to_async(_status)(conversation.pk)))
         if after is None and _query(self.scope, "after") is not None:
             await self.error("invalid", "after: the seq of the last message received, an integer.")
         await self._catch_up(upto=None)

@@ -70,6 +70,13 @@ def outbox_relay_lets_go(django_db_setup: None, django_db_blocker: Any) -> Itera
         outbox.relay.quiesce()
 
 
+@pytest.fixture(autouse=True)
+def fresh_channel_layer(settings: Any) -> None:
+    """A channel layer of each test's own: Channels builds a new one when the setting changes, so
+    no receive state (locks, queues) bound to an earlier test's event loop is shared with this one's."""
+    settings.CHANNEL_LAYERS = {**settings.CHANNEL_LAYERS}
+
+
 @pytest.fixture
 def owner(db: None) -> Caller:
     org, user = make_org(slug="acme")

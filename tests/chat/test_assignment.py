@@ -153,9 +153,12 @@ def test_accept_transfer_resolve_and_reopen_move_only_along_the_state_machine(si
     assignment.transfer(conversation.pk, by=mine, to=theirs)
     assert status_of(conversation) == (ConversationStatus.ASSIGNED, theirs.pk)
 
-    # Back to the queue: assigned again at once to whoever is free (mine has room now).
+    # Back to the queue: assigned again at once to whoever else is free (mine has room now).
     assignment.transfer(conversation.pk, by=theirs, to=None)
-    assert status_of(conversation)[0] == ConversationStatus.ASSIGNED
+    assert status_of(conversation) == (ConversationStatus.ASSIGNED, mine.pk)
+    # Handed back: never straight back to the agent who handed it back.
+    assignment.transfer(conversation.pk, by=mine, to=None)
+    assert status_of(conversation) == (ConversationStatus.ASSIGNED, theirs.pk)
 
     assignment.resolve(conversation.pk, org_id=owner.org.pk, actor=owner.user)
     assignment.resolve(conversation.pk, org_id=owner.org.pk, actor=owner.user)  # a repeat

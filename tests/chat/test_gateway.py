@@ -5,6 +5,7 @@ resume, frames."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,11 +47,22 @@ async def connect(path: str, query: str = "") -> WebsocketCommunicator:
 async def agent(caller: Caller, conversation_id: Any, after: int | None = None) -> WebsocketCommunicator:
     ticket = await database_sync_to_async(mint)(caller, conversation_id)
     query = f"ticket={ticket}" + (f"&after={after}" if after is not None else "")
-    return await connect(f"/ws/chat/{conversation_id}/", query)
+    return await settled(await connect(f"/ws/chat/{conversation_id}/", query))
+
+
+async def settled(communicator: WebsocketCommunicator) -> WebsocketCommunicator:
+    """An admitted conversation socket's first frame is its status: read it (kept as `.status`);
+    a refused socket's close is kept for `closed_with`."""
+    output = await communicator.receive_output(timeout=10)
+    if output["type"] == "websocket.send" and json.loads(output["text"]).get("type") == "status":
+        communicator.status = json.loads(output["text"])["status"]  # type: ignore[attr-defined]
+    else:
+        communicator.early = output  # type: ignore[attr-defined]
+    return communicator
 
 
 async def closed_with(communicator: WebsocketCommunicator) -> int:
-    output = await communicator.receive_output(timeout=10)
+    output = getattr(communicator, "early", None) or await communicator.receive_output(timeout=10)
     assert output["type"] == "websocket.close", output
     return int(output["code"])
 
@@ -264,7 +276,7 @@ def test_another_orgs_or_an_unknown_conversation_closes_4404(site, outsider):
 
 async def visitor(answer: dict[str, Any], **query: Any) -> WebsocketCommunicator:
     extra = "".join(f"&{name}={value}" for name, value in query.items())
-    return await connect(answer["ws_url"], f"ticket={answer['ticket']}{extra}")
+    return await settled(await connect(answer["ws_url"], f"ticket={answer['ticket']}{extra}"))
 
 
 def test_a_visitor_talks_to_the_bot_then_asks_for_a_human_whom_an_agent_answers(site, bot_rules, owner):
@@ -367,13 +379,26 @@ def test_concurrent_socket_messages_get_consecutive_seqs(site, owner, member):
     assert stored_seqs(conversation.pk) == [1, 2, 3, 4, 5, 6, 7]
 
 
+def test_a_socket_starts_with_the_conversations_status(site, owner):
+    conversation = conversation_of(start(site))
+    services.conversation_handoff(conversation=conversation)
+
+    async def scenario() -> None:
+        socket = await agent(owner, conversation.pk)
+        assert socket.status == "queued"  # type: ignore[attr-defined]
+        await socket.disconnect()
+
+    run(scenario)
+
+
 def test_a_bad_after_is_an_error_frame_and_the_socket_starts_at_the_last_seq(site, owner):
     conversation = conversation_of(start(site))
 
     async def scenario() -> None:
         ticket = await database_sync_to_async(mint)(owner, conversation.pk)
         socket = await connect(f"/ws/chat/{conversation.pk}/", f"ticket={ticket}&after=-1")
-        (error,) = await frames(socket, 1)
+        status, error = await frames(socket, 2)
+        assert status == {"type": "status", "status": "bot"}
         assert (error["type"], error["code"]) == ("error", "invalid")
         assert await socket.receive_nothing(timeout=0.3)  # no replay of the greeting
         await socket.disconnect()

@@ -34,13 +34,6 @@ def clean_coordination(redis_server: str) -> Iterator[None]:
     flush()
 
 
-@pytest.fixture(autouse=True)
-def fresh_channel_layer(settings: Any) -> None:
-    """A channel layer of the test's own: Channels builds a new one when the setting changes, so
-    no receive state of an earlier test's event loop is shared with this one's."""
-    settings.CHANNEL_LAYERS = {**settings.CHANNEL_LAYERS}
-
-
 @pytest.fixture
 def room(owner: Caller) -> Room:
     return services.room_create(org=owner.org, actor=owner.user, name="General", description="Say hi")
