@@ -1,8 +1,10 @@
-"""Routes under /chat/: conversations (a visitor's start is public), their messages and visitor tickets."""
+"""Routes under /chat/: conversations (a visitor's start is public), their messages and visitor
+tickets, and the agent console's page."""
 
-from django.urls import re_path
+from django.urls import path, re_path
 from rest_framework.routers import DefaultRouter
 
+from chat import pages
 from chat.api import views
 from core.api.params import UUID_RE
 
@@ -10,6 +12,7 @@ router = DefaultRouter()
 router.register("conversations", views.ConversationViewSet, basename="chat-conversation")
 
 urlpatterns = [
+    path("console/", pages.console_page, name="chat-console"),
     re_path(
         rf"^conversations/(?P<conversation_id>{UUID_RE})/tickets/$",
         views.VisitorTicketView.as_view(),
