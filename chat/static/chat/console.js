@@ -164,8 +164,10 @@
       queue = frame.waiting;
     } else if (frame.type === "assigned") {
       mine.set(frame.conversation_id, frame.conversation);
-      if (wantOpen === frame.conversation_id || !current) openConversation(frame.conversation_id);
-      if (wantOpen === frame.conversation_id) wantOpen = null;
+      if (wantOpen === frame.conversation_id) {
+        wantOpen = null;
+        openConversation(frame.conversation_id);
+      }
       setThreadStatus(frame.conversation_id, "assigned");
     } else if (frame.type === "unassigned") {
       mine.delete(frame.conversation_id);
