@@ -60,14 +60,15 @@ def collected_static() -> Path:
 
 
 @contextmanager
-def web_server(process_type: str = "web") -> Iterator[str]:
+def web_server(process_type: str = "web", **extra_env: str) -> Iterator[str]:
     """A process type serving HTTP: `web` as production runs it (gunicorn, config.wsgi), or
     `realtime` (uvicorn, config.asgi), as `make run` serves pages, on the test database and
-    broker, serving the collected static files; yields its base URL."""
+    broker, serving the collected static files (and `extra_env` in its environment); yields its
+    base URL."""
     port = free_port()
     # PORT, as `make run` serves on it: the page's own origin is then one its sockets allow
     # (REALTIME_ALLOWED_ORIGINS' default names http://127.0.0.1:$PORT).
-    env = live.process_env(STATIC_ROOT=str(collected_static()), PORT=str(port))
+    env = live.process_env(STATIC_ROOT=str(collected_static()), PORT=str(port), **extra_env)
     command = {"web": processes.web, "realtime": processes.realtime}[process_type]
     server = Process(command(host="127.0.0.1", port=port), env, process_type)
     base = f"http://127.0.0.1:{port}"
