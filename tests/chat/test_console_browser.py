@@ -106,6 +106,7 @@ def test_an_agent_takes_a_handed_off_conversation_talks_with_the_visitor_and_res
             assert visitor.next_of("assigned")["agent"]["name"] == agent_user.user.email
             mine = page.locator(f'#mine li[data-id="{visitor.id}"]')
             expect(mine).to_contain_text("Ada", timeout=WAIT_MS)
+            expect(mine.locator(".meta")).to_contain_text("shop.example.com · normal · since")
             expect(page.locator("#queue li")).to_have_count(0)
 
             mine.locator("button.open").click()

@@ -13,6 +13,8 @@
     4404: "No such conversation in this organization."
   };
 
+  var PRIORITIES = { 1: "low", 2: "normal", 3: "high", 4: "urgent" }; // chat.models.Priority
+
   var root = document.getElementById("console");
   var org = root.dataset.org;
   var $ = function (id) { return document.getElementById(id); };
@@ -114,7 +116,7 @@
   }
 
   function describe(summary) {
-    var parts = [summary.site, summary.priority];
+    var parts = [summary.site, PRIORITIES[summary.priority] || "priority " + summary.priority];
     if (summary.queued_at) parts.push("since " + new Date(summary.queued_at).toLocaleTimeString());
     if (summary.escalation_level) parts.push("escalated " + summary.escalation_level + "×");
     return parts.filter(Boolean).join(" · ");
