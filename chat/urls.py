@@ -1,10 +1,10 @@
-"""Routes under /chat/: conversations (a visitor's start is public), their messages, visitor tickets
-and the visitor's page (the widget)."""
+"""Routes under /chat/: conversations (a visitor's start is public), their messages and moves,
+visitor tickets, agents, SLA policies, escalations, and the pages (the widget, the console)."""
 
 from django.urls import path, re_path
 from rest_framework.routers import DefaultRouter
 
-from chat import pages
+from chat import console_page, pages
 from chat.api import agents, views
 from core.api.params import UUID_RE
 
@@ -16,6 +16,7 @@ router.register("escalations", agents.EscalationViewSet, basename="chat-escalati
 
 urlpatterns = [
     path("widget/<str:site_key>/", pages.widget_page, name="chat-widget"),
+    path("console/", console_page.console_page, name="chat-console"),
     re_path(
         rf"^conversations/(?P<conversation_id>{UUID_RE})/tickets/$",
         views.VisitorTicketView.as_view(),
