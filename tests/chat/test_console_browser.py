@@ -83,7 +83,9 @@ def visiting(web: str, site: Site, name: str) -> Iterator[Visitor]:
     body = answer.json()
     ws_base = web.replace("http://", "ws://", 1)
     with connect(f"{ws_base}{body['ws_url']}?ticket={body['ticket']}") as socket:
-        yield Visitor(str(body["conversation_id"]), socket)
+        visitor = Visitor(str(body["conversation_id"]), socket)
+        assert visitor.next_of("status")["status"] == "bot"  # every socket starts with its status
+        yield visitor
 
 
 def test_an_agent_takes_a_handed_off_conversation_talks_with_the_visitor_and_resolves_it(
