@@ -20,6 +20,7 @@ from core.models import EventRecord
 from tests.factories import Caller
 
 HOST = (b"host", b"127.0.0.1")
+SDP_EXAMPLE = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
 @pytest.fixture(autouse=True)
