@@ -5,6 +5,7 @@ from django.urls import URLPattern, path, re_path
 from chat.community.consumers import CommunityChatGateway
 from chat.console import AgentConsole
 from chat.consumers import ChatGateway
+from chat.voice.consumers import SimpleVoiceGateway
 from core.consumers import PingConsumer
 
 websocket_urlpatterns: list[URLPattern] = [
@@ -13,4 +14,5 @@ websocket_urlpatterns: list[URLPattern] = [
     re_path(r"^ws/chat/(?P<key>[0-9a-f-]{36})/$", ChatGateway.as_asgi()),
     path("ws/chat/agents/", AgentConsole.as_asgi()),
     re_path(r"^ws/community/(?P<key>[0-9a-f-]{36})/$", CommunityChatGateway.as_asgi()),
+    re_path(r"^ws/voice/(?P<key>[0-9a-f-]{36})/$", SimpleVoiceGateway.as_asgi()),
 ]

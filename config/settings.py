@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "storefront",
     "chat",
     "chat.community",
+    "chat.voice",
     "events",
     "banking",
     "automation",
@@ -436,6 +437,9 @@ REALTIME_TICKET_SECONDS = env.int("REALTIME_TICKET_SECONDS", default=60)
 REALTIME_HEARTBEAT_SECONDS = env.int("REALTIME_HEARTBEAT_SECONDS", default=25)
 REALTIME_HEARTBEAT_TIMEOUT_SECONDS = env.float("REALTIME_HEARTBEAT_TIMEOUT_SECONDS", default=60.0)
 REALTIME_SEND_TIMEOUT_SECONDS = env.float("REALTIME_SEND_TIMEOUT_SECONDS", default=10.0)
+# Voice calls: signalling frames (offer, answer, ice-candidate) a socket may send per second, in
+# bursts of as many; more closes it (4429). Counted in memory per socket (docs/voice.md).
+VOICE_SIGNAL_FRAMES_PER_SECOND = env.float("VOICE_SIGNAL_FRAMES_PER_SECOND", default=50.0)
 
 
 def _default_realtime_origins() -> list[str]:

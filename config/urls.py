@@ -20,6 +20,7 @@ urlpatterns = [
     path("crm/", include("crm.urls")),
     path("chat/", include("chat.urls")),
     path("community/", include("chat.community.urls")),
+    path("voice/", include("chat.voice.urls")),
     path("t/", include("crm.api.tracking")),
     path("", include("core.api.urls")),
 ]

@@ -1,0 +1,93 @@
+"""Voice calls of an org: a call (ringing -> active -> ended, with its duration) and a row per
+participant (invited, joined, left, and the socket it is connected on)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db import models
+
+from core.event_names import SystemEvents
+from core.models import BaseModel, User
+from core.models.tenancy import CrudEvents
+
+CALL = "voice-call"
+PARTICIPANT = "voice-participant"
+
+COLLECTION_EVENTS = CrudEvents(
+    SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
+)
+
+
+class CallStatus(models.TextChoices):
+    RINGING = "ringing"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+# The state machine: forward only. A call nobody answered ends from ringing (duration 0).
+MOVES: dict[str, frozenset[str]] = {
+    CallStatus.RINGING: frozenset({CallStatus.ACTIVE, CallStatus.ENDED}),
+    CallStatus.ACTIVE: frozenset({CallStatus.ENDED}),
+    CallStatus.ENDED: frozenset(),
+}
+
+
+class VoiceModel(BaseModel):
+    """An org-owned voice row whose datatype is its kind's (DATATYPE), whatever the caller set."""
+
+    DATATYPE: ClassVar[str]
+
+    crud_events = COLLECTION_EVENTS
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = self.DATATYPE
+        super().save(*args, **kwargs)
+
+
+class Call(VoiceModel):
+    """A call in the org. `invite_only`: only its creator and invitees may join (otherwise any
+    member). Goes active when a second participant connects; ends on a hangup or when the last
+    connected participant leaves."""
+
+    DATATYPE = CALL
+
+    status = models.CharField(max_length=16, choices=CallStatus.choices, default=CallStatus.RINGING)
+    invite_only = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["org", "status", "created_at"], name="voice_call_org_status")]
+
+    def __str__(self) -> str:
+        return f"call {self.pk} ({self.status})"
+
+
+class CallParticipant(VoiceModel):
+    """One user in a call: `invited` when named at creation, `joined_at` their first connection,
+    `left_at` their last leaving (None while connected), `channel` their socket's channel name
+    ("" when not connected)."""
+
+    DATATYPE = PARTICIPANT
+
+    snapshot_exclude = frozenset({"channel"})
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    invited = models.BooleanField(default=False)
+    joined_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+    channel = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ("call", "created_at", "id")
+        constraints = [models.UniqueConstraint("call", "user", name="voice_participant_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.call_id}"
