@@ -10,6 +10,7 @@ from django.test import Client
 
 from chat.voice import services
 from chat.voice.models import Call, CallParticipant, CallStatus
+from core.models import User
 from tests.chat.voice.conftest import events_of
 from tests.factories import caller, make_user
 
@@ -120,3 +121,14 @@ def test_the_schema_documents_the_calls_api(owner):
     paths = schema["paths"]
     assert {"/voice/calls/", "/voice/calls/{id}/", "/voice/calls/{id}/hangup/"} <= set(paths)
     assert "invitees" in str(paths["/voice/calls/"]["post"])
+
+
+def test_calls_and_their_participants_are_read_in_the_admin(owner):
+    made = owner.client.post("/voice/calls/", {}, format="json")
+    assert made.status_code == 201, made.content
+    client = Client()
+    client.force_login(User.objects.create_superuser("root-voice@example.com", "root-password-1"))
+    assert client.get("/admin/voice/call/").status_code == 200
+    page = client.get(f"/admin/voice/call/{made.json()['id']}/change/")
+    assert page.status_code == 200 and b"ringing" in page.content
+    assert client.get("/admin/voice/call/add/").status_code == 403
