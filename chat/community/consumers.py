@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 
 from chat.community import coord, moderation, services
-from chat.community.broadcast import FRAME, frame_of, message_frame, person_group, room_group
+from chat.community.broadcast import frame_event, frame_of, message_frame, person_group, room_group
 from chat.community.coord import Person
 from chat.community.models import Room, RoomMessage
 from chat.community.tickets import CONTACT, READER
@@ -169,22 +169,21 @@ class CommunityChatGateway(RealtimeConsumer):
             await self.error(*done)
 
     async def community_frame(self, event: dict[str, Any]) -> None:
-        """A frame broadcast to the room's group."""
+        """A frame broadcast to the room's group (broadcast.frame_event: already JSON)."""
         if event.get("from") == self.channel_name:
             return
-        frame = event["frame"]
-        seq = frame.get("seq")
-        if frame["type"] == "message":
+        kind, seq = event["kind"], event["seq"]
+        if kind == "message":
             if seq <= self.last_sent:
                 return
             if seq > self.last_sent + 1:  # an earlier one is still on its way: read it instead
                 await self._catch_up(upto=seq - 1)
-            await self.send_json(frame)
+            await self.send(text_data=event["text"])
             self.last_sent = seq
-        elif frame["type"] == "deleted" and seq > self.last_sent:
+        elif kind == "deleted" and seq > self.last_sent:
             await self._catch_up(upto=seq)  # reads it as removed
         else:
-            await self.send_json(frame)
+            await self.send(text_data=event["text"])
 
     async def community_ban(self, event: dict[str, Any]) -> None:
         """This socket's person was banned (from this room, or from every room: no room_id)."""
@@ -202,9 +201,7 @@ class CommunityChatGateway(RealtimeConsumer):
 
     async def _broadcast(self, frame: dict[str, Any], *, skip_self: bool = False) -> None:
         assert self.channel_layer is not None
-        event: dict[str, Any] = {"type": FRAME, "frame": frame}
-        if skip_self:
-            event["from"] = self.channel_name
+        event = frame_event(frame, skip=self.channel_name if skip_self else None)
         await self.channel_layer.group_send(room_group(self.seat.room.pk), event)
 
 
