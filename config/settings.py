@@ -182,10 +182,15 @@ def _kombu_url(url: str) -> str:
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # Each socket's inbox holds at most `capacity` frames, for `expiry` seconds: a socket that
-        # falls behind loses frames (chat sockets catch up from the database by seq), never memory.
-        "CONFIG": {"hosts": [{"address": REDIS_URL}], "capacity": 500, "expiry": 30, "group_expiry": 86400},
+        # Pub/sub: a group send is one PUBLISH, which each process receives once and hands to its
+        # own sockets; the list-based RedisChannelLayer pushes a copy to every socket's list and
+        # each socket pops its own (a Redis round trip per frame per socket), which a room of 100
+        # could not keep up with. Its queues are in the process and unbounded, so what bounds a
+        # slow socket is RealtimeConsumer's send timeout: a socket that takes no frame for
+        # REALTIME_SEND_TIMEOUT_SECONDS is closed and its queue dropped. Delivery is at most once
+        # (nothing is kept for a process that is away): sockets catch up from the database by seq.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL}]},
     },
 }
 

@@ -3,6 +3,7 @@ sending after commit (a socket never sees a message, a removal or a ban that cou
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import partial
 from typing import Any
@@ -53,6 +54,16 @@ def deleted_frame(message: RoomMessage) -> dict[str, Any]:
 def frame_of(message: RoomMessage) -> dict[str, Any]:
     """What a reader sees of a stored message: the message, or that it was removed."""
     return deleted_frame(message) if message.deleted_at is not None else message_frame(message)
+
+
+def frame_event(frame: dict[str, Any], *, skip: str | None = None) -> dict[str, Any]:
+    """The group event carrying `frame` to the room's sockets: encoded to JSON once here, not
+    once per socket; `kind` and `seq` are what a socket needs to order it. `skip`: a channel
+    that does not send it (the one whose change it announces)."""
+    event = {"type": FRAME, "kind": frame["type"], "seq": frame.get("seq"), "text": json.dumps(frame)}
+    if skip is not None:
+        event["from"] = skip
+    return event
 
 
 def send_on_commit(group: str, event: dict[str, Any]) -> None:

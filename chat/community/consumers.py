@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 
 from chat.community import coord, moderation, services
-from chat.community.broadcast import FRAME, frame_of, message_frame, person_group, room_group
+from chat.community.broadcast import frame_event, frame_of, message_frame, person_group, room_group
 from chat.community.coord import Person
 from chat.community.models import Room, RoomMessage
 from chat.community.tickets import CONTACT, READER
@@ -46,6 +46,8 @@ class CommunityChatGateway(RealtimeConsumer):
     seat: Seat
     # The last seq this socket was sent: later ones go out in order, earlier ones not again.
     last_sent: int
+    # The version of the last presence list this socket was sent (coord.Presence.version).
+    presence_version = 0
     heartbeat: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -68,9 +70,10 @@ class CommunityChatGateway(RealtimeConsumer):
         self.last_sent, history = await database_sync_to_async(_history)(seat.room.pk)
         await self.send_json({"type": "history", "messages": history})
         now = await self._presence("join" if seat.person is not None else "look")
+        self.presence_version = now.version if now is not None else 0
         await self.send_json(_presence_frame(now))
         if now is not None and now.changed:
-            await self._broadcast(_presence_frame(now), skip_self=True)
+            await self._broadcast(_presence_frame(now), skip_self=True, version=now.version)
         self.heartbeat = asyncio.create_task(self._beat())
 
     async def disconnect(self, code: int) -> None:
@@ -83,7 +86,7 @@ class CommunityChatGateway(RealtimeConsumer):
             await self.channel_layer.group_discard(person_group(self.seat.person.key), self.channel_name)
             now = await self._presence("leave")
             if now is not None and now.changed:
-                await self._broadcast(_presence_frame(now))
+                await self._broadcast(_presence_frame(now), version=now.version)
 
     async def _presence(self, op: str) -> coord.Presence | None:
         person = self.seat.person or _NOBODY
@@ -103,7 +106,7 @@ class CommunityChatGateway(RealtimeConsumer):
             await asyncio.sleep(coord.PRESENCE_REFRESH)
             now = await self._presence("beat" if self.seat.person is not None else "look")
             if now is not None and now.changed:
-                await self._broadcast(_presence_frame(now))
+                await self._broadcast(_presence_frame(now), version=now.version)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -169,22 +172,26 @@ class CommunityChatGateway(RealtimeConsumer):
             await self.error(*done)
 
     async def community_frame(self, event: dict[str, Any]) -> None:
-        """A frame broadcast to the room's group."""
+        """A frame broadcast to the room's group (broadcast.frame_event: already JSON)."""
         if event.get("from") == self.channel_name:
             return
-        frame = event["frame"]
-        seq = frame.get("seq")
-        if frame["type"] == "message":
+        kind, seq = event["kind"], event["seq"]
+        if kind == "message":
             if seq <= self.last_sent:
                 return
             if seq > self.last_sent + 1:  # an earlier one is still on its way: read it instead
                 await self._catch_up(upto=seq - 1)
-            await self.send_json(frame)
+            await self.send(text_data=event["text"])
             self.last_sent = seq
-        elif frame["type"] == "deleted" and seq > self.last_sent:
+        elif kind == "deleted" and seq > self.last_sent:
             await self._catch_up(upto=seq)  # reads it as removed
+        elif kind == "presence":
+            if event.get("version", 0) <= self.presence_version:
+                return  # no newer than the list this socket has
+            self.presence_version = event["version"]
+            await self.send(text_data=event["text"])
         else:
-            await self.send_json(frame)
+            await self.send(text_data=event["text"])
 
     async def community_ban(self, event: dict[str, Any]) -> None:
         """This socket's person was banned (from this room, or from every room: no room_id)."""
@@ -200,11 +207,11 @@ class CommunityChatGateway(RealtimeConsumer):
                 await self.send_json(frame)
                 self.last_sent = frame["seq"]
 
-    async def _broadcast(self, frame: dict[str, Any], *, skip_self: bool = False) -> None:
+    async def _broadcast(self, frame: dict[str, Any], *, version: int, skip_self: bool = False) -> None:
+        """A presence list, of this version, to the room's sockets."""
         assert self.channel_layer is not None
-        event: dict[str, Any] = {"type": FRAME, "frame": frame}
-        if skip_self:
-            event["from"] = self.channel_name
+        event = frame_event(frame, skip=self.channel_name if skip_self else None)
+        event["version"] = version
         await self.channel_layer.group_send(room_group(self.seat.room.pk), event)
 
 

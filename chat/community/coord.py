@@ -24,10 +24,11 @@ STRIKES_BEFORE_CLOSE = 3
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
 
-# KEYS: the room's entries ("<person>|<channel>" -> expiry, seconds) and names (person -> JSON).
+# KEYS: the room's entries ("<person>|<channel>" -> expiry, seconds), names (person -> JSON) and
+# presence version (incremented on each change, never expiring: a socket drops older lists).
 # ARGV: op (join|leave|beat), the entry, its person, the person's JSON, the TTL.
-# Returns the online people's JSON, after a first element 1 if the set of people changed (an
-# expired entry pruned, a first socket joining, a last one leaving), else 0.
+# Returns the online people's JSON, after 1 if the set of people changed (an expired entry
+# pruned, a first socket joining, a last one leaving), else 0, and the version.
 _PRESENCE = """
 local now = tonumber(redis.call('TIME')[1])
 local ttl = tonumber(ARGV[5])
@@ -62,6 +63,9 @@ for person in pairs(after) do
 end
 redis.call('EXPIRE', KEYS[1], ttl * 2)
 redis.call('EXPIRE', KEYS[2], ttl * 2)
+local version = tonumber(redis.call('GET', KEYS[3]) or '0')
+if changed == 1 then version = redis.call('INCR', KEYS[3]) end
+table.insert(online, 1, version)
 table.insert(online, 1, changed)
 return online
 """
@@ -119,16 +123,23 @@ class Person:
 class Presence:
     changed: bool
     online: list[dict[str, str]]
+    # Orders the room's presence lists: pub/sub hands a process's sockets what arrives, so a
+    # socket may get a list published just before it joined, older than the one it read.
+    version: int
 
 
 def presence(room_id: Any, op: str, *, person: Person, channel: str) -> Presence:
     """Join, leave or refresh (`beat`) one socket's entry in the room's presence; several
     sockets of one person count once."""
-    keys = [f"community:presence:{room_id}", f"community:people:{room_id}"]
+    keys = [
+        f"community:presence:{room_id}",
+        f"community:people:{room_id}",
+        f"community:presence-version:{room_id}",
+    ]
     args = [op, f"{person.key}|{channel}", person.key, json.dumps(person.public()), PRESENCE_TTL]
     result = _script(settings.REDIS_URL, _PRESENCE)(keys=keys, args=args)
-    online = sorted((json.loads(raw) for raw in result[1:]), key=lambda p: (p["name"], p["id"]))
-    return Presence(changed=bool(result[0]), online=online)
+    online = sorted((json.loads(raw) for raw in result[2:]), key=lambda p: (p["name"], p["id"]))
+    return Presence(changed=bool(result[0]), online=online, version=int(result[1]))
 
 
 def rate_limit(person_key: str, unique: str) -> int:

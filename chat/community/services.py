@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from chat.community.broadcast import (
     BAN,
-    FRAME,
     deleted_frame,
+    frame_event,
     message_frame,
     person_group,
     room_group,
@@ -130,7 +130,7 @@ def message_post(
             text=text,
             client_id=client_id,
         )
-        send_on_commit(room_group(room.pk), {"type": FRAME, "frame": message_frame(message)})
+        send_on_commit(room_group(room.pk), frame_event(message_frame(message)))
     room.last_seq = seq
     return message, True
 
@@ -143,7 +143,7 @@ def message_delete(*, message: RoomMessage, actor: User | None) -> RoomMessage:
             repository.update(
                 locked, org=locked.room.org, actor=actor, deleted_at=timezone.now(), deleted_by=actor
             )
-            send_on_commit(room_group(locked.room_id), {"type": FRAME, "frame": deleted_frame(locked)})
+            send_on_commit(room_group(locked.room_id), frame_event(deleted_frame(locked)))
     return locked
 
 

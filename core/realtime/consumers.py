@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -38,6 +39,17 @@ class RealtimeConsumer(AsyncJsonWebsocketConsumer):
         """Accepted first: a browser sees the close code only after a completed handshake."""
         await super().accept()
         await self.close(code=code)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first runs close_old_connections through sync_to_async: a hop to
+        # the process's one thread-sensitive thread per frame per socket, queued behind every
+        # database call of the process (a room's fan-out waited on its sender's posts). Our
+        # handlers touch the database only through database_sync_to_async, which does that
+        # clean-up around each call already.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         self.last_heard = asyncio.get_running_loop().time()
