@@ -20,6 +20,7 @@ urlpatterns = [
     path("crm/", include("crm.urls")),
     path("chat/", include("chat.urls")),
     path("community/", include("chat.community.urls")),
+    path("ai/", include("chat.streams.urls")),
     path("t/", include("crm.api.tracking")),
     path("", include("core.api.urls")),
 ]
