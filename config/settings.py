@@ -503,3 +503,5 @@ AI_MAX_SECONDS = env.float("AI_MAX_SECONDS", default=120.0)
 AI_CONTEXT_TURNS = env.int("AI_CONTEXT_TURNS", default=20)
 AI_STREAM_MAXLEN = env.int("AI_STREAM_MAXLEN", default=10_000)
 AI_STREAM_TTL = env.int("AI_STREAM_TTL", default=3600)
+# A comment line on an idle stream keeps proxies from closing it.
+AI_STREAM_PING_SECONDS = env.float("AI_STREAM_PING_SECONDS", default=15.0)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -74,11 +75,6 @@ class StartStreamView(OrgScopedMixin, APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        if not hasattr(request, "scope"):  # Django's ASGIRequest has one, a WSGIRequest none
-            return Response(
-                {"detail": "AI streams run in the ASGI process (uvicorn, `realtime`); this one is WSGI."},
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            )
         body = StartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data, user = body.validated_data, acting_user(request)
@@ -103,8 +99,11 @@ class StartStreamView(OrgScopedMixin, APIView):
             tools=tuple(data["tools"]) if "tools" in data else None,
             history=services.context_messages(conversation),
         )
-        # Run on the server's event loop (this sync view runs in a thread of it), not here.
-        async_to_sync(producer.launch)(stream.pk, run, conversation)
+        if hasattr(request, "scope"):  # ASGI: on the server's loop (this sync view runs in a thread of it)
+            async_to_sync(producer.launch)(stream.pk, run, conversation)
+        else:  # WSGI: no loop outlives the request here
+            launching = producer.launch(stream.pk, run, conversation)
+            asyncio.run_coroutine_threadsafe(launching, producer.background_loop()).result(timeout=10)
         url = reverse("ai-stream", kwargs={"stream_id": stream.pk})
         answer = {"streamId": stream.pk, "url": url, "conversation_id": conversation.pk}
         return Response(StartedSerializer(answer).data, status=status.HTTP_202_ACCEPTED)

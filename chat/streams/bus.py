@@ -18,7 +18,7 @@ from django.conf import settings
 TERMINAL = frozenset({"done", "error"})
 HEARTBEAT_SECONDS = 1.0
 # A producer silent this long is dead: readers are told within ALIVE_MS plus the hub's check.
-ALIVE_MS = 5000
+ALIVE_MS = 4000
 PRODUCER = f"{socket.gethostname()}:{os.getpid()}"
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()

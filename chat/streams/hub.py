@@ -139,9 +139,9 @@ async def reap(stream_id: str) -> None:
     if last and last[0][1].get("event") in bus.TERMINAL:
         return
     error = {"code": "producer_lost", "detail": "The process producing this reply stopped."}
+    await sync_to_async(services.stream_finish)(stream_id, status=StreamStatus.ERROR, error=error)
     await bus.append(stream_id, "error", error)
     await bus.close(stream_id)
-    await sync_to_async(services.stream_finish)(stream_id, status=StreamStatus.ERROR, error=error)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

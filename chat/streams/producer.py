@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -33,6 +34,21 @@ async def launch(stream_id: Any, request: agent.AgentRequest, conversation: AiCo
     )
     _running.add(task)
     task.add_done_callback(_running.discard)
+
+
+_background: list[asyncio.AbstractEventLoop] = []
+_background_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """An event loop on a daemon thread of its own, for a POST served by a WSGI process (which has
+    no loop to outlive the request); under ASGI replies run on the server's loop."""
+    with _background_lock:
+        if not _background:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="ai-streams", daemon=True).start()
+            _background.append(loop)
+        return _background[0]
 
 
 def running() -> int:
@@ -69,8 +85,9 @@ async def produce(stream_id: Any, request: agent.AgentRequest, conversation: AiC
                 model=request.model,
                 usage=reply.usage,
             )
-        await emit("done", {"text": reply.text, "usage": reply.usage})
+        # The record first: whoever reads `done` finds the record finished.
         await sync_to_async(services.stream_finish)(stream_id, status=StreamStatus.DONE, usage=reply.usage)
+        await emit("done", {"text": reply.text, "usage": reply.usage})
     except agent.AgentFailed as exc:
         await _fail(stream_id, emit, StreamStatus.ERROR, exc.code, exc.detail)
     except asyncio.CancelledError:
@@ -85,5 +102,8 @@ async def produce(stream_id: Any, request: agent.AgentRequest, conversation: AiC
 
 async def _fail(stream_id: Any, emit: Emitter, status: str, code: str, detail: str) -> None:
     error = {"code": code, "detail": detail}
+    try:
+        await sync_to_async(services.stream_finish)(stream_id, status=status, error=error)
+    except Exception:  # the database away too: readers still get their `error`
+        logger.exception("AI stream %s: could not record its %s", stream_id, status)
     await emit("error", error)
-    await sync_to_async(services.stream_finish)(stream_id, status=status, error=error)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.exceptions import AuthenticationFailed
@@ -21,7 +22,6 @@ from core.auth import ApiTokenAuthentication
 from core.models import Membership, User
 from core.realtime import tickets
 
-PING_SECONDS = 15.0
 RETRY_MS = 2000
 ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
@@ -98,14 +98,14 @@ def frame(entry_id: str, kind: str, data: str) -> str:
 
 
 async def events(stream_id: str, cursor: str) -> AsyncIterator[str]:
-    """Everything after `cursor`, then live, until `done` or `error`; a comment every PING_SECONDS.
+    """Everything after `cursor`, then live, until `done` or `error`; a comment every AI_STREAM_PING_SECONDS.
     When the client goes, the server cancels this generator and the reader is dropped at once."""
     yield f"retry: {RETRY_MS}\n\n"
     reader = await hub().subscribe(stream_id, cursor)
     try:
         while True:
             try:
-                batch = await asyncio.wait_for(reader.queue.get(), timeout=PING_SECONDS)
+                batch = await asyncio.wait_for(reader.queue.get(), timeout=settings.AI_STREAM_PING_SECONDS)
             except TimeoutError:
                 yield ": ping\n\n"
                 continue
