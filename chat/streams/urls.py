@@ -1,11 +1,12 @@
-"""Routes under /ai/: start a reply, read it as SSE, cancel it, its record."""
+"""Routes under /ai/: the stream page, start a reply, read it as SSE, cancel it, its record."""
 
 from django.urls import re_path
 
-from chat.streams import api, sse
+from chat.streams import api, pages, sse
 from core.api.params import UUID_RE
 
 urlpatterns = [
+    re_path(r"^$", pages.stream_page, name="ai-stream-page"),
     re_path(r"^agent/stream/?$", api.StartStreamView.as_view(), name="ai-agent-stream"),
     re_path(rf"^stream/(?P<stream_id>{UUID_RE})/?$", sse.stream_events, name="ai-stream"),
     re_path(
