@@ -19,6 +19,8 @@ TERMINAL = frozenset({"done", "error"})
 HEARTBEAT_SECONDS = 1.0
 # A producer silent this long is dead: readers are told within ALIVE_MS plus the hub's check.
 ALIVE_MS = 4000
+# Per process (per event loop), besides the hub's one blocking connection.
+MAX_CONNECTIONS = 20
 PRODUCER = f"{socket.gethostname()}:{os.getpid()}"
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
@@ -46,7 +48,11 @@ def client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     found = _clients.get(loop)
     if found is None:
-        found = _clients[loop] = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        # Bounded: a burst of readers arriving waits for a connection rather than opening more.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=10
+        )
+        found = _clients[loop] = aioredis.Redis(connection_pool=pool)
     return found
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.exceptions import AuthenticationFailed
@@ -56,6 +57,7 @@ def _caller(request: HttpRequest, session_user: Any, stream_id: str) -> tuple[st
 def admit(request: HttpRequest, session_user: Any, stream_id: str) -> AiStream | HttpResponse:
     """The stream, if the caller is a member of its org; else 401 or 404 (never saying whether
     another org's stream exists)."""
+    close_old_connections()  # a pool thread's connection, not a request's: Django would not recycle it
     try:
         user_id, ticket = _caller(request, session_user, stream_id)
     except Unauthenticated as exc:
@@ -73,8 +75,12 @@ def admit(request: HttpRequest, session_user: Any, stream_id: str) -> AiStream |
 
 
 async def stream_events(request: HttpRequest, stream_id: str) -> HttpResponseBase:
-    session_user = await request.auser()
-    admitted = await sync_to_async(admit)(request, session_user, stream_id)
+    by_token = "Authorization" in request.headers or "ticket" in request.GET
+    # The session is loaded only when it is the credential (loading it takes a per-request thread).
+    session_user = None if by_token else await request.auser()
+    # Not thread-sensitive: a thread-sensitive call would give each (long) request a thread of
+    # its own for its whole life; 1,000 idle readers would be 1,000 threads.
+    admitted = await sync_to_async(admit, thread_sensitive=False)(request, session_user, stream_id)
     if isinstance(admitted, HttpResponse):
         return admitted
     cursor = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or "0-0"
@@ -109,9 +115,9 @@ async def events(stream_id: str, cursor: str) -> AsyncIterator[str]:
             except TimeoutError:
                 yield ": ping\n\n"
                 continue
-            for entry_id, kind, data in batch:
-                yield frame(entry_id, kind, data)
-                if kind in bus.TERMINAL:
-                    return
+            # A batch goes out as one chunk: one write to the socket, not one per event.
+            yield "".join(frame(*entry) for entry in batch)
+            if any(kind in bus.TERMINAL for _, kind, _ in batch):
+                return
     finally:
         hub().unsubscribe(reader)

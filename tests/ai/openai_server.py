@@ -37,6 +37,7 @@ class OpenAIServer:
     api_key: str
     turns: list[Turn] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)  # the chat completion requests seen
+    sent_at: list[float] = field(default_factory=list)  # time.time() as each text chunk went out
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -126,6 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if turn.delay and owner.stopping.wait(turn.delay):
                     return
                 self._chunk(f"data: {json.dumps(item)}\n\n".encode())
+                if item["choices"] and item["choices"][0]["delta"].get("content"):
+                    owner.sent_at.append(time.time())
             self._chunk(b"data: [DONE]\n\n")
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError):  # the client went away (a cancelled stream)
