@@ -19,9 +19,17 @@ from tests.processes import Process
 
 @contextmanager
 def asgi_web(**env: str) -> Iterator[tuple[str, Process]]:
+    with serving("realtime", **env) as served:
+        yield served
+
+
+@contextmanager
+def serving(process_type: str, **env: str) -> Iterator[tuple[str, Process]]:
+    """`realtime` (uvicorn, config.asgi) or `web` (gunicorn, config.wsgi), as deployments run them."""
     port = free_port()
     extra = {"OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8", **env}
-    server = Process(processes.realtime(host="127.0.0.1", port=port), live.process_env(**extra), "realtime")
+    command = {"web": processes.web, "realtime": processes.realtime}[process_type]
+    server = Process(command(host="127.0.0.1", port=port), live.process_env(**extra), process_type)
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:

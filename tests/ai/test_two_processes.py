@@ -13,7 +13,7 @@ import requests
 from chat.agent.models import AiStream
 from sync.models import Connection
 from tests.ai.openai_server import OpenAIServer, Turn
-from tests.ai.streams import asgi_web, lines_of, read_events
+from tests.ai.streams import asgi_web, lines_of, read_events, serving
 from tests.factories import Caller
 from tests.live import wait_for
 
@@ -65,3 +65,20 @@ def test_an_idle_stream_is_pinged(owner: Caller, model_server: OpenAIServer, con
     assert other[0] == "retry: 2000"
     assert ": ping" in other
     assert events[-1].event == "done"
+
+
+def test_a_reply_posted_to_the_wsgi_web_process_is_read_from_realtime(
+    owner: Caller, model_server: OpenAIServer, connection: Connection
+) -> None:
+    """As deployments route it: the POST to `web` (gunicorn), where the reply runs on a loop
+    thread of that process; `/ai/stream/` to `realtime`."""
+    headers = {"Authorization": f"Token {owner.key}"}
+    model_server.script(Turn(text="from the wsgi side", delay=0.05))
+    with serving("web") as (web, _), asgi_web() as (realtime, _):
+        started = requests.post(f"{web}/ai/agent/stream/", json={"prompt": "Hi"}, headers=headers, timeout=10)
+        assert started.status_code == 202, started.text
+        events, _ = read_events(
+            requests.get(f"{realtime}{started.json()['url']}", headers=headers, stream=True, timeout=20)
+        )
+    assert events[-1].event == "done" and events[-1].data["text"] == "from the wsgi side"
+    assert AiStream.objects.get(pk=started.json()["streamId"]).status == "done"
