@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "chat",
     "chat.community",
     "chat.voice",
+    "chat.agent",
     "events",
     "banking",
     "automation",
@@ -503,3 +504,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# The AI agent (docs/ai.md): the model when a request names none, the bounds of one reply, and
+# how long a finished stream's events stay readable.
+AI_DEFAULT_MODEL = env.str("AI_DEFAULT_MODEL", default="gpt-4o-mini")
+AI_MAX_TOOL_ROUNDS = env.int("AI_MAX_TOOL_ROUNDS", default=5)
+AI_MAX_SECONDS = env.float("AI_MAX_SECONDS", default=120.0)
+AI_CONTEXT_TURNS = env.int("AI_CONTEXT_TURNS", default=20)
+AI_STREAM_MAXLEN = env.int("AI_STREAM_MAXLEN", default=10_000)
+AI_STREAM_TTL = env.int("AI_STREAM_TTL", default=3600)
+# A comment line on an idle stream keeps proxies from closing it.
+AI_STREAM_PING_SECONDS = env.float("AI_STREAM_PING_SECONDS", default=15.0)

@@ -8,7 +8,7 @@ class CrmConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the vendor modules load models, which needs the app registry ready.
         from core import datatypes
-        from crm import steps  # noqa: F401  (registers the CRM's step types)
+        from crm import steps, tools  # noqa: F401  (register the step types and agent tools)
         from crm.models import APPOINTMENT, CONTACT, CONTACT_IMPORT, FORM, RESOURCE, TAG
         from crm.webhooks import sendgrid, twilio
         from sync.inbox import registry

@@ -1,0 +1,1 @@
+"""The AI agent: OpenAI-compatible chat completions with the org's tools (app label `ai`)."""

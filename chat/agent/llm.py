@@ -1,0 +1,59 @@
+"""The org's `openai` connection as an AsyncOpenAI client: its base URL (OpenAI, vLLM, Ollama, any
+server of the same protocol) and key, over an httpx client held to the SSRF guard."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx2
+import openai
+
+from sync.models import Connection, Vendor
+from sync.upstream import vendors
+from sync.upstream.outbound import check_url
+
+CONNECT_TIMEOUT = 5.0
+# Between two chunks of a streamed reply; the agent's own deadline bounds the whole.
+READ_TIMEOUT = 60.0
+
+
+class NoConnection(LookupError):
+    """The org has no enabled `openai` connection."""
+
+
+def openai_connection(org_id: Any) -> Connection:
+    """The org's enabled `openai` connection (the first by name when it has several)."""
+    found = (
+        Connection.objects.filter(org_id=org_id, vendor=Vendor.OPENAI, enabled=True).order_by("name").first()
+    )
+    if found is None:
+        raise NoConnection("The organization has no enabled openai connection (POST /upstream/connections/).")
+    return found
+
+
+async def guard(request: httpx2.Request) -> None:
+    """Every request the client sends (a retry or a redirect too) goes only to a public address,
+    or one of OUTBOUND_ALLOWED_NETWORKS: the guard's own check, resolving the host. httpx then
+    resolves it again to connect, so unlike the requests adapter this does not pin the address
+    it checked (a DNS rebinding between the two lookups is not caught)."""
+    await asyncio.to_thread(check_url, str(request.url))
+
+
+def client_for(connection: Connection) -> openai.AsyncOpenAI:
+    """A client of its own for one reply (close it after): no proxy or netrc from the
+    environment, no redirects, no retries (a half-streamed reply is not retried)."""
+    credentials = connection.credentials or {}
+    http = httpx2.AsyncClient(
+        trust_env=False,
+        follow_redirects=False,
+        timeout=httpx2.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+        event_hooks={"request": [guard]},
+    )
+    return openai.AsyncOpenAI(
+        api_key=str(credentials.get("api_key", "")),
+        organization=str(credentials["organization"]) if credentials.get("organization") else None,
+        base_url=connection.base_url or vendors.default_base_url(Vendor.OPENAI),
+        http_client=http,
+        max_retries=0,
+    )
