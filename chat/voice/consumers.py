@@ -105,7 +105,11 @@ class SimpleVoiceGateway(RealtimeConsumer):
             return
         frame = event["frame"]
         who = frame.get("participant", {}).get("id")
-        if frame["type"] == "joined" and who != self.me:
+        if frame["type"] == "joined":
+            # The pub/sub layer fans a frame out to whoever is in the group when it arrives, so a
+            # socket may hear of a join older than its own state frame: known already, dropped.
+            if who == self.me or who in self.peers:
+                return
             self.peers.add(who)
         elif frame["type"] == "left":
             self.peers.discard(who)
