@@ -167,7 +167,7 @@ def _flip_one_byte(body: bytes) -> bytes:
         "missing signature header",
         "missing timestamp header",
         "301 s old",
-        "301 s ahead",
+        "310 s ahead",
         "timestamp changed after signing",
         "garbage signature",
     ],
@@ -184,8 +184,10 @@ def test_the_signature_matrix_refuses_every_forgery_and_emits_nothing(connection
         del headers["HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP"]
     elif case == "301 s old":
         headers = signed_headers(key, BODY, timestamp=time.time() - 301)
-    elif case == "301 s ahead":
-        headers = signed_headers(key, BODY, timestamp=time.time() + 301)
+    elif case == "310 s ahead":
+        headers = signed_headers(
+            key, BODY, timestamp=time.time() + 310
+        )  # a margin: the request is checked a moment after, and timestamps are whole seconds
     elif case == "timestamp changed after signing":
         headers["HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP"] = str(int(time.time()) - 1)
     else:

@@ -136,7 +136,7 @@ def test_a_valid_webhook_is_stored_answered_and_emits_payment_succeeded(connecti
         "wrong secret",
         "missing header",
         "301 s old",
-        "301 s ahead",
+        "310 s ahead",
         "no v1 signature",
         "garbage header",
         "signed body is not JSON",
@@ -152,8 +152,10 @@ def test_the_signature_matrix_refuses_every_forgery_and_emits_nothing(connection
         headers = {}
     elif case == "301 s old":
         headers = stripe_headers(secret, SUCCEEDED, timestamp=time.time() - 301)
-    elif case == "301 s ahead":
-        headers = stripe_headers(secret, SUCCEEDED, timestamp=time.time() + 301)
+    elif case == "310 s ahead":
+        headers = stripe_headers(
+            secret, SUCCEEDED, timestamp=time.time() + 310
+        )  # a margin: the request is checked a moment after, and timestamps are whole seconds
     elif case == "no v1 signature":
         headers = {"HTTP_STRIPE_SIGNATURE": f"t={int(time.time())},v0=abc"}
     elif case == "garbage header":
