@@ -70,10 +70,8 @@ def forged_standard(case: str, secret: str, body: bytes, tampered: bytes) -> tup
         del headers["HTTP_WEBHOOK_SIGNATURE"]
     elif case == "301 s old":
         headers = standard_headers(secret, body, msg_id="msg_forged", timestamp=time.time() - 301)
-    elif case == "310 s ahead":
-        headers = standard_headers(
-            secret, body, msg_id="msg_forged", timestamp=time.time() + 310
-        )  # a margin: the request is checked a moment after, and timestamps are whole seconds
+    elif case == "310 s ahead":  # a margin: checked a moment later, in whole seconds
+        headers = standard_headers(secret, body, msg_id="msg_forged", timestamp=time.time() + 310)
     elif case == "garbage signature":
         headers["HTTP_WEBHOOK_SIGNATURE"] = "v1,not-base64 v2"
     else:
