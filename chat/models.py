@@ -3,13 +3,9 @@ and each site's rule-bot settings."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from django.db import models
 
-from core.event_names import SystemEvents
-from core.models import BaseModel, Site
-from core.models.tenancy import CrudEvents
+from core.models import DatatypeModel, Site
 
 CONVERSATION = "chat-conversation"
 MESSAGE = "chat-message"
@@ -20,25 +16,6 @@ SLA_POLICY = "chat-sla-policy"
 MAX_TEXT = 4000
 MAX_CLIENT_ID = 64
 MAX_NAME = 150
-
-COLLECTION_EVENTS = CrudEvents(
-    SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
-)
-
-
-class ChatModel(BaseModel):
-    """An org-owned chat row whose datatype is its kind's (DATATYPE), whatever the caller set."""
-
-    DATATYPE: ClassVar[str]
-
-    crud_events = COLLECTION_EVENTS
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = self.DATATYPE
-        super().save(*args, **kwargs)
 
 
 class ConversationStatus(models.TextChoices):
@@ -72,7 +49,7 @@ class SenderKind(models.TextChoices):
     SYSTEM = "system"
 
 
-class ChatSettings(ChatModel):
+class ChatSettings(DatatypeModel):
     """A site's rule bot: the greeting every conversation starts with, keyword answers
     (`[{"keyword", "answer"}]`, the first whose keyword is in a visitor's message wins, without
     case) and the fallback when none matches (empty: the bot stays silent)."""
@@ -91,7 +68,7 @@ class ChatSettings(ChatModel):
         return f"Chat settings of {self.site_id}"
 
 
-class Conversation(ChatModel):
+class Conversation(DatatypeModel):
     """A visitor's conversation on one of the org's sites. `last_seq` is its last message's seq;
     the visitor's token is kept as a SHA-256 hex digest only."""
 
@@ -130,7 +107,7 @@ class Conversation(ChatModel):
         return f"Conversation {self.pk} ({self.status})"
 
 
-class Message(ChatModel):
+class Message(DatatypeModel):
     """One message of a conversation: `seq` is 1, 2, 3, ... with no gap; `client_id` (the
     sender's own id for it) is unique in the conversation when given, so a resend is not stored twice."""
 
@@ -159,7 +136,7 @@ class Message(ChatModel):
         return f"#{self.seq} {self.sender_kind}: {self.text[:40]}"
 
 
-class Agent(ChatModel):
+class Agent(DatatypeModel):
     """An org member who takes conversations: at most `capacity` assigned at once; `tier` 1 is
     the first line, escalations go to a higher one; `accepting` off takes them out of assignment."""
 
@@ -180,7 +157,7 @@ class Agent(ChatModel):
         return f"{self.user} (tier {self.tier})"
 
 
-class SlaPolicy(ChatModel):
+class SlaPolicy(DatatypeModel):
     """An org's targets for conversations of one priority, counted from when they were queued:
     an agent's first answer within `first_response_minutes`, resolved within `resolution_minutes`."""
 

@@ -4,37 +4,16 @@ with a site's agents (SLA, assignment); these are a member's talk with the model
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from django.db import models
 
-from core.event_names import SystemEvents
-from core.models import BaseModel
-from core.models.tenancy import CrudEvents
+from core.models import DatatypeModel
 
 AI_CONVERSATION = "ai-conversation"
 AI_TURN = "ai-turn"
 AI_STREAM = "ai-stream"
 
-COLLECTION_EVENTS = CrudEvents(
-    SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
-)
 
-
-class AiModel(BaseModel):
-    DATATYPE: ClassVar[str]
-
-    crud_events = COLLECTION_EVENTS
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = self.DATATYPE
-        super().save(*args, **kwargs)
-
-
-class AiConversation(AiModel):
+class AiConversation(DatatypeModel):
     """A member's conversation with the agent; `created_by` is the member."""
 
     DATATYPE = AI_CONVERSATION
@@ -48,7 +27,7 @@ class AiConversation(AiModel):
         return self.title or str(self.pk)
 
 
-class AiTurn(AiModel):
+class AiTurn(DatatypeModel):
     """One finished exchange: the prompt, the reply, and the tool calls made on the way
     (`[{"id", "name", "arguments", "result"}]`), numbered by `seq` within the conversation."""
 
@@ -77,7 +56,7 @@ class StreamStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-class AiStream(AiModel):
+class AiStream(DatatypeModel):
     """A stream's record; its events live in Redis (chat/streams/), this outlives them."""
 
     DATATYPE = AI_STREAM

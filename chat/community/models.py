@@ -3,13 +3,9 @@ room, removable by moderators) and bans (from one room or the whole org) of memb
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from django.db import models
 
-from core.event_names import SystemEvents
-from core.models import BaseModel, User
-from core.models.tenancy import CrudEvents
+from core.models import DatatypeModel, User
 
 ROOM = "community-room"
 MESSAGE = "community-message"
@@ -19,32 +15,13 @@ MAX_TEXT = 4000
 MAX_CLIENT_ID = 64
 MAX_NAME = 150
 
-COLLECTION_EVENTS = CrudEvents(
-    SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
-)
-
-
-class CommunityModel(BaseModel):
-    """An org-owned community row whose datatype is its kind's (DATATYPE), whatever the caller set."""
-
-    DATATYPE: ClassVar[str]
-
-    crud_events = COLLECTION_EVENTS
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = self.DATATYPE
-        super().save(*args, **kwargs)
-
 
 class SenderKind(models.TextChoices):
     MEMBER = "member"
     CONTACT = "contact"
 
 
-class Room(CommunityModel):
+class Room(DatatypeModel):
     """A room of the org. Anyone may read a `public_read` one; posting takes a member's or a
     contact's ticket. `last_seq` is its last message's seq."""
 
@@ -63,7 +40,7 @@ class Room(CommunityModel):
         return self.name
 
 
-class RoomMessage(CommunityModel):
+class RoomMessage(DatatypeModel):
     """One message of a room: `seq` is 1, 2, 3, ... with no gap. `sender_key` ("member:<id>" or
     "contact:<id>") with `client_id` is unique when given, so a resend is not stored twice. A
     moderator's removal keeps the row (and its seq) and blanks nothing but what readers see."""
@@ -101,7 +78,7 @@ class RoomMessage(CommunityModel):
         return f"#{self.seq} {self.sender_name}: {self.text[:40]}"
 
 
-class RoomBan(CommunityModel):
+class RoomBan(DatatypeModel):
     """A member (`user`) or a contact banned from one room, or from all the org's rooms (no
     `room`). `created_by` is the moderator, `created_at` when."""
 

@@ -3,20 +3,12 @@ participant (invited, joined, left, and the socket it is connected on)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from django.db import models
 
-from core.event_names import SystemEvents
-from core.models import BaseModel, User
-from core.models.tenancy import CrudEvents
+from core.models import DatatypeModel, User
 
 CALL = "voice-call"
 PARTICIPANT = "voice-participant"
-
-COLLECTION_EVENTS = CrudEvents(
-    SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
-)
 
 
 class CallStatus(models.TextChoices):
@@ -33,22 +25,7 @@ MOVES: dict[str, frozenset[str]] = {
 }
 
 
-class VoiceModel(BaseModel):
-    """An org-owned voice row whose datatype is its kind's (DATATYPE), whatever the caller set."""
-
-    DATATYPE: ClassVar[str]
-
-    crud_events = COLLECTION_EVENTS
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.datatype = self.DATATYPE
-        super().save(*args, **kwargs)
-
-
-class Call(VoiceModel):
+class Call(DatatypeModel):
     """A call in the org. `invite_only`: only its creator and invitees may join (otherwise any
     member). Goes active when a second participant connects; ends on a hangup or when the last
     connected participant leaves."""
@@ -69,7 +46,7 @@ class Call(VoiceModel):
         return f"call {self.pk} ({self.status})"
 
 
-class CallParticipant(VoiceModel):
+class CallParticipant(DatatypeModel):
     """One user in a call: `invited` when named at creation, `joined_at` their first connection,
     `left_at` their last leaving (None while connected), `channel` their socket's channel name
     ("" when not connected)."""

@@ -12,11 +12,12 @@ from core.models.jobs import (
     ScheduledJobStatus,
 )
 from core.models.records import Record, RecordStatus
-from core.models.tenancy import ApiToken, BaseModel, Membership, Org, Role, Site, User
+from core.models.tenancy import ApiToken, BaseModel, DatatypeModel, Membership, Org, Role, Site, User
 
 __all__ = [
     "ApiToken",
     "BaseModel",
+    "DatatypeModel",
     "DeadLetter",
     "DeadLetterStatus",
     "EventRecord",

@@ -155,6 +155,27 @@ class BaseModel(models.Model):
         abstract = True
 
 
+COLLECTION_EVENTS = CrudEvents(
+    SystemEvents.COLLECTION_CREATE, SystemEvents.COLLECTION_UPDATE, SystemEvents.COLLECTION_DELETE
+)
+
+
+class DatatypeModel(BaseModel):
+    """An org-owned row of an app's own datatype: DATATYPE, whatever the caller set; its writes
+    emit the spec's collection-create|update|delete, as generic records' do."""
+
+    DATATYPE: ClassVar[str]
+
+    crud_events = COLLECTION_EVENTS
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.datatype = self.DATATYPE
+        super().save(*args, **kwargs)
+
+
 class Site(BaseModel):
     name = models.CharField(max_length=200, blank=True)
     domain = models.CharField(max_length=253, unique=True, validators=[DOMAIN_VALIDATOR])
