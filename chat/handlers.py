@@ -7,14 +7,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat import assignment, sla  # noqa: F401  (sla registers its consumer and periodic sweep)
+from chat import assignment
 from chat.events import CHAT_QUEUE_NOTIFICATION
 from chat.models import Agent, Conversation, ConversationStatus
+from chat.notices import email_people
 from core.events import Envelope, on_event
 from core.jobs.consumers import RetryPolicy, consumer, enqueue
 from core.jobs.queues import Queue
-from crm.models import Channel
-from crm.notify import Content, notify
+from crm.notify import Content
 
 WAITING_SUBJECT = "A visitor is waiting for you on {{ site }}"
 WAITING_TEXT = (
@@ -61,24 +61,13 @@ def notify_waiting(*, conversation_id: str, queued_at: str, org_id: str) -> int:
             return 0
         agents = Agent.objects.select_related("user").filter(org_id=org_id, user__is_active=True)
         minutes = max(1, round((timezone.now() - conversation.queued_at).total_seconds() / 60))
-        sent = 0
-        for agent in agents:
-            if not agent.user.email:
-                continue
-            notify(
-                org=conversation.org,
-                channel=Channel.EMAIL,
-                to=agent.user.email,
-                content=Content(subject=WAITING_SUBJECT, text=WAITING_TEXT),
-                source=f"chat-waiting:{conversation.pk}",
-                idempotency_key=f"chat-waiting:{conversation.pk}:{queued_at}:{agent.pk}",
-                context={
-                    "site": conversation.site.domain,
-                    "visitor": conversation.visitor_name or "A visitor",
-                    "minutes": minutes,
-                    "console": f"{settings.PUBLIC_BASE_URL}/chat/console/",
-                },
-            )
-            sent += 1
+        sent = email_people(
+            conversation,
+            (agent.user for agent in agents),
+            content=Content(subject=WAITING_SUBJECT, text=WAITING_TEXT),
+            source="chat-waiting",
+            key=queued_at,
+            context={"visitor": conversation.visitor_name or "A visitor", "minutes": minutes},
+        )
         Conversation.objects.filter(pk=conversation.pk).update(agents_notified_at=timezone.now())
     return sent

@@ -24,14 +24,14 @@ from chat.models import (
     Priority,
     SlaPolicy,
 )
+from chat.notices import email_people
 from chat.services import answered
 from core import repository
 from core.events import emit
 from core.jobs.consumers import RetryPolicy, consumer
 from core.jobs.queues import Queue
 from core.models import Membership, Role
-from crm.models import Channel
-from crm.notify import Content, notify
+from crm.notify import Content
 from sync import periodic
 
 OPEN = (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
@@ -176,25 +176,19 @@ def _notify_admins(conversation: Conversation, breach: str, level: int) -> None:
     admins = Membership.objects.select_related("user").filter(
         org_id=conversation.org_id, role__in=(Role.OWNER, Role.ADMIN), user__is_active=True
     )
-    for membership in admins:
-        if not membership.user.email:
-            continue
-        notify(
-            org=conversation.org,
-            channel=Channel.EMAIL,
-            to=membership.user.email,
-            content=Content(subject=SUBJECT, text=TEXT),
-            source=f"chat-escalation:{conversation.pk}",
-            idempotency_key=f"chat-escalation:{conversation.pk}:{level}:{membership.user_id}",
-            context={
-                "site": conversation.site.domain,
-                "visitor": conversation.visitor_name or "a visitor",
-                "breach": breach.replace("_", " "),
-                "priority": Priority(conversation.priority).label.lower(),
-                "minutes": minutes,
-                "console": f"{settings.PUBLIC_BASE_URL}/chat/console/",
-            },
-        )
+    email_people(
+        conversation,
+        (membership.user for membership in admins),
+        content=Content(subject=SUBJECT, text=TEXT),
+        source="chat-escalation",
+        key=str(level),
+        context={
+            "visitor": conversation.visitor_name or "a visitor",
+            "breach": breach.replace("_", " "),
+            "priority": Priority(conversation.priority).label.lower(),
+            "minutes": minutes,
+        },
+    )
 
 
 def declare_sweep() -> periodic.Periodic:

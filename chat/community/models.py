@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from django.db import models
 
+from chat.models import MAX_CLIENT_ID, MAX_NAME, MAX_TEXT
 from core.models import DatatypeModel, User
 
 ROOM = "community-room"
 MESSAGE = "community-message"
 BAN = "community-ban"
-
-MAX_TEXT = 4000
-MAX_CLIENT_ID = 64
-MAX_NAME = 150
 
 
 class SenderKind(models.TextChoices):

@@ -21,7 +21,9 @@ from chat.community.broadcast import (
     send_on_commit,
 )
 from chat.community.coord import Person
-from chat.community.models import MAX_CLIENT_ID, MAX_NAME, MAX_TEXT, Room, RoomBan, RoomMessage, SenderKind
+from chat.community.models import Room, RoomBan, RoomMessage, SenderKind
+from chat.models import MAX_NAME
+from chat.services import clean_message
 from core import repository
 from core.models import Membership, Org, User
 from core.services import Conflict
@@ -73,20 +75,6 @@ def room_delete(*, room: Room, actor: User | None) -> None:
 
 
 # --- messages --------------------------------------------------------------------------------
-
-
-def clean_message(text: Any, client_id: Any) -> tuple[str, str]:
-    """The text (1-4000 characters, not blank) and client_id (at most 64) a sender may post."""
-    errors: dict[str, list[str]] = {}
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT or "\x00" in text:
-        errors["text"] = [f"1 to {MAX_TEXT} characters, not all blank, without NUL."]
-    if client_id is None:
-        client_id = ""
-    if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID or "\x00" in client_id:
-        errors["client_id"] = [f"A string of at most {MAX_CLIENT_ID} characters."]
-    if errors:
-        raise ValidationError(errors)
-    return text, client_id
 
 
 def is_banned(*, room: Room, person: Person) -> bool:
