@@ -149,6 +149,15 @@ class CommunityChatGateway(RealtimeConsumer):
         message, created = posted
         if not created:  # a resend: answered with what was stored, to the sender only
             await self.send_json(message_frame(message))
+            return
+        # Committed: sent from this loop rather than from the database thread's on-commit (a
+        # hop back to this loop). A failed send loses nothing: sockets catch up from the rows.
+        assert self.channel_layer is not None
+        try:
+            frame = frame_event(message_frame(message))
+            await self.channel_layer.group_send(room_group(message.room_id), frame)
+        except Exception:
+            logger.warning("A community message was stored but not broadcast", exc_info=True)
 
     async def _on_ping(self, content: dict[str, Any]) -> None:
         await self.send_json({"type": "pong"})
@@ -263,7 +272,9 @@ def _post(seat: Seat, person: Person, text: Any, client_id: Any, user: Any) -> i
     if over:
         return over
     actor = user if user is not None and user.is_authenticated else None
-    return services.message_post(room=seat.room, person=person, text=text, client_id=client_id, actor=actor)
+    return services.message_post(
+        room=seat.room, person=person, text=text, client_id=client_id, actor=actor, broadcast=False
+    )
 
 
 def _frames(room_id: Any, after: int, upto: int) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, Q, QuerySet
 from django.utils import timezone
 
 from chat.community.broadcast import (
@@ -77,30 +77,57 @@ def room_delete(*, room: Room, actor: User | None) -> None:
 # --- messages --------------------------------------------------------------------------------
 
 
+def bans_of(*, room_id: Any, org_id: Any, person: Person) -> QuerySet[RoomBan]:
+    """The person's bans from this room or from all the org's rooms."""
+    bans = RoomBan.objects.filter(Q(room_id=room_id) | Q(room__isnull=True), org_id=org_id)
+    if person.kind == SenderKind.MEMBER:
+        return bans.filter(user_id=person.id)
+    return bans.filter(contact_id=person.id)
+
+
 def is_banned(*, room: Room, person: Person) -> bool:
     """Whether the person is banned from this room or from all the org's rooms."""
-    bans = RoomBan.objects.filter(Q(room=room) | Q(room__isnull=True), org_id=room.org_id)
-    if person.kind == SenderKind.MEMBER:
-        return bans.filter(user_id=person.id).exists()
-    return bans.filter(contact_id=person.id).exists()
+    return bans_of(room_id=room.pk, org_id=room.org_id, person=person).exists()
 
 
 def message_post(
-    *, room: Room, person: Person, text: Any, client_id: Any = "", actor: User | None = None
+    *,
+    room: Room,
+    person: Person,
+    text: Any,
+    client_id: Any = "",
+    actor: User | None = None,
+    broadcast: bool = True,
 ) -> tuple[RoomMessage, bool]:
-    """Store a message with the room's next seq, then (after commit) broadcast it. A client_id
-    the sender already used in the room answers its stored message, and False. A banned sender:
-    Banned."""
+    """Store a message with the room's next seq, then (after commit) broadcast it, unless the
+    caller does (a socket, from its event loop). A client_id the sender already used in the room
+    answers its stored message, and False. A banned sender: Banned."""
     text, client_id = clean_message(text, client_id)
+    try:
+        return _store(room, person, text, client_id, actor, broadcast), True
+    except IntegrityError:
+        # The room's unique (sender, client_id): a resend. Nothing of this attempt was kept.
+        stored = RoomMessage.objects.filter(room=room, sender_key=person.key, client_id=client_id).first()
+        if not client_id or stored is None:
+            raise
+        return stored, False
+
+
+def _store(
+    room: Room, person: Person, text: str, client_id: str, actor: User | None, broadcast: bool
+) -> RoomMessage:
     with transaction.atomic():
         # The room's row lock (on SQLite, the IMMEDIATE transaction's write lock) makes
         # concurrent posts take turns: each reads the last seq the one before it committed.
-        locked = Room.objects.select_for_update().only("last_seq").get(pk=room.pk)
-        if client_id:
-            stored = RoomMessage.objects.filter(room=room, sender_key=person.key, client_id=client_id).first()
-            if stored is not None:
-                return stored, False
-        if is_banned(room=room, person=person):
+        # The ban check rides on the same query.
+        banned = Exists(bans_of(room_id=room.pk, org_id=room.org_id, person=person))
+        locked = (
+            Room.objects.select_for_update(of=("self",))
+            .annotate(banned=banned)
+            .only("last_seq")
+            .get(pk=room.pk)
+        )
+        if locked.banned:
             raise Banned("You are banned from this room.")
         seq = locked.last_seq + 1
         Room.objects.filter(pk=room.pk).update(last_seq=seq, updated_at=timezone.now())
@@ -118,9 +145,10 @@ def message_post(
             text=text,
             client_id=client_id,
         )
-        send_on_commit(room_group(room.pk), frame_event(message_frame(message)))
+        if broadcast:
+            send_on_commit(room_group(room.pk), frame_event(message_frame(message)))
     room.last_seq = seq
-    return message, True
+    return message
 
 
 def message_delete(*, message: RoomMessage, actor: User | None) -> RoomMessage:
