@@ -10,14 +10,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import httpx2
 import openai
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from automation import tools
 from chat.agent import llm
+from chat.agent.attempts import Attempts
 from core.models import Org, User
-from sync.upstream.outbound import UnsafeURL
+from sync.upstream.outbound import CircuitOpen, UnsafeURL
 
 SYSTEM = (
     "You are the assistant of the organization {org}. Use the tools to read and change its data "
@@ -31,7 +33,7 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 class AgentFailed(Exception):
     """The reply could not be finished: `code` (no_connection, upstream, upstream_unreachable,
-    unsafe_url, timeout) and a `detail` for people."""
+    upstream_unavailable, unsafe_url, timeout) and a `detail` for people."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
@@ -64,20 +66,38 @@ async def run(request: AgentRequest, emit: Emit) -> Reply:
         connection = await sync_to_async(llm.openai_connection)(request.org.pk)
     except llm.NoConnection as exc:
         raise AgentFailed("no_connection", str(exc)) from None
-    client = llm.client_for(connection)
+    attempts = Attempts(connection)
+    client = llm.client_for(connection, attempts)
+    failure: BaseException | None = None
     try:
         async with asyncio.timeout(settings.AI_MAX_SECONDS):
             return await _rounds(client, request, emit)
-    except TimeoutError:
-        raise AgentFailed("timeout", f"The reply took longer than {settings.AI_MAX_SECONDS:g} s.") from None
-    except openai.APIStatusError as exc:
-        raise AgentFailed("upstream", f"The model server answered {exc.status_code}: {exc.message}") from None
-    except UnsafeURL as exc:  # the guard's event hook, before any socket
-        raise AgentFailed("unsafe_url", f"The connection's base URL is refused: {exc}") from None
-    except openai.APIConnectionError as exc:
-        raise AgentFailed("upstream_unreachable", f"The model server could not be reached: {exc}") from None
+    except BaseException as exc:
+        failure = exc
+        failed = _failed(exc)
+        if failed is None:
+            raise
+        raise failed from None
     finally:
+        await asyncio.shield(attempts.close(failure))
         await client.close()
+
+
+def _failed(exc: BaseException) -> AgentFailed | None:
+    """The reply's failure as its reader sees it, or None for one of our own (raised as is)."""
+    if isinstance(exc, TimeoutError):
+        return AgentFailed("timeout", f"The reply took longer than {settings.AI_MAX_SECONDS:g} s.")
+    if isinstance(exc, openai.APIStatusError):
+        return AgentFailed("upstream", f"The model server answered {exc.status_code}: {exc.message}")
+    if isinstance(exc, UnsafeURL):  # the guard's event hook, before any socket
+        return AgentFailed("unsafe_url", f"The connection's base URL is refused: {exc}")
+    if isinstance(exc, CircuitOpen):  # the breaker's event hook, before any socket
+        return AgentFailed(
+            "upstream_unavailable", "The model server failed repeatedly; calls resume after a cool-down."
+        )
+    if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):  # httpx's: a stream cut short
+        return AgentFailed("upstream_unreachable", f"The model server could not be reached: {exc}")
+    return None
 
 
 def _messages(request: AgentRequest) -> list[dict[str, Any]]:

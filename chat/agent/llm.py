@@ -9,6 +9,7 @@ from typing import Any
 import httpx2
 import openai
 
+from chat.agent.attempts import Attempts
 from sync.models import Connection, Vendor
 from sync.upstream import vendors
 from sync.upstream.outbound import check_url
@@ -40,15 +41,20 @@ async def guard(request: httpx2.Request) -> None:
     await asyncio.to_thread(check_url, str(request.url))
 
 
-def client_for(connection: Connection) -> openai.AsyncOpenAI:
+def client_for(connection: Connection, attempts: Attempts | None = None) -> openai.AsyncOpenAI:
     """A client of its own for one reply (close it after): no proxy or netrc from the
-    environment, no redirects, no retries (a half-streamed reply is not retried)."""
+    environment, no redirects, no retries (a half-streamed reply is not retried). With
+    `attempts`, its requests pass the connection's circuit and are logged (close it after too)."""
     credentials = connection.credentials or {}
+    event_hooks: dict[str, list[Any]] = {"request": [guard], "response": []}
+    if attempts is not None:
+        event_hooks["request"].append(attempts.before)
+        event_hooks["response"].append(attempts.after)
     http = httpx2.AsyncClient(
         trust_env=False,
         follow_redirects=False,
         timeout=httpx2.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
-        event_hooks={"request": [guard]},
+        event_hooks=event_hooks,
     )
     return openai.AsyncOpenAI(
         api_key=str(credentials.get("api_key", "")),

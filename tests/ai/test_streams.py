@@ -149,6 +149,8 @@ def test_cancel_stops_the_producer_and_readers_get_error(
         timeout=10,
         what="cancelled",
     )
+    connection.refresh_from_db()  # a reader's cancel is not a failure of the model server
+    assert connection.consecutive_failures == 0 and connection.circuit_state == "closed"
 
 
 def test_a_conversation_carries_its_earlier_turns(

@@ -2,7 +2,7 @@
 through. See docs/outbound.md for the guard, the breaker and the attempt log."""
 
 from sync.upstream.outbound.breaker import CircuitOpen
-from sync.upstream.outbound.client import Recorded, new_session, request, session
+from sync.upstream.outbound.client import Recorded, new_session, record_attempt, request, session, settle
 from sync.upstream.outbound.failure import failure
 from sync.upstream.outbound.guard import UnsafeURL, check_url, refusal, resolve
 from sync.upstream.outbound.redact import redact_url
@@ -14,9 +14,11 @@ __all__ = [
     "check_url",
     "failure",
     "new_session",
+    "record_attempt",
     "redact_url",
     "refusal",
     "request",
     "resolve",
     "session",
+    "settle",
 ]

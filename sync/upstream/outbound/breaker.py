@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import requests
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
@@ -103,6 +102,7 @@ def release_trial(connection: Connection) -> None:
     connection.circuit_state = CircuitState.OPEN
 
 
-def is_failure(response: requests.Response | None) -> bool:
-    """What counts against a vendor's circuit: no answer, or a 5xx/429 one. A 4xx is our mistake."""
-    return response is None or response.status_code >= 500 or response.status_code == 429
+def is_failure(status: int | None) -> bool:
+    """What counts against a vendor's circuit: no answer (None), or a 5xx/429 one. A 4xx is our
+    mistake."""
+    return status is None or status >= 500 or status == 429

@@ -73,8 +73,8 @@ class RecordingSession(requests.Session):
                 url = _origin(url)
             latency_ms = (time.perf_counter() - started) * 1000
             method = request.method or "GET"
-            _record_attempt(
-                method, url, response, error, latency_ms, done.connection, done.org_id, done.purpose
+            record_attempt(
+                method, url, _status(response), error, latency_ms, done.connection, done.org_id, done.purpose
             )
 
 
@@ -167,29 +167,35 @@ def request(
     finally:
         latency_ms = (time.perf_counter() - started) * 1000
         if connection is not None:
-            _settle(connection, response, error, answered=answered, trial=trial)
+            settle(connection, _status(response), error, answered=answered, trial=trial)
         if record:
-            _record_attempt(method, full_url, response, error, latency_ms, connection, org_id, purpose)
+            record_attempt(
+                method, full_url, _status(response), error, latency_ms, connection, org_id, purpose
+            )
 
 
-def _settle(
-    connection: Connection, response: requests.Response | None, error: str, *, answered: bool, trial: bool
-) -> None:
-    """The call's outcome for the connection's circuit: an answer (or a failure to answer)
-    counts; a call that never reached the vendor only gives back a trial it held."""
+def _status(response: requests.Response | None) -> int | None:
+    return response.status_code if response is not None else None
+
+
+def settle(connection: Connection, status: int | None, error: str, *, answered: bool, trial: bool) -> None:
+    """A call's outcome for the connection's circuit: an answer (status, or None for a failure
+    to answer) counts; a call that never reached the vendor only gives back a trial it held."""
     if answered:
-        status = f"HTTP {response.status_code}" if response is not None else ""
         breaker.record_outcome(
-            connection, ok=not breaker.is_failure(response), error=error or status, trial=trial
+            connection,
+            ok=not breaker.is_failure(status),
+            error=error or (f"HTTP {status}" if status is not None else ""),
+            trial=trial,
         )
     elif trial:
         breaker.release_trial(connection)
 
 
-def _record_attempt(
+def record_attempt(
     method: str,
     url: str,
-    response: requests.Response | None,
+    status: int | None,
     error: str,
     latency_ms: float,
     connection: Connection | None,
@@ -204,7 +210,7 @@ def _record_attempt(
             purpose=purpose[:100],
             method=method.upper(),
             url=redact_url(url),
-            status=getattr(response, "status_code", None),
+            status=status,
             latency_ms=round(latency_ms, 3),
             error=error[:500],
             task_id=job.task_id if job else "",
