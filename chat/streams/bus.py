@@ -74,6 +74,47 @@ async def append(stream_id: Any, kind: str, data: dict[str, Any]) -> str:
     return entry
 
 
+class Appender:
+    """XADDs one stream's events in order without making the producer wait for each: an event
+    added while a write is in flight goes out with the others that came meanwhile, in the next
+    pipeline. At most MAX_PENDING wait; `add` then waits for the write. A failed write raises
+    from the next `add` or `flush`."""
+
+    MAX_PENDING = 256
+
+    def __init__(self, stream_id: Any) -> None:
+        self.key = events_key(stream_id)
+        self.pending: list[dict[Any, Any]] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    async def add(self, kind: str, data: dict[str, Any]) -> None:
+        self.pending.append(encode(kind, data))
+        if self.writer is None or self.writer.done():
+            if self.writer is not None:
+                self.writer.result()  # a failed write's error, here
+            self.writer = asyncio.create_task(self._write())
+        elif len(self.pending) >= self.MAX_PENDING:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every event added so far is in the stream."""
+        while self.writer is not None:
+            writer = self.writer
+            await asyncio.shield(writer)  # a cancel of the producer does not cut a write in two
+            if writer is self.writer:
+                self.writer = None
+        if self.pending:
+            await self._write()
+
+    async def _write(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            async with client().pipeline(transaction=False) as pipe:
+                for fields in batch:
+                    pipe.xadd(self.key, fields, maxlen=settings.AI_STREAM_MAXLEN)
+                await pipe.execute()
+
+
 async def mark_alive(stream_id: Any) -> None:
     await client().set(alive_key(stream_id), PRODUCER, px=ALIVE_MS)
 

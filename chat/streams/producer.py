@@ -56,16 +56,22 @@ def running() -> int:
 
 
 class Emitter:
-    """Appends the agent's events to the stream; notes the first one's time on the record."""
+    """Appends the agent's events to the stream (bus.Appender: pipelined, in order); notes the
+    first one's time on the record."""
 
     def __init__(self, stream_id: Any) -> None:
         self.stream_id, self.first = stream_id, True
+        self.appender = bus.Appender(stream_id)
 
     async def __call__(self, kind: str, data: dict[str, Any]) -> None:
-        await bus.append(self.stream_id, kind, data)
+        await self.appender.add(kind, data)
         if self.first:
             self.first = False
+            await self.appender.flush()  # in the stream before its time is noted
             await sync_to_async(services.stream_first_event)(self.stream_id)
+
+    async def flush(self) -> None:
+        await self.appender.flush()
 
 
 async def produce(stream_id: Any, request: agent.AgentRequest, conversation: AiConversation | None) -> None:
@@ -97,7 +103,10 @@ async def produce(stream_id: Any, request: agent.AgentRequest, conversation: AiC
         await _fail(stream_id, emit, StreamStatus.ERROR, "internal", "The reply failed on our side.")
     finally:
         beat.cancel()
-        await bus.close(stream_id)
+        try:
+            await emit.flush()
+        finally:
+            await bus.close(stream_id)
 
 
 async def _fail(stream_id: Any, emit: Emitter, status: str, code: str, detail: str) -> None:
