@@ -165,13 +165,11 @@ def request(
         error = f"{type(exc).__name__}: {describe(exc, full_url)}"
         raise
     finally:
-        latency_ms = (time.perf_counter() - started) * 1000
+        latency_ms, status = (time.perf_counter() - started) * 1000, _status(response)
         if connection is not None:
-            settle(connection, _status(response), error, answered=answered, trial=trial)
+            settle(connection, status, error, answered=answered, trial=trial)
         if record:
-            record_attempt(
-                method, full_url, _status(response), error, latency_ms, connection, org_id, purpose
-            )
+            record_attempt(method, full_url, status, error, latency_ms, connection, org_id, purpose)
 
 
 def _status(response: requests.Response | None) -> int | None:
