@@ -488,6 +488,7 @@ SPECTACULAR_SETTINGS = {
         "StepStatusEnum": "automation.models.StepStatus",
         "InvitationStatusEnum": "core.models.invitations.InvitationStatus",
         "ConversationStatusEnum": "chat.models.ConversationStatus",
+        "AIVoiceSessionStatusEnum": "chat.voice.models.AIVoiceSessionStatus",
     },
 }
 

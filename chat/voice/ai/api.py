@@ -24,29 +24,32 @@ from core.api.views import acting_user
 from core.realtime import tickets
 
 
-class SessionSerializer(serializers.ModelSerializer[AIVoiceSession]):
+FIELDS: tuple[str, ...] = ("session_id", "conversation_id", "status", "created_at", "ended_at", "ws_url")
+
+
+class VoiceSessionSerializer(serializers.ModelSerializer[AIVoiceSession]):
     session_id = serializers.UUIDField(source="id", read_only=True)
     conversation_id = serializers.UUIDField(read_only=True)
     ws_url = serializers.SerializerMethodField(help_text="The session's socket: `/ws/ai-voice/<id>/`.")
 
     class Meta:
         model = AIVoiceSession
-        fields = ("session_id", "conversation_id", "status", "created_at", "ended_at", "ws_url")
-        read_only_fields = fields
+        fields = FIELDS
+        read_only_fields = FIELDS
 
     def get_ws_url(self, session: AIVoiceSession) -> str:
         return services.ws_path(session.pk)
 
 
-class StartedSerializer(SessionSerializer):
+class VoiceSessionStartedSerializer(VoiceSessionSerializer):
     ticket = serializers.SerializerMethodField(
         help_text="Open `ws_url?ticket=<ticket>` with it, once, within `expires_in` seconds; "
         'later sockets take a ticket of POST /realtime/tickets/ {"opens": "ai-voice:<id>"}.'
     )
     expires_in = serializers.SerializerMethodField()
 
-    class Meta(SessionSerializer.Meta):
-        fields = (*SessionSerializer.Meta.fields, "ticket", "expires_in")
+    class Meta(VoiceSessionSerializer.Meta):
+        fields = (*FIELDS, "ticket", "expires_in")
         read_only_fields = fields
 
     def get_ticket(self, session: AIVoiceSession) -> str:
@@ -56,7 +59,7 @@ class StartedSerializer(SessionSerializer):
         return int(settings.REALTIME_TICKET_SECONDS)
 
 
-class StartSerializer(serializers.Serializer[Any]):
+class VoiceSessionStartSerializer(serializers.Serializer[Any]):
     conversation_id = serializers.UUIDField(
         required=False,
         help_text="Carry on this conversation of yours (text or voice); a new one if left out.",
@@ -66,12 +69,12 @@ class StartSerializer(serializers.Serializer[Any]):
 @extend_schema_view(
     list=extend_schema(description="Your spoken sessions with the agent in the org, newest first."),
     retrieve=extend_schema(
-        responses={200: SessionSerializer, 404: OpenApiResponse(description="No such session.")}
+        responses={200: VoiceSessionSerializer, 404: OpenApiResponse(description="No such session.")}
     ),
     create=extend_schema(
-        request=StartSerializer,
+        request=VoiceSessionStartSerializer,
         responses={
-            201: StartedSerializer,
+            201: VoiceSessionStartedSerializer,
             404: OpenApiResponse(description="No such conversation of yours."),
         },
         description="Start a spoken session with the agent, then open `ws_url?ticket=<ticket>` "
@@ -86,7 +89,7 @@ class AIVoiceSessionViewSet(
     mixins.CreateModelMixin,
     viewsets.GenericViewSet[AIVoiceSession],
 ):
-    serializer_class = SessionSerializer
+    serializer_class = VoiceSessionSerializer
     queryset = AIVoiceSession.objects.select_related("org", "user")
     permission_classes = (permissions.IsAuthenticated,)
     lookup_value_regex = UUID_RE
@@ -98,7 +101,7 @@ class AIVoiceSessionViewSet(
         return queryset.filter(user=self.request.user)  # a member's talk with the model is theirs
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        body = StartSerializer(data=request.data)
+        body = VoiceSessionStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         user, conversation = acting_user(request), None
         if "conversation_id" in body.validated_data:
@@ -108,15 +111,15 @@ class AIVoiceSessionViewSet(
             if conversation is None:
                 raise NotFound("No such conversation of yours.")
         session = services.session_create(org=self.org, user=user, conversation=conversation)
-        return Response(StartedSerializer(session).data, status=status.HTTP_201_CREATED)
+        return Response(VoiceSessionStartedSerializer(session).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=None,
-        responses={200: SessionSerializer, 404: OpenApiResponse(description="No such session.")},
+        responses={200: VoiceSessionSerializer, 404: OpenApiResponse(description="No such session.")},
         description="End the session: its sockets are refused (4403) from then on.",
     )
     @action(detail=True, methods=["post"])
     def end(self, request: Request, pk: str | None = None) -> Response:
         session = self.get_object()
         services.session_end(session=session, actor=acting_user(request))
-        return Response(SessionSerializer(session).data)
+        return Response(VoiceSessionSerializer(session).data)

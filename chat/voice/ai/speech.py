@@ -4,7 +4,7 @@ guard): an utterance to text (`audio/transcriptions`), a reply's text to WAV (`a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any, Final, Literal, cast
 
 import openai
 from django.conf import settings
@@ -16,7 +16,7 @@ from sync.upstream.outbound import UnsafeURL
 MAX_SPEECH_INPUT = 4096
 # Bytes of audio per binary frame sent back.
 SPEECH_FRAME_BYTES = 16_384
-SPEECH_FORMAT = "wav"
+SPEECH_FORMAT: Final[Literal["wav"]] = "wav"
 
 
 async def transcribe(client: openai.AsyncOpenAI, utterance: Utterance) -> str:
