@@ -75,6 +75,7 @@ class VoiceSessionStartSerializer(serializers.Serializer[Any]):
         request=VoiceSessionStartSerializer,
         responses={
             201: VoiceSessionStartedSerializer,
+            400: OpenApiResponse(description="`conversation_id` is not a UUID."),
             404: OpenApiResponse(description="No such conversation of yours."),
         },
         description="Start a spoken session with the agent, then open `ws_url?ticket=<ticket>` "
