@@ -59,6 +59,7 @@ class OpenAIServer:
     uploads: list[Upload] = field(default_factory=list)  # the transcription requests seen
     speeches: list[dict[str, Any]] = field(default_factory=list)  # the speech requests seen
     speech_delay: float = 0.0  # seconds before each piece of a speech answer
+    speech_status: int = 200  # other than 200: the speech endpoint answers an OpenAI error
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -185,6 +186,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("input") or not body.get("voice") or not body.get("model"):
             return self._json(400, {"error": {"message": "`model`, `input` and `voice` are required."}})
         audio = owner.next_speech(body)
+        if owner.speech_status != 200:
+            error = {"error": {"message": "scripted failure", "type": "server_error"}}
+            return self._json(owner.speech_status, error)
         self.send_response(200)
         self.send_header("Content-Type", "audio/wav")
         self.send_header("Transfer-Encoding", "chunked")

@@ -257,3 +257,26 @@ def test_a_failing_model_server_is_an_error_frame_and_the_socket_lives_on(
 
     error = run(scenario).of("error")[0]
     assert error["code"] == "upstream" and "500" in error["detail"]
+
+
+def test_a_failing_speech_endpoint_is_an_error_frame_after_the_written_reply(
+    owner, connection, model_server: OpenAIServer
+):
+    model_server.script_transcripts("Say something")
+    model_server.script(Turn(text="Something."))
+    model_server.speech_status = 503
+    session = session_of(owner)
+
+    async def scenario():
+        socket = await opened(owner, session.pk)
+        await socket.send_to(bytes_data=EBML + b"opus")
+        await socket.send_json_to({"type": "end_of_utterance"})
+        heard = await until(socket, "error")
+        await socket.disconnect()
+        return heard
+
+    heard = run(scenario)
+    assert heard.text() == "Something." and heard.audio == [] and heard.of("reply.done") == []
+    error = heard.of("error")[0]
+    assert error["code"] == "upstream" and "503" in error["detail"]
+    assert AiTurn.objects.filter(conversation=session.conversation).count() == 1  # the words were said
