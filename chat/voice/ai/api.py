@@ -23,7 +23,6 @@ from core.api.scoping import OrgScopedMixin
 from core.api.views import acting_user
 from core.realtime import tickets
 
-
 FIELDS: tuple[str, ...] = ("session_id", "conversation_id", "status", "created_at", "ended_at", "ws_url")
 
 

@@ -3,6 +3,7 @@ as its streams), the finished turn stored on the session's conversation, then sp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ async def _answer(
     )
     if reply.text.strip():
         await out.json({"type": "reply.audio", "format": speech.SPEECH_FORMAT})
-        async for chunk in speech.speak(client, reply.text):
-            await out.audio(chunk)
+        # Closed at once on a barge-in too, not when the generator is collected.
+        async with contextlib.aclosing(speech.speak(client, reply.text)) as spoken:
+            async for chunk in spoken:
+                await out.audio(chunk)
     await out.json({"type": "reply.done", "text": reply.text, "usage": reply.usage})

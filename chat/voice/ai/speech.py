@@ -3,7 +3,7 @@ guard): an utterance to text (`audio/transcriptions`), a reply's text to WAV (`a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Final, Literal, cast
 
 import openai
@@ -27,7 +27,7 @@ async def transcribe(client: openai.AsyncOpenAI, utterance: Utterance) -> str:
     return str(text or "").strip()
 
 
-async def speak(client: openai.AsyncOpenAI, text: str) -> AsyncIterator[bytes]:
+async def speak(client: openai.AsyncOpenAI, text: str) -> AsyncGenerator[bytes, None]:
     """The reply as WAV, streamed in frames of at most SPEECH_FRAME_BYTES as they arrive."""
     async with client.audio.speech.with_streaming_response.create(
         model=settings.AI_VOICE_SPEECH_MODEL,
