@@ -5,6 +5,7 @@ from django.urls import URLPattern, path, re_path
 from chat.community.consumers import CommunityChatGateway
 from chat.console import AgentConsole
 from chat.consumers import ChatGateway
+from chat.voice.ai.consumers import AIVoiceGateway
 from chat.voice.consumers import SimpleVoiceGateway
 from core.consumers import PingConsumer
 
@@ -15,4 +16,5 @@ websocket_urlpatterns: list[URLPattern] = [
     path("ws/chat/agents/", AgentConsole.as_asgi()),
     re_path(r"^ws/community/(?P<key>[0-9a-f-]{36})/$", CommunityChatGateway.as_asgi()),
     re_path(r"^ws/voice/(?P<key>[0-9a-f-]{36})/$", SimpleVoiceGateway.as_asgi()),
+    re_path(r"^ws/ai-voice/(?P<key>[0-9a-f-]{36})/$", AIVoiceGateway.as_asgi()),
 ]

@@ -488,6 +488,7 @@ SPECTACULAR_SETTINGS = {
         "StepStatusEnum": "automation.models.StepStatus",
         "InvitationStatusEnum": "core.models.invitations.InvitationStatus",
         "ConversationStatusEnum": "chat.models.ConversationStatus",
+        "AIVoiceSessionStatusEnum": "chat.voice.models.AIVoiceSessionStatus",
     },
 }
 
@@ -515,3 +516,18 @@ AI_STREAM_MAXLEN = env.int("AI_STREAM_MAXLEN", default=10_000)
 AI_STREAM_TTL = env.int("AI_STREAM_TTL", default=3600)
 # A comment line on an idle stream keeps proxies from closing it.
 AI_STREAM_PING_SECONDS = env.float("AI_STREAM_PING_SECONDS", default=15.0)
+
+# Spoken sessions with the agent (ws/ai-voice/<id>/, docs/voice.md): the connection's speech
+# models, and the bounds of what a socket sends. An utterance ends after AI_VOICE_SILENCE_SECONDS
+# of 16-bit PCM quieter than AI_VOICE_SILENCE_RMS (root mean square over 20 ms windows; full
+# scale is 32767, a quiet room ~100-300, speech at a normal distance ~1000-5000).
+AI_VOICE_TRANSCRIBE_MODEL = env.str("AI_VOICE_TRANSCRIBE_MODEL", default="whisper-1")
+AI_VOICE_SPEECH_MODEL = env.str("AI_VOICE_SPEECH_MODEL", default="tts-1")
+AI_VOICE_SPEECH_VOICE = env.str("AI_VOICE_SPEECH_VOICE", default="alloy")
+AI_VOICE_SILENCE_SECONDS = env.float("AI_VOICE_SILENCE_SECONDS", default=0.7)
+AI_VOICE_SILENCE_RMS = env.float("AI_VOICE_SILENCE_RMS", default=500.0)
+AI_VOICE_MAX_UTTERANCE_SECONDS = env.float("AI_VOICE_MAX_UTTERANCE_SECONDS", default=30.0)
+AI_VOICE_MAX_UTTERANCE_BYTES = env.int("AI_VOICE_MAX_UTTERANCE_BYTES", default=2_000_000)
+AI_VOICE_MAX_FRAME_BYTES = env.int("AI_VOICE_MAX_FRAME_BYTES", default=64_000)
+# Frames (audio or JSON) a socket may send per second, in bursts of as many; more closes it 4429.
+AI_VOICE_FRAMES_PER_SECOND = env.float("AI_VOICE_FRAMES_PER_SECOND", default=100.0)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("chat/", include("chat.urls")),
     path("community/", include("chat.community.urls")),
     path("voice/", include("chat.voice.urls")),
+    path("ai/voice/", include("chat.voice.ai.urls")),
     path("ai/", include("chat.streams.urls")),
     path("t/", include("crm.api.tracking")),
     path("", include("core.api.urls")),

@@ -7,7 +7,7 @@ class VoiceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from chat.voice.models import CALL, PARTICIPANT
+        from chat.voice.models import AI_VOICE_SESSION, CALL, PARTICIPANT
         from core import datatypes
         from core.realtime.scopes import register_scope
 
@@ -17,5 +17,12 @@ class VoiceConfig(AppConfig):
             route=r"/ws/voice/(?P<key>[0-9a-f-]{36})/",
             description="A call's WebRTC signalling socket (SimpleVoiceGateway).",
         )
+        # Tickets open "ai-voice:<session_id>": the member's own spoken session with the agent.
+        register_scope(
+            "ai-voice",
+            route=r"/ws/ai-voice/(?P<key>[0-9a-f-]{36})/",
+            description="A member's spoken session with the AI agent (AIVoiceGateway).",
+        )
         datatypes.reserve(CALL, route="/voice/calls/")
+        datatypes.reserve(AI_VOICE_SESSION, route="/ai/voice/sessions/")
         datatypes.reserve(PARTICIPANT, route="/ws/voice/<call_id>/")

@@ -1,5 +1,6 @@
 """Voice calls of an org: a call (ringing -> active -> ended, with its duration) and a row per
-participant (invited, joined, left, and the socket it is connected on)."""
+participant (invited, joined, left, and the socket it is connected on); and members' spoken
+sessions with the AI agent."""
 
 from __future__ import annotations
 
@@ -68,3 +69,34 @@ class CallParticipant(DatatypeModel):
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.call_id}"
+
+
+AI_VOICE_SESSION = "ai-voice-session"
+
+
+class AIVoiceSessionStatus(models.TextChoices):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class AIVoiceSession(DatatypeModel):
+    """A member's spoken conversation with the agent (ws/ai-voice/<id>/): its turns are the
+    `conversation`'s, so they persist and carry on in text too. Ended sessions refuse sockets."""
+
+    DATATYPE = AI_VOICE_SESSION
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        "ai.AiConversation", on_delete=models.CASCADE, related_name="voice_sessions"
+    )
+    status = models.CharField(
+        max_length=10, choices=AIVoiceSessionStatus.choices, default=AIVoiceSessionStatus.ACTIVE
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["org", "user", "created_at"], name="voice_ai_session_owner")]
+
+    def __str__(self) -> str:
+        return f"ai voice session {self.pk} ({self.status})"

@@ -1,12 +1,18 @@
-"""A real local server speaking OpenAI's chat completions (`POST /v1/chat/completions`, streamed
-as SSE chunks, with tool calls and a usage chunk), scripted per test: each request is answered
-by the next `Turn` of the script, chunk by chunk with the turn's delay between chunks."""
+"""A real local server speaking OpenAI's protocol, scripted per test: chat completions (streamed
+as SSE chunks, with tool calls and usage; each request gets the next `Turn`), transcriptions
+(a multipart upload, answered with the next scripted text) and speech (a WAV tone)."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import io
 import json
+import math
+import struct
 import threading
 import time
+import wave
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -32,6 +38,16 @@ class Turn:
     status: int = 200
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A transcription request as received: its form fields and its file."""
+
+    fields: dict[str, str]
+    filename: str
+    content_type: str
+    data: bytes
+
+
 @dataclass
 class OpenAIServer:
     api_key: str
@@ -39,6 +55,11 @@ class OpenAIServer:
     bodies: list[dict[str, Any]] = field(default_factory=list)  # the chat completion requests seen
     sent_at: list[float] = field(default_factory=list)  # time.time() as each text chunk went out
     stopping: threading.Event = field(default_factory=threading.Event)
+    transcripts: list[str] = field(default_factory=list)  # the next transcriptions' texts
+    uploads: list[Upload] = field(default_factory=list)  # the transcription requests seen
+    speeches: list[dict[str, Any]] = field(default_factory=list)  # the speech requests seen
+    speech_delay: float = 0.0  # seconds before each piece of a speech answer
+    speech_status: int = 200  # other than 200: the speech endpoint answers an OpenAI error
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,6 +74,21 @@ class OpenAIServer:
         with self._lock:
             self.turns[:] = list(turns)
         return self
+
+    def script_transcripts(self, *texts: str) -> Self:
+        with self._lock:
+            self.transcripts[:] = list(texts)
+        return self
+
+    def next_transcript(self, upload: Upload) -> str:
+        with self._lock:
+            self.uploads.append(upload)
+            return self.transcripts.pop(0) if self.transcripts else "(unscripted)"
+
+    def next_speech(self, body: dict[str, Any]) -> bytes:
+        with self._lock:
+            self.speeches.append(body)
+        return tone()
 
     def next_turn(self, body: dict[str, Any]) -> Turn:
         with self._lock:
@@ -107,13 +143,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         owner = self.server.owner
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.headers.get("Authorization") != f"Bearer {owner.api_key}":
             return self._json(
                 401, {"error": {"message": "Incorrect API key provided.", "code": "invalid_api_key"}}
             )
+        if self.path == "/v1/audio/transcriptions":
+            return self._transcription(raw)
+        if self.path == "/v1/audio/speech":
+            return self._speech(json.loads(raw or b"{}"))
         if self.path != "/v1/chat/completions":
             return self._json(404, {"error": {"message": f"{self.path} not found"}})
+        body = json.loads(raw or b"{}")
         turn = owner.next_turn(body)
         if turn.status != 200:
             return self._json(turn.status, {"error": {"message": "scripted failure", "type": "server_error"}})
@@ -132,6 +173,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"data: [DONE]\n\n")
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError):  # the client went away (a cancelled stream)
+            self.close_connection = True
+
+    def _transcription(self, raw: bytes) -> None:
+        upload = multipart(self.headers.get("Content-Type", ""), raw)
+        if upload is None or not upload.fields.get("model"):
+            return self._json(400, {"error": {"message": "Send a multipart form with `file` and `model`."}})
+        self._json(200, {"text": self.server.owner.next_transcript(upload)})
+
+    def _speech(self, body: dict[str, Any]) -> None:
+        owner = self.server.owner
+        if not body.get("input") or not body.get("voice") or not body.get("model"):
+            return self._json(400, {"error": {"message": "`model`, `input` and `voice` are required."}})
+        audio = owner.next_speech(body)
+        if owner.speech_status != 200:
+            error = {"error": {"message": "scripted failure", "type": "server_error"}}
+            return self._json(owner.speech_status, error)
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/wav")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for start in range(0, len(audio), 4096):
+                if owner.speech_delay and owner.stopping.wait(owner.speech_delay):
+                    return
+                self._chunk(audio[start : start + 4096])
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
     def _chunk(self, data: bytes) -> None:
@@ -157,3 +225,35 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], owner: OpenAIServer) -> None:
         self.owner = owner
         super().__init__(address, _Handler)
+
+
+def multipart(content_type: str, body: bytes) -> Upload | None:
+    """A multipart/form-data body's fields and its `file` part (None without one)."""
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.message_from_bytes(head + body, policy=email.policy.HTTP)
+    fields: dict[str, str] = {}
+    found: tuple[str, str, bytes] | None = None
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        if name == "file":
+            found = (part.get_filename() or "", part.get_content_type(), bytes(data))
+        elif isinstance(name, str):
+            fields[name] = bytes(data).decode()
+    if found is None:
+        return None
+    return Upload(fields, *found)
+
+
+def tone(seconds: float = 0.3, rate: int = 16_000, hertz: float = 440.0) -> bytes:
+    """A short WAV of a sine tone: what the speech endpoint says."""
+    samples = (int(8000 * math.sin(2 * math.pi * hertz * i / rate)) for i in range(int(seconds * rate)))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(rate)
+        file.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+    return out.getvalue()

@@ -17,6 +17,7 @@ from chat.voice import services
 from chat.voice.models import Call
 from config.asgi import application
 from core.models import EventRecord
+from tests.ai.conftest import connection, model_server  # noqa: F401  (the AI voice tests' vendor)
 from tests.factories import Caller
 
 HOST = (b"host", b"127.0.0.1")
