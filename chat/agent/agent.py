@@ -74,7 +74,7 @@ async def run(request: AgentRequest, emit: Emit) -> Reply:
             return await _rounds(client, request, emit)
     except BaseException as exc:
         failure = exc
-        failed = _failed(exc)
+        failed = failure_of(exc)
         if failed is None:
             raise
         raise failed from None
@@ -83,8 +83,9 @@ async def run(request: AgentRequest, emit: Emit) -> Reply:
         await client.close()
 
 
-def _failed(exc: BaseException) -> AgentFailed | None:
-    """The reply's failure as its reader sees it, or None for one of our own (raised as is)."""
+def failure_of(exc: BaseException) -> AgentFailed | None:
+    """A failed request to the model server as its reader sees it (the model server's, or the
+    guard's or the breaker's refusal), or None for a failure of our own."""
     if isinstance(exc, TimeoutError):
         return AgentFailed("timeout", f"The reply took longer than {settings.AI_MAX_SECONDS:g} s.")
     if isinstance(exc, openai.APIStatusError):

@@ -3,6 +3,7 @@ as its streams), the finished turn stored on the session's conversation, then sp
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from django.conf import settings
 
 from chat.agent import agent, llm
 from chat.agent import services as agent_services
+from chat.agent.attempts import Attempts
 from chat.voice.ai import speech
 from chat.voice.ai.audio import Utterance
 from chat.voice.models import AIVoiceSession
@@ -44,18 +46,24 @@ async def answer(session: AIVoiceSession, utterance: Utterance, out: Out) -> Non
     except llm.NoConnection as exc:
         await out.error("no_connection", str(exc))
         return
-    client = llm.client_for(connection)
+    # Transcription and speech; the agent's own requests go through a client of its own.
+    attempts = Attempts(connection, purpose="ai voice")
+    client = llm.client_for(connection, attempts)
+    failure: BaseException | None = None
     try:
         await _answer(client, session, utterance, out)
-    except agent.AgentFailed as exc:
-        await out.error(exc.code, exc.detail)
+    except asyncio.CancelledError as exc:  # a barge-in, or the socket gone
+        failure = exc
+        raise
     except Exception as exc:
-        known = speech.failure(exc)
+        failure = exc
+        known = exc if isinstance(exc, agent.AgentFailed) else agent.failure_of(exc)
         if known is None:
             logger.exception("AI voice session %s: the reply failed", session.pk)
-            known = ("internal", "The reply failed on our side.")
-        await out.error(*known)
+            known = agent.AgentFailed("internal", "The reply failed on our side.")
+        await out.error(known.code, known.detail)
     finally:
+        await asyncio.shield(attempts.close(failure))
         await client.close()
 
 

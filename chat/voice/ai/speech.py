@@ -10,7 +10,6 @@ import openai
 from django.conf import settings
 
 from chat.voice.ai.audio import Utterance
-from sync.upstream.outbound import UnsafeURL
 
 # OpenAI's speech endpoint takes at most 4,096 characters of input.
 MAX_SPEECH_INPUT = 4096
@@ -37,14 +36,3 @@ async def speak(client: openai.AsyncOpenAI, text: str) -> AsyncGenerator[bytes, 
     ) as response:
         async for chunk in response.iter_bytes(SPEECH_FRAME_BYTES):
             yield chunk
-
-
-def failure(exc: Exception) -> tuple[str, str] | None:
-    """The error frame's code and detail for a failed speech request; None for anything else."""
-    if isinstance(exc, openai.APIStatusError):
-        return "upstream", f"The speech server answered {exc.status_code}: {exc.message}"
-    if isinstance(exc, UnsafeURL):
-        return "unsafe_url", f"The connection's base URL is refused: {exc}"
-    if isinstance(exc, openai.APIConnectionError):
-        return "upstream_unreachable", f"The speech server could not be reached: {exc}"
-    return None

@@ -12,6 +12,7 @@ import pytest
 
 from chat.agent.models import AiTurn
 from crm import services as crm
+from sync.models import HttpAttempt
 from tests.ai.openai_server import OpenAIServer, ToolCall, Turn, tone
 from tests.chat.voice.ai import EBML, opened, pcm_silence, pcm_tone, session_of, stream, until
 from tests.chat.voice.conftest import run
@@ -65,6 +66,13 @@ def test_speech_then_silence_ends_the_utterance_and_the_reply_is_written_and_spo
     assert model_server.bodies[0]["messages"][-1] == {"role": "user", "content": "What is new today?"}
     turn = AiTurn.objects.get(conversation=session.conversation)
     assert (turn.prompt, turn.reply) == ("What is new today?", "Nothing much happened today.")
+    # Each request to the model server left its attempt (sync's outbound log), in order.
+    attempts = HttpAttempt.objects.order_by("created_at").values_list("purpose", "url", "status")
+    assert [(purpose, url.rsplit("/v1/", 1)[1], status) for purpose, url, status in attempts] == [
+        ("ai voice", "audio/transcriptions", 200),
+        ("ai agent", "chat/completions", 200),
+        ("ai voice", "audio/speech", 200),
+    ]
 
 
 def test_end_of_utterance_ends_it_without_waiting_for_silence_and_turns_carry_on(
