@@ -28,7 +28,8 @@ from sync.upstream import connections
 from tests.factories import Caller, make_user
 from tests.sync.dead_letters import make_letter
 
-pytestmark = pytest.mark.schemathesis
+# One test runs every operation: its time grows with the API, past the suite's 300 s on a busy machine.
+pytestmark = [pytest.mark.schemathesis, pytest.mark.timeout(900)]
 
 # Examples per operation (positive and negative): the whole run takes about two minutes per
 # mode on a loaded two-core machine (CI runs the suite twice). Select it with `-m schemathesis`.
