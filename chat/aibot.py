@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from pydantic import BaseModel, Field
 
+from automation import tools
 from automation.tools import ToolCaller, ToolError, tool
 from chat import bot
 from chat.agent import llm
@@ -33,6 +35,22 @@ def enabled(org_id: Any) -> bool:
     except llm.NoConnection:
         return False
     return True
+
+
+def clean_tools(names: Any) -> list[str]:
+    """A site's `ai_tools`: names of tools registered for visitors (never a members' tool: a
+    visitor's prompt must not read the org's contacts); raises ValidationError keyed `ai_tools`."""
+    if names is None:
+        return []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValidationError({"ai_tools": ["A list of tool names."]})
+    unknown = tools.unknown_names(names, visitors=True)
+    if unknown:
+        offered = ", ".join(entry.name for entry in tools.known(visitors=True))
+        raise ValidationError(
+            {"ai_tools": [f"Not a visitor tool: {', '.join(unknown)}. Visitor tools: {offered}."]}
+        )
+    return list(dict.fromkeys(names))
 
 
 def request_for(message: Message) -> AgentRequest:

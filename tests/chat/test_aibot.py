@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from automation import tools
 from chat import aibot, replies, services
@@ -206,3 +207,12 @@ def test_the_model_hands_off_after_its_reply(site, connection, model_server):
     (queued,) = EventRecord.objects.filter(name="chat-queue-notification")
     assert queued.data["reason"] == "ai_handoff"
     assert json.loads(model_server.bodies[1]["messages"][-1]["content"])["result"]["handoff"]
+
+
+def test_a_sites_ai_tools_may_name_visitor_tools_only():
+    assert aibot.clean_tools(["chat_handoff", "chat_handoff"]) == ["chat_handoff"]
+    assert aibot.clean_tools(None) == []
+    for bad in (["crm_search_contacts"], ["nope"], "chat_handoff", [1]):
+        with pytest.raises(ValidationError) as caught:
+            aibot.clean_tools(bad)
+        assert "ai_tools" in caught.value.message_dict
