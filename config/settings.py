@@ -452,6 +452,10 @@ REALTIME_SEND_TIMEOUT_SECONDS = env.float("REALTIME_SEND_TIMEOUT_SECONDS", defau
 # Voice calls: signalling frames (offer, answer, ice-candidate) a socket may send per second, in
 # bursts of as many; more closes it (4429). Counted in memory per socket (docs/voice.md).
 VOICE_SIGNAL_FRAMES_PER_SECOND = env.float("VOICE_SIGNAL_FRAMES_PER_SECOND", default=50.0)
+# A call none of whose sockets pinged (REALTIME_HEARTBEAT_SECONDS) for this long is ended by the
+# sweep, every VOICE_SWEEP_SECONDS: the processes holding them died without a disconnect.
+VOICE_PARTICIPANT_TIMEOUT_SECONDS = env.int("VOICE_PARTICIPANT_TIMEOUT_SECONDS", default=120)
+VOICE_SWEEP_SECONDS = env.float("VOICE_SWEEP_SECONDS", default=60.0)
 
 
 def _default_realtime_origins() -> list[str]:

@@ -7,9 +7,11 @@ class VoiceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from chat.voice import sweep
         from chat.voice.models import CALL, PARTICIPANT
         from core import datatypes
         from core.realtime.scopes import register_scope
+        from sync import periodic
 
         # Tickets open "voice:<call_id>": org members' from POST /realtime/tickets/ (no guests).
         register_scope(
@@ -17,5 +19,6 @@ class VoiceConfig(AppConfig):
             route=r"/ws/voice/(?P<key>[0-9a-f-]{36})/",
             description="A call's WebRTC signalling socket (SimpleVoiceGateway).",
         )
+        periodic.register("voice-abandoned-sweep", sweep.declare_sweep)
         datatypes.reserve(CALL, route="/voice/calls/")
         datatypes.reserve(PARTICIPANT, route="/ws/voice/<call_id>/")
