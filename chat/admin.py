@@ -10,8 +10,8 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from chat import bot
-from chat.models import Agent, ChatSettings, Conversation, Escalation, Message, SlaPolicy
+from chat import aibot, bot
+from chat.models import Agent, AiReply, ChatSettings, Conversation, Escalation, Message, SlaPolicy
 from core import repository
 from core.admin.base import OrgOwnedAdmin, ReadOnlyAdmin, acting_user, adopt
 from core.models import Membership
@@ -177,13 +177,19 @@ class MessageAdmin(ReadOnlyAdmin):
 class ChatSettingsForm(forms.ModelForm[ChatSettings]):
     class Meta:
         model = ChatSettings
-        fields = ("org", "site", "greeting", "rules", "fallback")
+        fields = ("org", "site", "greeting", "rules", "fallback", "ai_instructions", "ai_tools")
 
     def clean_rules(self) -> list[dict[str, str]]:
         try:
             return bot.clean_rules(self.cleaned_data.get("rules") or [])
         except ValidationError as exc:
             raise ValidationError(exc.message_dict["rules"]) from None
+
+    def clean_ai_tools(self) -> list[str]:
+        try:
+            return aibot.clean_tools(self.cleaned_data.get("ai_tools"))
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["ai_tools"]) from None
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -193,13 +199,23 @@ class ChatSettingsForm(forms.ModelForm[ChatSettings]):
         return cleaned
 
 
+@admin.register(AiReply)
+class AiReplyAdmin(ReadOnlyAdmin):
+    """The AI bot's answers: which visitor message, what was posted, and why (a model's error)."""
+
+    list_display = ("message", "conversation", "outcome", "handed_off", "model_name", "created_at")
+    list_filter = ("outcome", "handed_off")
+    search_fields = ("conversation__id",)
+
+
 @admin.register(ChatSettings)
 class ChatSettingsAdmin(OrgOwnedAdmin):
     form = ChatSettingsForm
     list_display = ("site", "org", "updated_at")
 
     def save_model(self, request: HttpRequest, obj: ChatSettings, form: Any, change: bool) -> None:
-        fields = {name: form.cleaned_data[name] for name in ("greeting", "rules", "fallback")}
+        names = ("greeting", "rules", "fallback", "ai_instructions", "ai_tools")
+        fields = {name: form.cleaned_data[name] for name in names}
         if change:
             repository.update(obj, org=obj.org, actor=acting_user(request), **fields)
             return

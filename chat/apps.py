@@ -6,7 +6,7 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from chat import sla
+        from chat import aibot, replies, sla  # noqa: F401  (the AI bot's visitor tool and job)
         from chat.models import AGENT, CHAT_SETTINGS, CONVERSATION, MESSAGE, SLA_POLICY
         from chat.tickets import visitor_guest
         from core import datatypes

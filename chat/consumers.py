@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 
-from chat import services
+from chat import replies, services
 from chat.broadcast import group_name, message_frame, status_frame
 from chat.models import Conversation, Message, SenderKind
 from core.realtime.auth import NOT_AUTHENTICATED, NOT_FOUND
@@ -82,7 +82,7 @@ class ChatGateway(RealtimeConsumer):
     async def _on_message(self, content: dict[str, Any]) -> None:
         try:
             if self.visitor:  # the bot answers it while it has the conversation
-                message, created = await database_sync_to_async(services.visitor_message_post)(
+                message, created = await database_sync_to_async(replies.visitor_message_post)(
                     conversation=self.conversation,
                     text=content.get("text"),
                     client_id=content.get("client_id"),

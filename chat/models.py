@@ -1,5 +1,5 @@
-"""Chat: a site's conversations with visitors, their messages (gap-free `seq` per conversation)
-and each site's rule-bot settings."""
+"""Chat: a site's conversations with visitors, their messages (gap-free `seq` per conversation),
+each site's bot settings and the AI bot's record of each reply."""
 
 from __future__ import annotations
 
@@ -49,10 +49,16 @@ class SenderKind(models.TextChoices):
     SYSTEM = "system"
 
 
+def default_ai_tools() -> list[str]:
+    return ["chat_handoff"]
+
+
 class ChatSettings(DatatypeModel):
     """A site's rule bot: the greeting every conversation starts with, keyword answers
     (`[{"keyword", "answer"}]`, the first whose keyword is in a visitor's message wins, without
-    case) and the fallback when none matches (empty: the bot stays silent)."""
+    case) and the fallback when none matches (empty: the bot stays silent). When the org has an
+    `openai` connection the AI agent answers instead, told `ai_instructions` and offered the
+    visitor tools named in `ai_tools` (only tools registered for visitors ever run)."""
 
     DATATYPE = CHAT_SETTINGS
 
@@ -60,6 +66,8 @@ class ChatSettings(DatatypeModel):
     greeting = models.CharField(max_length=MAX_TEXT, blank=True, default="Hi! How can we help?")
     rules = models.JSONField(default=list, blank=True)
     fallback = models.CharField(max_length=MAX_TEXT, blank=True, default="")
+    ai_instructions = models.TextField(max_length=MAX_TEXT, blank=True, default="")
+    ai_tools = models.JSONField(default=default_ai_tools, blank=True)
 
     class Meta:
         verbose_name_plural = "chat settings"
@@ -215,3 +223,36 @@ class Escalation(models.Model):
 
     def __str__(self) -> str:
         return f"Escalation {self.level} of {self.conversation_id} ({self.breach})"
+
+
+class AiOutcome(models.TextChoices):
+    ANSWERED = "answered"  # the model's reply was posted
+    FALLBACK = "fallback"  # the model failed: the rule bot's answer (if any) was posted
+    SILENT = "silent"  # nothing to post (an empty reply and no rule answer)
+    SKIPPED = "skipped"  # the conversation had left the bot by then
+
+
+class AiReply(models.Model):
+    """The AI bot's one answer to one visitor message (unique: a redelivered job posts nothing
+    twice): the posted message, the outcome, the model's error, usage and tool calls."""
+
+    id = models.BigAutoField(primary_key=True)
+    org = models.ForeignKey("core.Org", on_delete=models.CASCADE, related_name="chat_ai_replies")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="ai_replies")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="ai_reply")
+    reply = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    outcome = models.CharField(max_length=16, choices=AiOutcome.choices)
+    error = models.JSONField(default=dict, blank=True)  # {"code", "detail"} when the model failed
+    model_name = models.CharField(max_length=100, blank=True, default="")
+    usage = models.JSONField(default=dict, blank=True)
+    tool_calls = models.JSONField(default=list, blank=True)
+    handed_off = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        verbose_name = "AI reply"
+        verbose_name_plural = "AI replies"
+
+    def __str__(self) -> str:
+        return f"AI reply to {self.message_id} ({self.outcome})"

@@ -1,6 +1,6 @@
 """Writes of chat, through the repository (each write and its event row in one transaction):
-starting a conversation, posting a message with the next gap-free seq, the rule bot's answer and
-the status moves (a hand-off emits `chat-queue-notification`). Sockets hear of each after commit."""
+starting a conversation, posting a message with the next gap-free seq, and the status moves
+(a hand-off emits `chat-queue-notification`). Sockets hear of each after commit."""
 
 from __future__ import annotations
 
@@ -145,25 +145,6 @@ def answered(conversation: Conversation) -> bool:
     """Whether an agent has written since the conversation last entered the queue."""
     first, queued = conversation.first_response_at, conversation.queued_at
     return first is not None and (queued is None or first >= queued)
-
-
-def visitor_message_post(
-    *, conversation: Conversation, text: Any, client_id: Any = ""
-) -> tuple[Message, bool]:
-    """The visitor's message; while the bot has the conversation, its answer follows (if any)."""
-    message, created = message_post(
-        conversation=conversation,
-        kind=SenderKind.VISITOR,
-        name=conversation.visitor_name,
-        text=text,
-        client_id=client_id,
-    )
-    if created:
-        current = Conversation.objects.values_list("status", flat=True).get(pk=conversation.pk)
-        reply = bot.answer(conversation.site, message.text) if current == ConversationStatus.BOT else ""
-        if reply:
-            message_post(conversation=conversation, kind=SenderKind.BOT, name=bot.BOT_NAME, text=reply)
-    return message, created
 
 
 def conversation_move(

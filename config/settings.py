@@ -413,6 +413,12 @@ CHAT_PRESENCE_TTL_SECONDS = env.int("CHAT_PRESENCE_TTL_SECONDS", default=75)
 # A queued conversation nobody took within this many seconds: the org's agents are emailed.
 CHAT_NOTIFY_AGENTS_AFTER_SECONDS = env.int("CHAT_NOTIFY_AGENTS_AFTER_SECONDS", default=120)
 CHAT_SLA_SWEEP_SECONDS = env.float("CHAT_SLA_SWEEP_SECONDS", default=60.0)
+# The AI bot (an org with an openai connection): the earlier messages it is shown, at most this
+# many and this many characters in all (the oldest dropped first).
+CHAT_AI_CONTEXT_MESSAGES = env.int("CHAT_AI_CONTEXT_MESSAGES", default=20)
+CHAT_AI_CONTEXT_CHARS = env.int("CHAT_AI_CONTEXT_CHARS", default=12_000)
+# While it generates, the bot's typing frame goes out this often (the widget hides it after 4 s).
+CHAT_AI_TYPING_EVERY_SECONDS = env.float("CHAT_AI_TYPING_EVERY_SECONDS", default=3.0)
 # Community rooms: each member's or contact's messages per window, across processes (docs/community.md).
 COMMUNITY_MESSAGES_PER_WINDOW = env.int("COMMUNITY_MESSAGES_PER_WINDOW", default=5)
 COMMUNITY_RATE_WINDOW_SECONDS = env.int("COMMUNITY_RATE_WINDOW_SECONDS", default=5)
@@ -446,6 +452,10 @@ REALTIME_SEND_TIMEOUT_SECONDS = env.float("REALTIME_SEND_TIMEOUT_SECONDS", defau
 # Voice calls: signalling frames (offer, answer, ice-candidate) a socket may send per second, in
 # bursts of as many; more closes it (4429). Counted in memory per socket (docs/voice.md).
 VOICE_SIGNAL_FRAMES_PER_SECOND = env.float("VOICE_SIGNAL_FRAMES_PER_SECOND", default=50.0)
+# A call none of whose sockets pinged (REALTIME_HEARTBEAT_SECONDS) for this long is ended by the
+# sweep, every VOICE_SWEEP_SECONDS: the processes holding them died without a disconnect.
+VOICE_PARTICIPANT_TIMEOUT_SECONDS = env.int("VOICE_PARTICIPANT_TIMEOUT_SECONDS", default=120)
+VOICE_SWEEP_SECONDS = env.float("VOICE_SWEEP_SECONDS", default=60.0)
 
 
 def _default_realtime_origins() -> list[str]:

@@ -43,12 +43,13 @@ class AgentFailed(Exception):
 @dataclass(frozen=True)
 class AgentRequest:
     org: Org
-    user: User
+    user: User | None  # None: a public visitor (a site's chat), offered visitor tools only
     prompt: str
     model: str
     system: str = ""
-    tools: tuple[str, ...] | None = None  # None: every registered tool
+    tools: tuple[str, ...] | None = None  # None: every tool registered for whom it runs
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier turns, as chat messages
+    scope: dict[str, str] = field(default_factory=dict)  # a visitor's: what the run is about
 
 
 @dataclass
@@ -111,7 +112,11 @@ def _messages(request: AgentRequest) -> list[dict[str, Any]]:
 
 
 async def _rounds(client: openai.AsyncOpenAI, request: AgentRequest, emit: Emit) -> Reply:
-    offered = [entry for entry in tools.known() if request.tools is None or entry.name in request.tools]
+    offered = [
+        entry
+        for entry in tools.known(visitors=request.user is None)
+        if request.tools is None or entry.name in request.tools
+    ]
     messages, reply = _messages(request), Reply()
     for round_number in range(settings.AI_MAX_TOOL_ROUNDS + 1):
         # The last round offers no tools: the model has to answer in words.
@@ -191,6 +196,11 @@ async def _run_tool(request: AgentRequest, call: dict[str, str], offered: set[st
     if call["name"] not in offered:
         available = ", ".join(sorted(offered)) or "none"
         return {"error": f"The tool {call['name']!r} is not available here. Available: {available}."}
+    if request.user is None:
+        visitors: dict[str, Any] = await sync_to_async(tools.run_for_visitor)(
+            call["name"], org=request.org, scope=request.scope, arguments=call["arguments"]
+        )
+        return visitors
     outcome: dict[str, Any] = await sync_to_async(tools.run)(
         call["name"], org=request.org, user=request.user, arguments=call["arguments"]
     )

@@ -70,6 +70,10 @@ class SimpleVoiceGateway(RealtimeConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "ping":
+            # Alive: the sweep ends a call only when none of its sockets is (services.call_abandon).
+            await database_sync_to_async(services.participant_seen)(
+                call_id=self.call_id, channel=self.channel_name
+            )
             await self.send_json({"type": "pong"})
         elif kind == "hangup":
             await database_sync_to_async(_hangup)(self.call_id, self.scope["user"])

@@ -26,12 +26,16 @@ class CallEnded(BaseModel):
     ended_at: datetime
     started_at: datetime | None = Field(description="None for a call nobody answered.")
     duration_seconds: int = Field(description="From started_at to ended_at; 0 if it never started.")
-    reason: str = Field(description="hangup (a participant or the API) or last_left")
+    reason: str = Field(
+        description="hangup (a participant or the API), last_left, or abandoned (no participant's "
+        "socket seen alive for VOICE_PARTICIPANT_TIMEOUT_SECONDS: their processes died)"
+    )
 
 
 CALL_ENDED = declare(
     "call.ended",
     app="voice",
     payload=CallEnded,
-    description="A call ended: on a hangup, or when its last participant left (once per call).",
+    description="A call ended: on a hangup, when its last participant left, or when none was seen "
+    "alive for a while (once per call).",
 )

@@ -50,11 +50,12 @@ class Call(DatatypeModel):
 class CallParticipant(DatatypeModel):
     """One user in a call: `invited` when named at creation, `joined_at` their first connection,
     `left_at` their last leaving (None while connected), `channel` their socket's channel name
-    ("" when not connected)."""
+    ("" when not connected), `seen_at` when that socket last showed it was alive (its join or a
+    ping): a call none of whose sockets was seen for a while is ended by the sweep."""
 
     DATATYPE = PARTICIPANT
 
-    snapshot_exclude = frozenset({"channel"})
+    snapshot_exclude = frozenset({"channel", "seen_at"})
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
@@ -62,6 +63,7 @@ class CallParticipant(DatatypeModel):
     joined_at = models.DateTimeField(null=True, blank=True)
     left_at = models.DateTimeField(null=True, blank=True)
     channel = models.CharField(max_length=200, blank=True, default="")
+    seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("call", "created_at", "id")

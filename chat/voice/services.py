@@ -1,6 +1,7 @@
 """Writes of voice calls, through the repository (each write and its event row in one
-transaction): starting a call, a participant's socket joining and leaving, the state machine
-(ringing -> active -> ended, each move once under the call's row lock) and hanging up."""
+transaction): starting a call, a participant's socket joining, showing it is alive and leaving,
+the state machine (ringing -> active -> ended, each move once under the call's row lock),
+hanging up, and ending a call whose participants vanished."""
 
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def participant_join(*, call_id: uuid.UUID, user: User, channel: str) -> Joined:
                 user=user,
                 joined_at=now,
                 channel=channel,
+                seen_at=now,
             )
         else:
             if participant.channel:
@@ -91,6 +93,7 @@ def participant_join(*, call_id: uuid.UUID, user: User, channel: str) -> Joined:
                 channel=channel,
                 joined_at=participant.joined_at or now,
                 left_at=None,
+                seen_at=now,
             )
         present = connected(call)
         send_on_commit(
@@ -138,6 +141,33 @@ def participant_leave(*, call_id: uuid.UUID, user: User, channel: str) -> None:
         )
         if call.status != CallStatus.ENDED and not connected(call):
             _end(call, actor=user, reason="last_left", now=now)
+
+
+def participant_seen(*, call_id: uuid.UUID, channel: str) -> None:
+    """The socket `channel` is alive (a ping): a plain update, no event row (one per heartbeat)."""
+    CallParticipant.objects.filter(call_id=call_id, channel=channel).update(seen_at=timezone.now())
+
+
+def call_abandon(*, call_id: Any, cutoff: datetime) -> bool:
+    """End a ringing or active call, older than `cutoff`, none of whose connected sockets was seen
+    alive since (their processes died: no disconnect ran): they are marked left when last seen,
+    and call.ended (reason `abandoned`) ends the call then. Once; False if it is not abandoned."""
+    with transaction.atomic():
+        call = Call.objects.select_for_update().select_related("org").filter(pk=call_id).first()
+        if call is None or call.status == CallStatus.ENDED or call.created_at >= cutoff:
+            return False
+        present = list(call.participants.exclude(channel=""))
+        if any(p.seen_at is not None and p.seen_at >= cutoff for p in present):
+            return False
+        now = timezone.now()
+        seen = [p.seen_at for p in present if p.seen_at is not None]
+        last_alive = max(seen) if seen and call.started_at and max(seen) > call.started_at else now
+        for participant in present:
+            repository.update(
+                participant, org=call.org, actor=None, channel="", left_at=participant.seen_at or now
+            )
+        _end(call, actor=None, reason="abandoned", now=last_alive)
+    return True
 
 
 def call_hangup(*, call: Call, actor: User | None) -> bool:

@@ -122,3 +122,13 @@ def test_a_member_may_not_run_an_admin_only_tool(owner: Caller) -> None:
         "needs an admin" in tools.run("test_admin_only", org=owner.org, user=member, arguments="{}")["error"]
     )
     assert tools.run("test_admin_only", org=owner.org, user=owner.user, arguments="{}") == {"result": "ran"}
+
+
+def test_visitor_tools_are_neither_offered_to_nor_run_for_members(owner: Caller) -> None:
+    assert "chat_handoff" not in {entry.name for entry in tools.known()}
+    assert {entry.name for entry in tools.known(visitors=True)} == {"chat_handoff"}
+    assert tools.unknown_names(["chat_handoff", "crm_add_tag"]) == ["chat_handoff"]
+    refused = tools.run("chat_handoff", org=owner.org, user=owner.user, arguments="{}")
+    assert "No tool named 'chat_handoff'" in str(refused["error"])
+    members = tools.run_for_visitor("crm_add_tag", org=owner.org, scope={}, arguments="{}")
+    assert str(members["error"]) == "No tool named 'crm_add_tag'. Available: chat_handoff."

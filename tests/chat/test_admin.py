@@ -48,6 +48,24 @@ def test_bot_settings_are_added_in_the_admin_with_checked_rules(site, owner, sit
     assert EventRecord.objects.filter(name="collection-create", datatype="chat-settings").count() == 1
 
 
+def test_the_ai_bots_tools_are_visitor_tools_only_and_its_replies_are_read_in_the_admin(
+    site, owner, site_admin
+):
+    base = {"org": owner.org.pk, "site": site.pk, "greeting": "Hello", "fallback": "", "rules": "[]"}
+    bad = site_admin.post("/admin/chat/chatsettings/add/", {**base, "ai_tools": '["crm_search_contacts"]'})
+    good = site_admin.post(
+        "/admin/chat/chatsettings/add/",
+        {**base, "ai_tools": '["chat_handoff"]', "ai_instructions": "Be kind."},
+    )
+    assert bad.status_code == 200 and b"Not a visitor tool: crm_search_contacts" in bad.content
+    assert good.status_code == 302, good.content[:2000]
+    assert ChatSettings.objects.values_list("ai_tools", "ai_instructions").get() == (
+        ["chat_handoff"],
+        "Be kind.",
+    )
+    assert site_admin.get("/admin/chat/aireply/").status_code == 200
+
+
 def test_agents_and_sla_policies_are_written_in_the_admin_through_the_repository(
     site, owner, outsider, site_admin
 ):

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from chat import services, tickets
+from chat import replies, services, tickets
 from chat.models import Conversation, ConversationStatus, Message, SenderKind
 from crm.models import Contact, ContactSource
 from crm.services import contact_create
@@ -176,7 +176,7 @@ def test_members_list_their_orgs_conversations_with_filters(site, owner, member,
 def test_messages_are_read_in_seq_order_after_a_seq(site, member):
     conversation = conversation_of(start(site))
     for n in range(3):
-        services.visitor_message_post(conversation=conversation, text=f"hello {n}")
+        replies.visitor_message_post(conversation=conversation, text=f"hello {n}")
 
     response = member.client.get(f"/chat/conversations/{conversation.pk}/messages/?after=2")
 

@@ -11,7 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat import handlers, presence, services
+from chat import handlers, presence, replies, services
 from chat.models import Agent, Conversation, ConversationStatus
 from config.asgi import application
 from tests.chat.conftest import conversation_of, start
@@ -195,7 +195,7 @@ def test_a_client_that_stops_reading_is_closed_4008(site, owner, settings):
         socket = WebsocketCommunicator(server, f"/ws/chat/{conversation.pk}/?ticket={ticket}", headers=[HOST])
         assert (await socket.connect(timeout=10))[0]
         stall.set()
-        await database_sync_to_async(services.visitor_message_post)(conversation=conversation, text="hi")
+        await database_sync_to_async(replies.visitor_message_post)(conversation=conversation, text="hi")
         assert await closed_with(socket) == 4008
 
     run(scenario)

@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat import services
+from chat import replies, services
 from chat.models import Conversation, ConversationStatus, Message
 from config.asgi import application
 from core import services as core_services
@@ -80,9 +80,7 @@ def test_two_agents_and_a_visitor_exchange_messages_stored_before_they_arrive(si
 
     async def scenario() -> None:
         first, second = await agent(owner, conversation.pk), await agent(member, conversation.pk)
-        await database_sync_to_async(services.visitor_message_post)(
-            conversation=conversation, text="hi there"
-        )
+        await database_sync_to_async(replies.visitor_message_post)(conversation=conversation, text="hi there")
         for socket in (first, second):
             (frame,) = await frames(socket, 1)
             assert frame["type"] == "message" and frame["seq"] == 2
@@ -129,7 +127,7 @@ def test_resuming_after_a_seq_replays_exactly_what_was_missed(site, owner):
         (seen,) = await frames(socket, 1)
         await socket.disconnect()
         for n in range(3):  # missed while away
-            await database_sync_to_async(services.visitor_message_post)(
+            await database_sync_to_async(replies.visitor_message_post)(
                 conversation=conversation, text=f"m{n}"
             )
 
@@ -140,7 +138,7 @@ def test_resuming_after_a_seq_replays_exactly_what_was_missed(site, owner):
             "m1",
             "m2",
         ]
-        await database_sync_to_async(services.visitor_message_post)(conversation=conversation, text="live")
+        await database_sync_to_async(replies.visitor_message_post)(conversation=conversation, text="live")
         (live,) = await frames(back, 1)
         assert (live["seq"], live["text"]) == (6, "live")
         assert await back.receive_nothing(timeout=0.3)
@@ -157,7 +155,7 @@ def test_a_socket_sends_messages_in_seq_order_when_broadcasts_arrive_late(site, 
         # Stored with no broadcast (as if the send after commit had failed), then one broadcast:
         # the socket reads the missing one first.
         await database_sync_to_async(_store_silently)(conversation)
-        await database_sync_to_async(services.visitor_message_post)(conversation=conversation, text="after")
+        await database_sync_to_async(replies.visitor_message_post)(conversation=conversation, text="after")
         got = await frames(socket, 2)
         assert [(f["seq"], f["text"]) for f in got] == [(2, "silent"), (3, "after")]
         await socket.disconnect()
@@ -169,7 +167,7 @@ def _store_silently(conversation: Conversation) -> None:
     from django.db import transaction
 
     with transaction.atomic():
-        services.visitor_message_post(conversation=conversation, text="silent")
+        replies.visitor_message_post(conversation=conversation, text="silent")
         transaction.get_connection().run_on_commit.clear()  # drop its broadcast
 
 

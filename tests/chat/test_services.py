@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from chat import services
+from chat import replies, services
 from chat.models import ConversationStatus, Message, SenderKind
 from core.models import EventRecord
 from core.services import Conflict
@@ -35,11 +35,9 @@ def test_seqs_follow_one_another_with_no_gap(site):
 def test_a_resent_client_id_is_stored_once_and_takes_no_seq(site):
     conversation = conversation_of(start(site))
 
-    first, created = services.visitor_message_post(conversation=conversation, text="hi", client_id="c-1")
-    again, created_again = services.visitor_message_post(
-        conversation=conversation, text="hi", client_id="c-1"
-    )
-    after, _ = services.visitor_message_post(conversation=conversation, text="next", client_id="c-2")
+    first, created = replies.visitor_message_post(conversation=conversation, text="hi", client_id="c-1")
+    again, created_again = replies.visitor_message_post(conversation=conversation, text="hi", client_id="c-1")
+    after, _ = replies.visitor_message_post(conversation=conversation, text="next", client_id="c-2")
 
     assert (created, created_again) == (True, False)
     assert again.pk == first.pk
@@ -55,7 +53,7 @@ def test_bad_messages_are_refused_and_take_no_seq(site, text, client_id):
     conversation = conversation_of(start(site))
 
     with pytest.raises(ValidationError):
-        services.visitor_message_post(conversation=conversation, text=text, client_id=client_id)
+        replies.visitor_message_post(conversation=conversation, text=text, client_id=client_id)
 
     conversation.refresh_from_db()
     assert conversation.last_seq == 1
@@ -65,8 +63,8 @@ def test_bad_messages_are_refused_and_take_no_seq(site, text, client_id):
 def test_the_bot_answers_with_the_first_matching_keyword(site, bot_rules):
     conversation = conversation_of(start(site))
 
-    services.visitor_message_post(conversation=conversation, text="What are your HOURS and price?")
-    services.visitor_message_post(conversation=conversation, text="thanks")
+    replies.visitor_message_post(conversation=conversation, text="What are your HOURS and price?")
+    replies.visitor_message_post(conversation=conversation, text="thanks")
 
     assert texts(conversation)[1:] == [
         (2, "visitor", "What are your HOURS and price?"),
@@ -81,9 +79,9 @@ def test_the_bot_falls_back_and_stops_once_queued(site, bot_rules):
     bot_rules.save()
     conversation = conversation_of(start(site))
 
-    services.visitor_message_post(conversation=conversation, text="hello?")
+    replies.visitor_message_post(conversation=conversation, text="hello?")
     services.conversation_handoff(conversation=conversation)
-    services.visitor_message_post(conversation=conversation, text="price?")
+    replies.visitor_message_post(conversation=conversation, text="price?")
 
     assert [kind for _, kind, _ in texts(conversation)] == ["bot", "visitor", "bot", "visitor"]
     assert texts(conversation)[2][2] == "Ask for a human any time."
