@@ -8,13 +8,16 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from chat import replies, services
 from chat.broadcast import group_name, message_frame, status_frame
 from chat.models import Conversation, Message, SenderKind
-from core.realtime.auth import NOT_AUTHENTICATED, NOT_FOUND
+from core.realtime import ratelimit
+from core.realtime.auth import NOT_AUTHENTICATED, NOT_FOUND, RATE_LIMITED
 from core.realtime.consumers import RealtimeConsumer
 
 REPLAY_CHUNK = 200
@@ -80,6 +83,8 @@ class ChatGateway(RealtimeConsumer):
         await handler(content)
 
     async def _on_message(self, content: dict[str, Any]) -> None:
+        if not await self._may_send():
+            return
         try:
             if self.visitor:  # the bot answers it while it has the conversation
                 message, created = await database_sync_to_async(replies.visitor_message_post)(
@@ -101,6 +106,25 @@ class ChatGateway(RealtimeConsumer):
             return
         if not created:  # a resend: answered with what was stored, to the sender only
             await self.send_json(message_frame(message))
+
+    async def _may_send(self) -> bool:
+        """Within CHAT_MESSAGES_PER_WINDOW per CHAT_RATE_WINDOW_SECONDS for this sender in this
+        conversation, across its sockets and processes; else an error frame, and past a few
+        more, 4429 (a visitor's message may cost a model call)."""
+        sender = "visitor" if self.visitor else str(self.scope["user"].pk)
+        over = await sync_to_async(ratelimit.take)(
+            f"chat:{self.conversation.pk}:{sender}",
+            limit=settings.CHAT_MESSAGES_PER_WINDOW,
+            window_seconds=settings.CHAT_RATE_WINDOW_SECONDS,
+            unique=uuid.uuid4().hex,
+        )
+        if not over:
+            return True
+        if over > ratelimit.STRIKES_BEFORE_CLOSE:
+            await self.close(code=RATE_LIMITED)
+        else:
+            await self.error("rate_limited", "Too many messages: wait a few seconds.")
+        return False
 
     async def _on_typing(self, content: dict[str, Any]) -> None:
         await self._to_others({"type": "typing", "sender": self._sender()})

@@ -8,12 +8,14 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from chat import aibot, bot, services
 from chat.agent import agent
@@ -44,7 +46,7 @@ def visitor_message_post(
         )
         if not created or _status(conversation.pk) != ConversationStatus.BOT:
             return message, created
-        if aibot.enabled(conversation.org_id):
+        if aibot.enabled(conversation.org_id) and _ai_budget_left(conversation):
             enqueue(
                 ai_reply,
                 conversation_id=str(conversation.pk),
@@ -182,6 +184,15 @@ def store(message: Message, generated: Generated) -> str:
         if handoff:
             services.conversation_handoff(conversation=conversation, reason="ai_handoff")
     return str(outcome)
+
+
+def _ai_budget_left(conversation: Conversation) -> bool:
+    """Whether the conversation's AI bot answered fewer than CHAT_AI_REPLIES_PER_HOUR visitor
+    messages in the last hour (a visitor's message may cost a model call: the rest get the rule
+    bot)."""
+    since = timezone.now() - timedelta(hours=1)
+    answered = AiReply.objects.filter(conversation=conversation, created_at__gte=since)
+    return answered.count() < settings.CHAT_AI_REPLIES_PER_HOUR
 
 
 def _status(conversation_id: Any) -> str:

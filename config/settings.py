@@ -415,6 +415,11 @@ CHAT_NOTIFY_AGENTS_AFTER_SECONDS = env.int("CHAT_NOTIFY_AGENTS_AFTER_SECONDS", d
 CHAT_SLA_SWEEP_SECONDS = env.float("CHAT_SLA_SWEEP_SECONDS", default=60.0)
 # The AI bot (an org with an openai connection): the earlier messages it is shown, at most this
 # many and this many characters in all (the oldest dropped first).
+# Messages one sender (a conversation's visitor, or one agent) may send per window, across sockets.
+CHAT_MESSAGES_PER_WINDOW = env.int("CHAT_MESSAGES_PER_WINDOW", default=10)
+CHAT_RATE_WINDOW_SECONDS = env.int("CHAT_RATE_WINDOW_SECONDS", default=10)
+# A conversation's AI bot answers at most this many visitor messages an hour; the rule bot the rest.
+CHAT_AI_REPLIES_PER_HOUR = env.int("CHAT_AI_REPLIES_PER_HOUR", default=60)
 CHAT_AI_CONTEXT_MESSAGES = env.int("CHAT_AI_CONTEXT_MESSAGES", default=20)
 CHAT_AI_CONTEXT_CHARS = env.int("CHAT_AI_CONTEXT_CHARS", default=12_000)
 # While it generates, the bot's typing frame goes out this often (the widget hides it after 4 s).

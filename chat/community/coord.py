@@ -12,14 +12,14 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from core.realtime import ratelimit
+
 # A socket's presence entry lives this long unless its consumer refreshes it (every
 # PRESENCE_REFRESH seconds): a crashed process's sockets go offline within PRESENCE_TTL.
 PRESENCE_TTL = 30
 PRESENCE_REFRESH = 10
 
-# Over the limit, a sender gets an error frame; this many more over-limit posts within the
-# window close its socket (4429).
-STRIKES_BEFORE_CLOSE = 3
+STRIKES_BEFORE_CLOSE = ratelimit.STRIKES_BEFORE_CLOSE
 
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
@@ -72,20 +72,6 @@ return online
 
 # KEYS: the sender's recent posts (a sorted set by time, ms) and its over-limit count.
 # ARGV: the limit, the window (ms), a unique member. Returns 0 (allowed) or the over-limit count.
-_RATE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return 0
-end
-local over = redis.call('INCR', KEYS[2])
-if over == 1 then redis.call('PEXPIRE', KEYS[2], window) end
-return over
-"""
 
 
 def client() -> redis.Redis:
@@ -146,6 +132,9 @@ def rate_limit(person_key: str, unique: str) -> int:
     """0 if the person may post now (COMMUNITY_MESSAGES_PER_WINDOW per
     COMMUNITY_RATE_WINDOW_SECONDS, across processes), else how many posts were over the limit
     in the window so far."""
-    keys = [f"community:rate:{person_key}", f"community:over:{person_key}"]
-    args = [settings.COMMUNITY_MESSAGES_PER_WINDOW, settings.COMMUNITY_RATE_WINDOW_SECONDS * 1000, unique]
-    return int(_script(settings.REDIS_URL, _RATE)(keys=keys, args=args))
+    return ratelimit.take(
+        f"community:{person_key}",
+        limit=settings.COMMUNITY_MESSAGES_PER_WINDOW,
+        window_seconds=settings.COMMUNITY_RATE_WINDOW_SECONDS,
+        unique=unique,
+    )

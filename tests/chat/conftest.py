@@ -21,6 +21,7 @@ from tests.factories import Caller
 @pytest.fixture(autouse=True)
 def visitors_are_not_rate_limited(settings: Any) -> None:
     settings.CHAT_VISITOR_WRITES_PER_MINUTE = 100_000
+    settings.CHAT_MESSAGES_PER_WINDOW = 100_000
 
 
 @pytest.fixture

@@ -216,3 +216,25 @@ def test_a_sites_ai_tools_may_name_visitor_tools_only():
         with pytest.raises(ValidationError) as caught:
             aibot.clean_tools(bad)
         assert "ai_tools" in caught.value.message_dict
+
+
+def test_past_its_hourly_budget_a_conversation_is_answered_by_the_rule_bot(
+    site, bot_rules, connection, model_server, settings
+):
+    settings.CHAT_AI_REPLIES_PER_HOUR = 1
+    conversation = conversation_of(start(site, name="Ada"))
+    model_server.script(Turn(text="We open at nine."))
+    assert replies.answer(visitor_says(conversation, "When do you open?")) == AiOutcome.ANSWERED
+
+    visitor_says(conversation, "What are your hours?")  # a model call is spent: the rules answer
+
+    assert ScheduledJob.objects.filter(task="chat.ai_reply").count() == 1
+    assert said(conversation)[-2:] == [
+        (4, "visitor", "What are your hours?"),
+        (5, "bot", "We are open 9 to 5."),
+    ]
+    assert len(model_server.bodies) == 1
+    # Another conversation has its own budget.
+    other = conversation_of(start(site, name="Bob"))
+    visitor_says(other, "hello")
+    assert ScheduledJob.objects.filter(task="chat.ai_reply").count() == 2

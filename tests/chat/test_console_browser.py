@@ -33,7 +33,9 @@ PING = {"type": "ping"}
 def web() -> Iterator[str]:
     # The visitors' limit per address counts in the shared Redis: this session's other tests
     # started conversations from 127.0.0.1 too.
-    with browser.web_server("realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000") as base:
+    with browser.web_server(
+        "realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000", CHAT_MESSAGES_PER_WINDOW="100000"
+    ) as base:
         yield base
 
 

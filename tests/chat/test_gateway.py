@@ -402,3 +402,35 @@ def test_a_bad_after_is_an_error_frame_and_the_socket_starts_at_the_last_seq(sit
         await socket.disconnect()
 
     run(scenario)
+
+
+def test_over_the_rate_limit_a_visitor_gets_errors_then_4429_and_nothing_more_is_stored(
+    site, bot_rules, owner, settings
+):
+    settings.CHAT_MESSAGES_PER_WINDOW = 2
+    settings.CHAT_RATE_WINDOW_SECONDS = 30
+    answer = start(site, name="Ada")
+    conversation = conversation_of(answer)
+
+    async def scenario() -> None:
+        ada = await visitor(answer)
+        for n in range(2):  # the bot answers the hours question each time
+            await ada.send_json_to({"type": "message", "text": "What are your hours?", "client_id": f"v-{n}"})
+            await frames(ada, 2)
+        # The agent's own allowance is apart from the visitor's.
+        sam = await agent(owner, conversation.pk)
+        await sam.send_json_to({"type": "message", "text": "Hi", "client_id": "a-1"})
+        (hi,) = await frames(sam, 1)
+        assert hi["sender"]["kind"] == "agent"
+        await frames(ada, 1)
+        for _ in range(3):  # over the limit: an error frame, twice more tolerated
+            await ada.send_json_to({"type": "message", "text": "What are your hours?"})
+            (frame,) = await frames(ada, 1)
+            assert (frame["type"], frame["code"]) == ("error", "rate_limited")
+        await ada.send_json_to({"type": "message", "text": "still"})  # the third more: closed
+        assert await closed_with(ada) == 4429
+        await sam.disconnect()
+
+    run(scenario)
+    # The greeting, two questions and their answers, the agent's hi: nothing of the flood.
+    assert stored_seqs(conversation.pk) == [1, 2, 3, 4, 5, 6]

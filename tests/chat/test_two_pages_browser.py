@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), browser
 
 @pytest.fixture
 def web():
-    with browser.web_server("realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000") as base:
+    with browser.web_server(
+        "realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000", CHAT_MESSAGES_PER_WINDOW="100000"
+    ) as base:
         yield base
 
 

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def servers() -> Iterator[tuple[str, str]]:
     """Two `realtime` processes, as two machines would run them; their base URLs."""
-    env = live.process_env(CHAT_VISITOR_WRITES_PER_MINUTE="100000")
+    env = live.process_env(CHAT_VISITOR_WRITES_PER_MINUTE="100000", CHAT_MESSAGES_PER_WINDOW="100000")
     ports = free_port(), free_port()
     started = [Process(processes.realtime(host="127.0.0.1", port=port), env, "realtime") for port in ports]
     bases = tuple(f"http://127.0.0.1:{port}" for port in ports)

@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), browser
 def web() -> Iterator[str]:
     # The visitors' rate limit counts per address in the shared cache: earlier tests' starts from
     # 127.0.0.1 are not this visitor's.
-    with browser.web_server("realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000") as base:
+    with browser.web_server(
+        "realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000", CHAT_MESSAGES_PER_WINDOW="100000"
+    ) as base:
         yield base
 
 
@@ -37,7 +39,9 @@ def dropping_web() -> Iterator[str]:
     """The realtime process closing every socket silent for 1.5 s (4408), while the page pings
     once a minute: the page's sockets drop over and over."""
     env = {"REALTIME_HEARTBEAT_SECONDS": "60", "REALTIME_HEARTBEAT_TIMEOUT_SECONDS": "1.5"}
-    with browser.web_server("realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000", **env) as base:
+    with browser.web_server(
+        "realtime", CHAT_VISITOR_WRITES_PER_MINUTE="100000", CHAT_MESSAGES_PER_WINDOW="100000", **env
+    ) as base:
         yield base
 
 

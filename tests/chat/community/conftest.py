@@ -26,7 +26,7 @@ def clean_coordination(redis_server: str) -> Iterator[None]:
 
     def flush() -> None:
         client = coord.client()
-        for key in client.scan_iter("community:*"):
+        for key in [*client.scan_iter("community:*"), *client.scan_iter("ratelimit:*")]:
             client.delete(key)
 
     flush()
