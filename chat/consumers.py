@@ -112,7 +112,7 @@ class ChatGateway(RealtimeConsumer):
         conversation, across its sockets and processes; else an error frame, and past a few
         more, 4429 (a visitor's message may cost a model call)."""
         sender = "visitor" if self.visitor else str(self.scope["user"].pk)
-        over = await sync_to_async(ratelimit.take)(
+        over = await sync_to_async(ratelimit.take, thread_sensitive=False)(
             f"chat:{self.conversation.pk}:{sender}",
             limit=settings.CHAT_MESSAGES_PER_WINDOW,
             window_seconds=settings.CHAT_RATE_WINDOW_SECONDS,

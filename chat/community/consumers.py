@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 
@@ -91,7 +92,8 @@ class CommunityChatGateway(RealtimeConsumer):
     async def _presence(self, op: str) -> coord.Presence | None:
         person = self.seat.person or _NOBODY
         try:
-            now: coord.Presence = await database_sync_to_async(coord.presence)(
+            # Redis only: on a thread of the pool, not queued behind posts on the database's one.
+            now: coord.Presence = await sync_to_async(coord.presence, thread_sensitive=False)(
                 self.seat.room.pk, op, person=person, channel=self.channel_name
             )
         except redis.RedisError:
