@@ -192,7 +192,7 @@ def _ai_budget_left(conversation: Conversation) -> bool:
     bot)."""
     since = timezone.now() - timedelta(hours=1)
     answered = AiReply.objects.filter(conversation=conversation, created_at__gte=since)
-    return answered.count() < settings.CHAT_AI_REPLIES_PER_HOUR
+    return bool(answered.count() < settings.CHAT_AI_REPLIES_PER_HOUR)
 
 
 def _status(conversation_id: Any) -> str:
