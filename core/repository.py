@@ -1,6 +1,5 @@
 """The repository: the one place repository-managed models are written; each write, its
-EventRecord and its CRUD event are one transaction (docs/events.md): inside a caller's, part of
-it, with no savepoint (a caller that recovers from an IntegrityError wraps its own atomic)."""
+EventRecord and its CRUD event are one transaction (docs/events.md)."""
 
 from __future__ import annotations
 
@@ -76,7 +75,7 @@ def create(
     """Insert a row and emit its create event. `extra(instance)` adds snapshot fields
     (and may write rows that belong with it, such as a user's membership)."""
     events: CrudEvents = model.crud_events  # type: ignore[attr-defined]
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         instance = model(**fields)
         if org is not None and hasattr(instance, "org_id"):
             instance.org = org  # type: ignore[attr-defined]
@@ -99,7 +98,7 @@ def update(
 ) -> M:
     """Change fields and emit the update event, or `event` for a named transition (publish, approve)."""
     events: CrudEvents = instance.crud_events  # type: ignore[attr-defined]
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         if fields:
             for name, value in fields.items():
                 setattr(instance, name, value)
@@ -118,7 +117,7 @@ def delete(
 ) -> None:
     """Delete a row and emit its delete event with the snapshot taken before the delete."""
     events: CrudEvents = instance.crud_events  # type: ignore[attr-defined]
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         data = snapshot(instance, **(extra or {}))
         pk = instance.pk
         if org is None and isinstance(instance, Org):

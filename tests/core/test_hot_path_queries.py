@@ -23,9 +23,8 @@ pytestmark = pytest.mark.django_db
 def test_a_collection_create_request(owner, django_assert_num_queries):
     owner.client.post("/collections/note/", {"data": {"n": 0}}, format="json")
 
-    # The token and the membership; the record and its event row (the repository's atomic, no
-    # savepoint inside the test's transaction).
-    with django_assert_num_queries(4):
+    # The token and the membership; inside the atomic write, the record and its event row.
+    with django_assert_num_queries(6):
         response = owner.client.post("/collections/note/", {"data": {"n": 1}}, format="json")
 
     assert response.status_code == 201, response.content
