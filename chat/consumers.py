@@ -17,7 +17,7 @@ from chat import replies, services
 from chat.broadcast import group_name, message_frame, status_frame
 from chat.models import Conversation, Message, SenderKind
 from core.realtime import ratelimit
-from core.realtime.auth import NOT_AUTHENTICATED, NOT_FOUND, RATE_LIMITED
+from core.realtime.auth import NOT_AUTHENTICATED, NOT_FOUND
 from core.realtime.consumers import RealtimeConsumer
 
 REPLAY_CHUNK = 200
@@ -118,13 +118,9 @@ class ChatGateway(RealtimeConsumer):
             window_seconds=settings.CHAT_RATE_WINDOW_SECONDS,
             unique=uuid.uuid4().hex,
         )
-        if not over:
-            return True
-        if over > ratelimit.STRIKES_BEFORE_CLOSE:
-            await self.close(code=RATE_LIMITED)
-        else:
-            await self.error("rate_limited", "Too many messages: wait a few seconds.")
-        return False
+        if over:
+            await self.over_limit(over)
+        return not over
 
     async def _on_typing(self, content: dict[str, Any]) -> None:
         await self._to_others({"type": "typing", "sender": self._sender()})

@@ -10,7 +10,7 @@ import httpx2
 from asgiref.sync import sync_to_async
 
 from sync.models import Connection
-from sync.upstream.outbound import CircuitOpen, record_attempt, redact_url, settle
+from sync.upstream.outbound import CircuitOpen, record_attempt, settle
 from sync.upstream.outbound.breaker import admit
 from sync.upstream.outbound.failure import describe
 
@@ -69,10 +69,9 @@ class Attempts:
         self._record(request, status, error, latency_ms)
 
     def _record(self, request: httpx2.Request, status: int | None, error: str, latency_ms: float) -> None:
-        url = redact_url(str(request.url))
-        record_attempt(
+        record_attempt(  # redacts the URL
             request.method,
-            url,
+            str(request.url),
             status,
             error,
             latency_ms,

@@ -22,7 +22,7 @@ from chat.community.coord import Person
 from chat.community.models import Room, RoomMessage
 from chat.community.tickets import CONTACT, READER
 from core.models import Membership
-from core.realtime.auth import FORBIDDEN, NOT_AUTHENTICATED, NOT_FOUND, RATE_LIMITED
+from core.realtime.auth import FORBIDDEN, NOT_AUTHENTICATED, NOT_FOUND
 from core.realtime.consumers import RealtimeConsumer
 from crm.models import Contact
 
@@ -143,10 +143,7 @@ class CommunityChatGateway(RealtimeConsumer):
             logger.info("Community socket closed: %s", exc)
             return
         if isinstance(posted, int):  # over the rate limit, this many times in the window
-            if posted > coord.STRIKES_BEFORE_CLOSE:
-                await self.close(code=RATE_LIMITED)
-                return
-            await self.error("rate_limited", "Too many messages: wait a few seconds.")
+            await self.over_limit(posted)
             return
         message, created = posted
         if not created:  # a resend: answered with what was stored, to the sender only

@@ -19,7 +19,6 @@ from core.realtime import ratelimit
 PRESENCE_TTL = 30
 PRESENCE_REFRESH = 10
 
-STRIKES_BEFORE_CLOSE = ratelimit.STRIKES_BEFORE_CLOSE
 
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}

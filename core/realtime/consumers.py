@@ -15,7 +15,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from core.realtime.auth import HEARTBEAT_TIMEOUT, SLOW_CLIENT
+from core.realtime import ratelimit
+from core.realtime.auth import HEARTBEAT_TIMEOUT, RATE_LIMITED, SLOW_CLIENT
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,14 @@ class RealtimeConsumer(AsyncJsonWebsocketConsumer):
 
     async def error(self, code: str, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    async def over_limit(self, over: int) -> None:
+        """A send `over` times over its rate limit (ratelimit.take): an error frame, then, past
+        STRIKES_BEFORE_CLOSE more, close 4429."""
+        if over > ratelimit.STRIKES_BEFORE_CLOSE:
+            await self.close(code=RATE_LIMITED)
+        else:
+            await self.error("rate_limited", "Too many messages: wait a few seconds.")
 
     async def send_json(self, content: Any, close: bool = False) -> None:
         # AsyncJsonWebsocketConsumer's own send_json skips this class's `send`.

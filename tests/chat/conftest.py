@@ -3,7 +3,6 @@ and (for the AI bot) a local OpenAI-protocol server with the org's `openai` conn
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,10 +10,7 @@ import pytest
 from chat.models import ChatSettings, Conversation
 from core import repository, services
 from core.models import Site
-from sync.models import Connection
-from sync.upstream.connections import connection_create
-from tests.ai.conftest import API_KEY
-from tests.ai.openai_server import OpenAIServer
+from tests.ai.conftest import connection, model_server  # noqa: F401  (the AI bot's vendor)
 from tests.factories import Caller
 
 
@@ -42,24 +38,6 @@ def bot_rules(site: Site, owner: Caller) -> ChatSettings:
             {"keyword": "hours", "answer": "We are open 9 to 5."},
         ],
         fallback="",
-    )
-
-
-@pytest.fixture
-def model_server(settings: Any) -> Iterator[OpenAIServer]:
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    with OpenAIServer(API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def connection(owner: Caller, model_server: OpenAIServer) -> Connection:
-    return connection_create(
-        org=owner.org,
-        vendor="openai",
-        name="local",
-        credentials={"api_key": API_KEY},
-        base_url=model_server.url,
     )
 
 

@@ -3,7 +3,8 @@ stack (config.asgi: core's gate, then SimpleVoiceGateway) on the real Redis chan
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from chat.voice import services
 from chat.voice.models import Call
 from config.asgi import application
 from core.models import EventRecord
-from tests.ai.conftest import connection, model_server  # noqa: F401  (the AI voice tests' vendor)
+from tests import browser
 from tests.factories import Caller
 
 HOST = (b"host", b"127.0.0.1")
@@ -33,6 +34,25 @@ def fresh_channel_layer(settings: Any) -> None:
 @pytest.fixture
 def call(owner: Caller) -> Call:
     return services.call_create(org=owner.org, actor=owner.user, invitees=[])
+
+
+# Chromium's fake microphone and camera, allowed without asking, and audio that may play at once.
+MEDIA_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@contextmanager
+def page_server(monkeypatch: Any, **env: str) -> Iterator[str]:
+    """A `realtime` server whose pages may open sockets: its port is chosen here, so that its
+    origin is one REALTIME_ALLOWED_ORIGINS names."""
+    port = browser.free_port()
+    monkeypatch.setattr(browser, "free_port", lambda: port)
+    monkeypatch.setenv("REALTIME_ALLOWED_ORIGINS", f"http://127.0.0.1:{port}")
+    with browser.web_server("realtime", **env) as base:
+        yield base
 
 
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:

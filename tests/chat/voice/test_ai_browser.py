@@ -16,24 +16,15 @@ from chat.voice.models import AIVoiceSession
 from tests import browser
 from tests.ai.openai_server import OpenAIServer, Turn
 from tests.chat.voice.ai import EBML
+from tests.chat.voice.conftest import MEDIA_ARGS, page_server
 from tests.factories import Caller
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), browser.needs_chromium]
 
-MEDIA_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
 
 @pytest.fixture
 def web(monkeypatch: Any) -> Iterator[str]:
-    # The page's origin must be one sockets accept: the server's port is chosen here.
-    port = browser.free_port()
-    monkeypatch.setattr(browser, "free_port", lambda: port)
-    monkeypatch.setenv("REALTIME_ALLOWED_ORIGINS", f"http://127.0.0.1:{port}")
-    with browser.web_server("realtime", OUTBOUND_ALLOWED_NETWORKS="127.0.0.0/8") as base:
+    with page_server(monkeypatch, OUTBOUND_ALLOWED_NETWORKS="127.0.0.0/8") as base:
         yield base
 
 

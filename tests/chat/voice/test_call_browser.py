@@ -13,25 +13,15 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from chat.voice.models import Call, CallStatus
 from tests import browser
-from tests.chat.voice.conftest import events_of
+from tests.chat.voice.conftest import MEDIA_ARGS, events_of, page_server
 from tests.factories import Caller
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), browser.needs_chromium]
 
-MEDIA_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
 
 @pytest.fixture
 def web(monkeypatch: Any) -> Iterator[str]:
-    # The page's origin must be one sockets accept: the server's port is chosen here.
-    port = browser.free_port()
-    monkeypatch.setattr(browser, "free_port", lambda: port)
-    monkeypatch.setenv("REALTIME_ALLOWED_ORIGINS", f"http://127.0.0.1:{port}")
-    with browser.web_server("realtime") as base:
+    with page_server(monkeypatch) as base:
         yield base
 
 
