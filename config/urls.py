@@ -18,6 +18,7 @@ urlpatterns = [
     path("banking/", include("banking.urls")),
     path("automation/", include("automation.urls")),
     path("crm/", include("crm.urls")),
+    path("calendar/", include("events.urls")),
     path("chat/", include("chat.urls")),
     path("community/", include("chat.community.urls")),
     path("voice/", include("chat.voice.urls")),

@@ -4,14 +4,17 @@ caller's org, bounded rounds and time, upstream failures, and earlier turns as c
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.utils import timezone
 
 from chat.agent import agent, services
 from chat.agent.agent import AgentFailed, AgentRequest
 from crm.services import contact_create
+from events.services import event_create
 from sync.models import Connection
 from tests.ai.conftest import API_KEY
 from tests.ai.openai_server import OpenAIServer, ToolCall, Turn
@@ -149,3 +152,28 @@ def test_earlier_turns_with_their_tool_calls_are_sent_as_context(
         ("user", "And now?"),
     ]
     assert model_server.bodies[0]["messages"][2]["tool_calls"][0]["id"] == "call_9"
+
+
+def test_the_calendar_tool_answers_from_the_callers_calendar(
+    owner: Caller, outsider: Caller, model_server: OpenAIServer, connection: Connection
+) -> None:
+    start = timezone.now() + timedelta(days=1)
+    event_create(
+        org=owner.org,
+        actor=owner.user,
+        title="Board meeting",
+        starts_at=start,
+        ends_at=start + timedelta(hours=1),
+    )
+    event_create(
+        org=outsider.org, actor=None, title="Globex gala", starts_at=start, ends_at=start + timedelta(hours=1)
+    )
+    model_server.script(
+        Turn(tool_calls=(ToolCall("calendar_upcoming_events", '{"days": 7}'),)),
+        Turn(text="The board meets tomorrow."),
+    )
+    reply, events = ask(owner, "What is on this week?")
+    result = events[2][1]["result"]["result"]
+    assert [event["title"] for event in result] == ["Board meeting"]
+    assert "Globex" not in model_server.bodies[1]["messages"][-1]["content"]
+    assert reply.text == "The board meets tomorrow."

@@ -4,8 +4,11 @@ every tool scoped to the caller's org."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 from pydantic import BaseModel
 
 from automation import tools
@@ -13,6 +16,7 @@ from core.models import Role
 from core.services import record_create
 from crm import services
 from crm.models import Contact
+from events.services import event_cancel, event_create
 from tests.factories import Caller, make_user
 
 
@@ -23,7 +27,13 @@ def run(who: Caller, name: str, arguments: object) -> dict[str, object]:
 
 def test_the_first_tools_are_registered_with_their_argument_schemas() -> None:
     names = {entry.name for entry in tools.known()}
-    assert {"crm_search_contacts", "crm_create_contact", "crm_add_tag", "collections_search_records"} <= names
+    assert {
+        "crm_search_contacts",
+        "crm_create_contact",
+        "crm_add_tag",
+        "collections_search_records",
+        "calendar_upcoming_events",
+    } <= names
     schema = tools.get("crm_add_tag").openai_schema()  # type: ignore[union-attr]
     assert schema["type"] == "function"
     parameters = schema["function"]["parameters"]
@@ -132,3 +142,46 @@ def test_visitor_tools_are_neither_offered_to_nor_run_for_members(owner: Caller)
     assert "No tool named 'chat_handoff'" in str(refused["error"])
     members = tools.run_for_visitor("crm_add_tag", org=owner.org, scope={}, arguments="{}")
     assert str(members["error"]) == "No tool named 'crm_add_tag'. Available: chat_handoff."
+
+
+def test_upcoming_events_lists_only_the_callers_scheduled_future_events(
+    owner: Caller, outsider: Caller
+) -> None:
+    now = timezone.now()
+    day = [now + timedelta(days=n) for n in range(60)]
+    event_create(
+        org=owner.org,
+        actor=None,
+        title="Old",
+        starts_at=now - timedelta(days=2),
+        ends_at=now - timedelta(days=1),
+    )
+    off = event_create(org=owner.org, actor=None, title="Off", starts_at=day[1], ends_at=day[2])
+    event_cancel(event=off, actor=None)
+    event_create(org=outsider.org, actor=None, title="Globex summit", starts_at=day[1], ends_at=day[2])
+    event_create(
+        org=owner.org,
+        actor=None,
+        title="Launch",
+        timezone="Asia/Tokyo",
+        location="Tokyo",
+        starts_at=day[2],
+        ends_at=day[3],
+    )
+    event_create(org=owner.org, actor=None, title="Retreat", starts_at=day[45], ends_at=day[46])
+
+    found = run(owner, "calendar_upcoming_events", {})["result"]
+    assert [event["title"] for event in found] == ["Launch"]  # type: ignore[union-attr, index]
+    launch = found[0]  # type: ignore[index]
+    assert launch["timezone"] == "Asia/Tokyo" and launch["location"] == "Tokyo"
+    assert launch["local_start"].endswith(day[2].astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M"))
+    assert [e["title"] for e in run(owner, "calendar_upcoming_events", {"days": 60})["result"]] == [  # type: ignore[union-attr, index]
+        "Launch",
+        "Retreat",
+    ]
+    assert (
+        run(owner, "calendar_upcoming_events", {"days": 60, "query": "tokyo"})["result"][0]["title"]
+        == "Launch"
+    )  # type: ignore[index]
+    assert [e["title"] for e in run(outsider, "calendar_upcoming_events", {})["result"]] == ["Globex summit"]  # type: ignore[union-attr, index]
+    assert run(owner, "calendar_upcoming_events", {"days": 0})["error"] == "Invalid arguments."

@@ -3,12 +3,14 @@ as the owner of an org with one of each thing, so that operations reach real cod
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -23,6 +25,7 @@ from automation.models import FlowRun, RunStatus, TriggerKind
 from config.wsgi import application
 from core import services
 from core.models import EventRecord, Role
+from events.services import event_create
 from sync.models import InboundStatus, InboundWebhook, Vendor
 from sync.upstream import connections
 from tests.factories import Caller, make_user
@@ -72,7 +75,12 @@ def _things(owner: Caller) -> dict[str, dict[str, str]]:
         vendor=Vendor.WEBHOOK, connection=connection, org=org, body=b"{}", verified=True,
         status=InboundStatus.FAILED,
     )  # fmt: skip
+    start = timezone.now() + timedelta(days=2)
+    calendar_event = event_create(
+        org=org, actor=actor, title="Open day", starts_at=start, ends_at=start + timedelta(hours=2)
+    )
     return {
+        "/calendar/events/": {"id": str(calendar_event.pk)},
         "/collections/": {"datatype": "lead", "id": str(record.pk)},
         "/users/": {"id": str(member.pk)},
         # Not the org the caller acts in: deleting it must not end the run early.
