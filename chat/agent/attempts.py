@@ -17,6 +17,13 @@ from sync.upstream.outbound.failure import describe
 PURPOSE = "ai agent"
 
 
+def named_url(request: httpx2.Request) -> str:
+    """The URL as the connection names it: the guard pins the request to the address it checked,
+    and the Host header keeps the name (and port) it had."""
+    host = request.headers.get("host")
+    return str(request.url.copy_with(netloc=host.encode("ascii"))) if host else str(request.url)
+
+
 class Attempts:
     """One client's requests: each admitted by the circuit (CircuitOpen: no socket opened), then
     logged with its status once the answer's headers arrive (a stream's body follows). Requests
@@ -52,7 +59,7 @@ class Attempts:
             if cancelled or cause is None:
                 why = "cancelled" if cancelled else "no answer"
             else:
-                why = f"{type(cause).__name__}: {describe(cause, str(request.url))}"
+                why = f"{type(cause).__name__}: {describe(cause, named_url(request))}"
             latency_ms = (time.perf_counter() - started) * 1000
             await sync_to_async(self._answered)(request, None, why, latency_ms, trial, not cancelled)
 
@@ -71,7 +78,7 @@ class Attempts:
     def _record(self, request: httpx2.Request, status: int | None, error: str, latency_ms: float) -> None:
         record_attempt(  # redacts the URL
             request.method,
-            str(request.url),
+            named_url(request),
             status,
             error,
             latency_ms,

@@ -4,6 +4,7 @@ server of the same protocol) and key, over an httpx client held to the SSRF guar
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import httpx2
@@ -12,7 +13,7 @@ import openai
 from chat.agent.attempts import Attempts
 from sync.models import Connection, Vendor
 from sync.upstream import vendors
-from sync.upstream.outbound import check_url
+from sync.upstream.outbound.guard import check_shape, resolve
 
 CONNECT_TIMEOUT = 5.0
 # Between two chunks of a streamed reply; the agent's own deadline bounds the whole.
@@ -35,10 +36,16 @@ def openai_connection(org_id: Any) -> Connection:
 
 async def guard(request: httpx2.Request) -> None:
     """Every request the client sends (a retry or a redirect too) goes only to a public address,
-    or one of OUTBOUND_ALLOWED_NETWORKS: the guard's own check, resolving the host. httpx then
-    resolves it again to connect, so unlike the requests adapter this does not pin the address
-    it checked (a DNS rebinding between the two lookups is not caught)."""
-    await asyncio.to_thread(check_url, str(request.url))
+    or one of OUTBOUND_ALLOWED_NETWORKS: the host is resolved once, every address checked, and
+    the request pinned to a checked one, so a DNS answer that changes after the check (rebinding)
+    is never connected to. The Host header and the TLS server name stay the URL's host."""
+    host, port = check_shape(str(request.url))
+    addresses = await asyncio.to_thread(resolve, host, port)
+    # IPv4 first: a host with both families is reached wherever only IPv4 is routed.
+    address = sorted(addresses, key=lambda info: info[0] != socket.AF_INET)[0][4][0]
+    if request.url.scheme == "https":
+        request.extensions["sni_hostname"] = request.url.host  # httpx's documented extension
+    request.url = request.url.copy_with(host=str(address))
 
 
 def client_for(connection: Connection, attempts: Attempts | None = None) -> openai.AsyncOpenAI:

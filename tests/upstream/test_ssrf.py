@@ -5,14 +5,18 @@ opened. OUTBOUND_ALLOWED_NETWORKS is the one way to open an address (tests, deve
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 
 import pytest
 import requests
+from asgiref.sync import async_to_sync
 
+from chat.agent import llm
+from chat.agent.attempts import Attempts
 from sync.models import HttpAttempt
-from sync.upstream import outbound
+from sync.upstream import connections, outbound
 from sync.upstream.outbound import UnsafeURL
 from tests.upstream.vendor_servers import HTTPTestServer, Listener, Reply, ScriptedServer, make_tls
 
@@ -334,3 +338,70 @@ def test_the_instruments_see_a_connection_when_one_is_made(allow_loopback, liste
 
     assert socket_connects == [("127.0.0.1", listener.port)]
     assert listener.connections() == 1
+
+
+def test_the_agents_model_client_connects_only_to_the_address_it_checked(
+    owner, fake_dns, twins, socket_connects
+):
+    """The OpenAI library's httpx client: resolved once by the guard, and pinned there; a name
+    that would rebind on the library's own lookup is never looked up again."""
+    server, listener = twins
+    models = {
+        "object": "list",
+        "data": [{"id": "on-127.0.0.2", "object": "model", "created": 0, "owned_by": "t"}],
+    }
+    server.on("/v1/models", Reply(200, models))
+    # Saved (the connection's check), then sent (the guard's): both the allowed address; a
+    # third lookup, httpx's own, would answer the refused one.
+    fake_dns.add("rebind.example.test", ["127.0.0.2"], ["127.0.0.2"], ["127.0.0.1"])
+    connection = connections.connection_create(
+        org=owner.org,
+        vendor="openai",
+        name="model",
+        credentials={"api_key": "sk-test"},
+        base_url=f"http://rebind.example.test:{server.port}/v1",
+    )
+
+    async def list_models() -> list[str]:
+        attempts = Attempts(connection)
+        client = llm.client_for(connection, attempts)
+        try:
+            return [model.id async for model in client.models.list()]
+        finally:
+            await client.close()
+            await attempts.close(None)
+
+    # async_to_sync from this thread: the attempt log's writes run here, in the test's transaction.
+    assert async_to_sync(list_models)() == ["on-127.0.0.2"]
+    assert socket_connects == [("127.0.0.2", server.port)] and listener.connections() == 0
+    assert fake_dns.lookups.count("rebind.example.test") == 2
+    [seen] = server.requests_to("/v1/models")
+    assert seen.headers["host"] == f"rebind.example.test:{server.port}"
+    assert seen.headers["authorization"] == "Bearer sk-test"
+    [attempt] = HttpAttempt.objects.filter(connection=connection)
+    assert (attempt.url, attempt.status) == (f"http://rebind.example.test:{server.port}/v1/models", 200)
+
+
+def test_the_agents_model_client_refuses_a_name_that_rebinds_before_its_check(
+    owner, fake_dns, twins, socket_connects
+):
+    server, listener = twins
+    fake_dns.add("rebind.example.test", ["127.0.0.2"], ["127.0.0.1"])
+    connection = connections.connection_create(
+        org=owner.org,
+        vendor="openai",
+        name="model",
+        credentials={"api_key": "sk-test"},
+        base_url=f"http://rebind.example.test:{server.port}/v1",
+    )
+
+    async def list_models() -> None:
+        client = llm.client_for(connection)
+        try:
+            await client.models.list()
+        finally:
+            await client.close()
+
+    with pytest.raises(UnsafeURL, match=re.escape("127.0.0.1, a loopback address")):
+        asyncio.run(list_models())
+    assert socket_connects == [] and listener.connections() == 0 and server.seen == []
