@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Iterator
 
+import httpx2
 import pytest
 import requests
 from asgiref.sync import async_to_sync
@@ -405,3 +407,28 @@ def test_the_agents_model_client_refuses_a_name_that_rebinds_before_its_check(
     with pytest.raises(UnsafeURL, match=re.escape("127.0.0.1, a loopback address")):
         asyncio.run(list_models())
     assert socket_connects == [] and listener.connections() == 0 and server.seen == []
+
+
+def test_the_agents_pinned_https_request_checks_the_certificate_against_the_name(
+    fake_dns, settings, tmp_path, socket_connects
+):
+    """llm.guard on an httpx client trusting a local CA: the socket goes to the checked address,
+    SNI and the certificate's name stay the URL's host."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.2/32"]
+    tls = make_tls(tmp_path, "secure.example.test")
+    fake_dns.add("secure.example.test", ["127.0.0.2"], ["127.0.0.1"])
+    fake_dns.add("other.example.test", ["127.0.0.2"])
+
+    async def get(url: str) -> httpx2.Response:
+        verify = ssl.create_default_context(cafile=str(tls.ca))
+        async with httpx2.AsyncClient(verify=verify, event_hooks={"request": [llm.guard]}) as client:
+            return await client.get(url)
+
+    with ScriptedServer("127.0.0.2", tls=tls.server_context()).on("/", Reply(200, {"tls": True})) as server:
+        assert asyncio.run(get(f"https://secure.example.test:{server.port}/")).json() == {"tls": True}
+        assert server.seen[0].headers["host"] == f"secure.example.test:{server.port}"
+        # The same server under another name: its certificate does not match, so no answer.
+        with pytest.raises(httpx2.ConnectError, match=r"CERTIFICATE_VERIFY_FAILED"):
+            asyncio.run(get(f"https://other.example.test:{server.port}/"))
+    assert fake_dns.lookups.count("secure.example.test") == 1
+    assert {address[0] for address in socket_connects} == {"127.0.0.2"}
