@@ -230,6 +230,7 @@ class AiOutcome(models.TextChoices):
     FALLBACK = "fallback"  # the model failed: the rule bot's answer (if any) was posted
     SILENT = "silent"  # nothing to post (an empty reply and no rule answer)
     SKIPPED = "skipped"  # the conversation had left the bot by then
+    SUPERSEDED = "superseded"  # the visitor wrote again: the later message's answer covers this one
 
 
 class AiReply(models.Model):

@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from chat import aibot, bot, services
@@ -89,13 +90,23 @@ def answer(message: Message) -> str:
     """Generate (the bot typing meanwhile) and store the answer to `message`, once: a job
     delivered again after the answer was stored does nothing; two deliveries at once may both
     ask the model, but only the first to store posts (the conversation's row lock and the
-    unique AiReply). The model failing is answered by the rule bot, or a system note."""
+    unique AiReply). The model failing is answered by the rule bot, or a system note. A message
+    the visitor has already followed with another is not answered on its own: the later one's
+    answer has it in its context."""
     conversation = message.conversation
     if AiReply.objects.filter(message=message).exists():
         return "done"
     if _status(conversation.pk) != ConversationStatus.BOT:
         return store(message, Generated(AiOutcome.SKIPPED))
+    if _later_visitor_messages(message).exists():
+        return store(message, Generated(AiOutcome.SUPERSEDED))
     return store(message, async_to_sync(_generate)(message))
+
+
+def _later_visitor_messages(message: Message) -> QuerySet[Message]:
+    return Message.objects.filter(
+        conversation_id=message.conversation_id, sender_kind=SenderKind.VISITOR, seq__gt=message.seq
+    )
 
 
 async def _generate(message: Message) -> Generated:
@@ -146,8 +157,9 @@ async def _typing(conversation_id: Any) -> None:
 
 
 def store(message: Message, generated: Generated) -> str:
-    """Post the answer (unless the conversation left the bot meanwhile), record it, and hand the
-    conversation off if the model asked: one transaction, once per visitor message."""
+    """Post the answer (unless the conversation left the bot meanwhile, or a later visitor
+    message was answered first: a stale answer never follows a newer one), record it, and hand
+    the conversation off if the model asked: one transaction, once per visitor message."""
     conversation = message.conversation
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().only("status").get(pk=conversation.pk)
@@ -156,6 +168,13 @@ def store(message: Message, generated: Generated) -> str:
         outcome, posted, handoff = generated.outcome, None, False
         if locked.status != ConversationStatus.BOT:
             outcome = AiOutcome.SKIPPED
+        elif (
+            generated.outcome == AiOutcome.SUPERSEDED
+            or AiReply.objects.filter(message__in=_later_visitor_messages(message))
+            .exclude(outcome=AiOutcome.SUPERSEDED)
+            .exists()
+        ):
+            outcome = AiOutcome.SUPERSEDED
         elif generated.text:
             posted, _ = services.message_post(
                 conversation=conversation,

@@ -154,6 +154,43 @@ def test_one_answer_per_visitor_message_however_often_its_job_runs(site, connect
     assert Message.objects.filter(conversation=conversation, sender_kind="bot").count() == 2  # greeting + 1
 
 
+def test_a_message_the_visitor_followed_up_is_answered_with_the_later_one(site, connection, model_server):
+    conversation = conversation_of(start(site))
+    model_server.script(Turn(text="Nine to five, Monday to Friday."))
+    first = visitor_says(conversation, "Are you open today?")
+    second = visitor_says(conversation, "And at what time?")
+    # Both jobs queued; the first runs after the visitor wrote again: no model call of its own.
+    assert replies.answer(first) == AiOutcome.SUPERSEDED
+    assert model_server.bodies == [] and AiReply.objects.get(message=first).reply is None
+    assert replies.answer(second) == AiOutcome.ANSWERED
+    [body] = model_server.bodies
+    assert [m["content"] for m in body["messages"] if m["role"] == "user"][-2:] == [
+        "Are you open today?",
+        "And at what time?",
+    ]
+    assert [text for _, kind, text in said(conversation) if kind == "bot"][
+        -1
+    ] == "Nine to five, Monday to Friday."
+
+
+def test_an_answer_finished_after_a_later_messages_answer_is_not_posted_after_it(
+    site, connection, model_server
+):
+    conversation = conversation_of(start(site))
+    first = visitor_says(conversation, "Hello?")
+    second = visitor_says(conversation, "Is anyone there?")
+    # The two jobs ran at once (the second started before the first could see it): the second
+    # stored first, so the first's answer, stale, is recorded and not posted.
+    assert replies.store(second, replies.Generated(AiOutcome.ANSWERED, text="Yes, I am here.")) == "answered"
+    assert replies.store(first, replies.Generated(AiOutcome.ANSWERED, text="Hello!")) == "superseded"
+    bot_lines = [text for _, kind, text in said(conversation) if kind == "bot"]
+    assert bot_lines[-1] == "Yes, I am here." and "Hello!" not in bot_lines
+    assert AiReply.objects.get(message=first).outcome == AiOutcome.SUPERSEDED
+    # In the order they were written, both are posted.
+    third = visitor_says(conversation, "Thanks")
+    assert replies.store(third, replies.Generated(AiOutcome.ANSWERED, text="You are welcome.")) == "answered"
+
+
 def test_a_visitor_gets_no_members_tool_and_no_other_orgs_data(
     site, owner, outsider, connection, model_server
 ):
