@@ -1,10 +1,9 @@
 """One spoken reply: the utterance transcribed, the agent run on it (the same tools and bounds
-as its streams), the finished turn stored on the session's conversation, then spoken back."""
+as its streams), spoken back sentence by sentence as it is written, the turn stored once written."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from chat.agent import services as agent_services
 from chat.agent.attempts import Attempts
 from chat.voice.ai import speech
 from chat.voice.ai.audio import Utterance
+from chat.voice.ai.speaker import Speaker
 from chat.voice.models import AIVoiceSession
 
 logger = logging.getLogger(__name__)
@@ -76,22 +76,30 @@ async def _answer(
         await out.json({"type": "reply.done", "text": ""})
         return
 
+    speaker = Speaker(client, out.json, out.audio)
+
     async def forward(kind: str, data: dict[str, Any]) -> None:
         if kind in FORWARDED:
             await out.json({"type": FORWARDED[kind], **data})
+        if kind == "delta":
+            speaker.add(data["text"])
 
     model = settings.AI_DEFAULT_MODEL
-    history = await sync_to_async(agent_services.context_messages)(session.conversation)
-    org_name = session.org.name or session.org.slug
-    request = agent.AgentRequest(
-        org=session.org,
-        user=session.user,
-        prompt=prompt,
-        model=model,
-        system=f"{agent.SYSTEM.format(org=org_name)} {SPOKEN}",
-        history=history,
-    )
-    reply = await agent.run(request, forward)
+    try:
+        history = await sync_to_async(agent_services.context_messages)(session.conversation)
+        org_name = session.org.name or session.org.slug
+        request = agent.AgentRequest(
+            org=session.org,
+            user=session.user,
+            prompt=prompt,
+            model=model,
+            system=f"{agent.SYSTEM.format(org=org_name)} {SPOKEN}",
+            history=history,
+        )
+        reply = await agent.run(request, forward)
+    except BaseException:
+        await speaker.cancel()
+        raise
     # Stored once the words are finished: a barge-in while it is spoken keeps the turn.
     await sync_to_async(agent_services.turn_store)(
         conversation=session.conversation,
@@ -102,10 +110,8 @@ async def _answer(
         model=model,
         usage=reply.usage,
     )
-    if reply.text.strip():
-        await out.json({"type": "reply.audio", "format": speech.SPEECH_FORMAT})
-        # Closed at once on a barge-in too, not when the generator is collected.
-        async with contextlib.aclosing(speech.speak(client, reply.text)) as spoken:
-            async for chunk in spoken:
-                await out.audio(chunk)
-    await out.json({"type": "reply.done", "text": reply.text, "usage": reply.usage})
+    try:
+        parts = await speaker.finish()
+    finally:
+        await speaker.cancel()  # a barge-in (or a failed part) stops what is still to say
+    await out.json({"type": "reply.done", "text": reply.text, "usage": reply.usage, "parts": parts})

@@ -14,10 +14,13 @@ from playwright.sync_api import expect, sync_playwright
 from chat.agent.models import AiTurn
 from chat.voice.models import AIVoiceSession
 from tests import browser
-from tests.ai.openai_server import OpenAIServer, Turn
+from tests.ai.openai_server import OpenAIServer, Turn, tone
 from tests.chat.voice.ai import EBML
 from tests.chat.voice.conftest import MEDIA_ARGS, page_server
 from tests.factories import Caller
+
+# Two parts to speak: the first sentence as soon as it is written, then the rest.
+SAID = "Hello, I heard a beep from your microphone. It sounded like a test."
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True), browser.needs_chromium]
 
@@ -32,7 +35,7 @@ def test_the_page_hears_the_microphone_and_speaks_the_reply(
     owner: Caller, connection: Any, model_server: OpenAIServer, web: str
 ) -> None:
     model_server.script_transcripts("Hello from the browser", "Never mind")
-    model_server.script(Turn(text="Hello, I heard a beep."), Turn(text="Fine.", delay=0.5))
+    model_server.script(Turn(text=SAID), Turn(text="Fine.", delay=0.5))
     client = Client()
     client.force_login(owner.user)
     cookie = client.cookies["sessionid"].value
@@ -56,8 +59,10 @@ def test_the_page_hears_the_microphone_and_speaks_the_reply(
             page.wait_for_timeout(1500)  # the fake microphone beeps
             page.click("#done")
             expect(page.locator("#transcript")).to_have_text("Hello from the browser", timeout=20_000)
-            expect(page.locator("#reply")).to_have_text("Hello, I heard a beep.")
+            expect(page.locator("#reply")).to_have_text(SAID)
             expect(page.locator("#speech")).to_have_attribute("data-state", "played", timeout=15_000)
+            # Two parts, each a WAV of its own, both played one after the other.
+            expect(page.locator("#speech")).to_have_attribute("data-bytes", str(2 * len(tone())))
             # Speaking again while the next reply is written cancels it (barge-in).
             page.click("#talk")
             page.wait_for_timeout(700)
@@ -73,7 +78,10 @@ def test_the_page_hears_the_microphone_and_speaks_the_reply(
     first = model_server.uploads[0]
     assert (first.filename, first.content_type) == ("utterance.webm", "audio/webm")
     assert first.data.startswith(EBML) and len(first.data) > 1000
-    assert model_server.speeches[0]["input"] == "Hello, I heard a beep."
+    assert [speech["input"] for speech in model_server.speeches] == [
+        "Hello, I heard a beep from your microphone.",
+        "It sounded like a test.",
+    ]
     session = AIVoiceSession.objects.get(user=owner.user)
     assert [t.prompt for t in AiTurn.objects.filter(conversation=session.conversation)] == [
         "Hello from the browser"

@@ -75,6 +75,36 @@ def test_speech_then_silence_ends_the_utterance_and_the_reply_is_written_and_spo
     ]
 
 
+def test_a_reply_is_spoken_sentence_by_sentence_while_it_is_still_being_written(
+    owner, connection, model_server: OpenAIServer
+):
+    model_server.script_transcripts("When are you open?")
+    text = "We open at nine on weekdays, as a rule. On Sundays we open at ten. See you!"
+    model_server.script(Turn(text=text, delay=0.05))
+    session = session_of(owner)
+
+    async def scenario():
+        socket = await opened(owner, session.pk)
+        await socket.send_to(bytes_data=EBML + b"opus")
+        await socket.send_json_to({"type": "end_of_utterance"})
+        heard = await until(socket, "reply.done")
+        await socket.disconnect()
+        return heard
+
+    heard = run(scenario)
+    kinds = [frame["type"] for frame in heard.frames]
+    last_delta = len(kinds) - 1 - kinds[::-1].index("reply.delta")
+    assert kinds.index("reply.audio") < last_delta  # the first sentence was said before the last word
+    assert [frame["part"] for frame in heard.of("reply.audio")] == [0, 1]
+    assert [speech["input"] for speech in model_server.speeches] == [
+        "We open at nine on weekdays, as a rule.",
+        "On Sundays we open at ten. See you!",  # too short alone: joined
+    ]
+    assert b"".join(heard.audio) == tone() * 2  # each part's WAV, in order
+    done = heard.of("reply.done")[0]
+    assert (done["text"], done["parts"]) == (text, 2)
+
+
 def test_end_of_utterance_ends_it_without_waiting_for_silence_and_turns_carry_on(
     owner, connection, model_server: OpenAIServer
 ):

@@ -1,6 +1,7 @@
 // The voice page (/ai/voice/): starts a session (POST /ai/voice/sessions/), records the
 // microphone as WebM/Opus while "Speak" is on, sends the chunks as binary frames and
-// end_of_utterance on "Done speaking", and plays the reply's speech (binary frames, WAV).
+// end_of_utterance on "Done speaking", and plays the reply's speech as it comes: a WAV per
+// part (reply.audio, then its binary frames), played one after the other.
 (function () {
   "use strict";
   const cfg = JSON.parse(document.getElementById("voice-config").textContent);
@@ -15,7 +16,10 @@
   let session = null;
   let recorder = null;
   let sending = Promise.resolve();  // binary frames go out in the order they were recorded
-  let audio = [];  // the reply's speech, until reply.done
+  let part = null;  // the binary frames of the speech part being received
+  let parts = [];  // parts received, waiting their turn to be played
+  let playing = false;
+  let replyDone = false;
   let retry = 500;
 
   function setState(state, text) {
@@ -42,25 +46,46 @@
   }
 
   function stopSpeech() {
+    part = null;
+    parts = [];
+    playing = false;
+    replyDone = false;
     speech.pause();
     speech.removeAttribute("src");
+    speech.dataset.bytes = "0";
     speech.dataset.state = "idle";
   }
 
-  function play() {
-    const blob = new Blob(audio, { type: "audio/wav" });
-    audio = [];
-    speech.dataset.bytes = String(blob.size);
+  function endPart() {
+    if (part && part.length) parts.push(new Blob(part, { type: "audio/wav" }));
+    part = null;
+    playNext();
+  }
+
+  function playNext() {
+    if (playing) return;
+    const blob = parts.shift();
+    if (!blob) {
+      if (replyDone && speech.dataset.state === "waiting") speech.dataset.state = "played";
+      return;
+    }
+    playing = true;
+    speech.dataset.bytes = String(Number(speech.dataset.bytes || 0) + blob.size);
+    if (speech.src) URL.revokeObjectURL(speech.src);
     speech.src = URL.createObjectURL(blob);
     speech.dataset.state = "loading";
     speech.play().catch(function (err) { speech.dataset.state = "blocked"; setState("error", String(err)); });
   }
   speech.addEventListener("playing", function () { speech.dataset.state = "playing"; });
-  speech.addEventListener("ended", function () { speech.dataset.state = "played"; });
+  speech.addEventListener("ended", function () {
+    playing = false;
+    speech.dataset.state = "waiting";
+    playNext();
+  });
 
   const handlers = {
     ready: function () { retry = 500; talk.disabled = false; setState("ready"); },
-    utterance: function () { setState("thinking"); },
+    utterance: function () { replyDone = false; setState("thinking"); },
     transcript: function (frame) { byId("transcript").textContent = frame.text; },
     "reply.delta": function (frame) { byId("reply").textContent += frame.text; },
     "reply.tool_call": function (frame) {
@@ -69,9 +94,9 @@
       byId("tools").appendChild(item);
     },
     "reply.tool_result": function () {},
-    "reply.audio": function () { audio = []; setState("speaking"); },
-    "reply.done": function () { if (audio.length) play(); setState("done"); },
-    "reply.cancelled": function () { audio = []; stopSpeech(); setState("cancelled"); },
+    "reply.audio": function () { endPart(); part = []; setState("speaking"); },
+    "reply.done": function () { replyDone = true; endPart(); setState("done"); },
+    "reply.cancelled": function () { stopSpeech(); setState("cancelled"); },
     error: function (frame) { setState("error", frame.detail); },
     ended: function () {},
     pong: function () {},
@@ -83,7 +108,7 @@
     socket.binaryType = "arraybuffer";
     const beat = setInterval(function () { sendJson({ type: "ping" }); }, cfg.heartbeat_ms);
     socket.onmessage = function (event) {
-      if (typeof event.data !== "string") { audio.push(event.data); return; }
+      if (typeof event.data !== "string") { if (part) part.push(event.data); return; }
       const frame = JSON.parse(event.data);
       const handle = handlers[frame.type];
       if (handle) handle(frame);
