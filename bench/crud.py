@@ -9,13 +9,14 @@ datatype, created/updated timestamps, created_by, JSON data, status; same indexe
 table of its own (bench/bare.py). Same authentication (ApiTokenAuthentication), same org
 scoping (OrgScopedMixin), same middleware, same process.
 
-Both routes are served by one uvicorn process running the product's ASGI application
-(config.asgi, through bench/asgi.py, which only adds the bare route to the URLconf),
-against the bench database. A pool of client threads (keep-alive HTTP/1.1)
+Both routes are served by one server process, as production serves HTTP (`--server web`:
+gunicorn, gthread, 4 threads, config.wsgi through bench/wsgi.py) or by the ASGI server
+(`--server realtime`: uvicorn, config.asgi through bench/asgi.py); either bench module only
+adds the bare route to the URLconf. Against the bench database. A pool of client threads (keep-alive HTTP/1.1)
 drives each route for a fixed time, alternating subject and baseline every round (ABBA),
 and the figure is the median requests/s over the rounds.
 
-    .venv/bin/python bench/crud.py [--rounds 6] [--seconds 4] [--clients 4]
+    .venv/bin/python bench/crud.py [--rounds 6] [--seconds 4] [--clients 4] [--server web|realtime]
 """
 
 from __future__ import annotations
@@ -43,9 +44,19 @@ BODY = json.dumps({"data": {"title": "benchmark record", "n": 42, "tags": ["a", 
 Segment = _common.Segment
 
 
-def start_server(database_url: str, redis_url: str, headers: dict[str, str]) -> _common.UvicornServer:
-    """uvicorn running the product's ASGI application plus the bare route (bench.asgi)."""
-    server = _common.UvicornServer("bench.asgi:application", database_url, redis_url)
+SERVERS = {"web": "1 gunicorn process (gthread, 4 threads)", "realtime": "1 uvicorn process"}
+
+
+def start_server(
+    kind: str, database_url: str, redis_url: str, headers: dict[str, str]
+) -> _common.BenchServer:
+    """The product's application plus the bare route: under gunicorn (bench.wsgi), as the `web`
+    process type serves HTTP, or uvicorn (bench.asgi)."""
+    server: _common.BenchServer
+    if kind == "web":
+        server = _common.GunicornServer("bench.wsgi", database_url, redis_url)
+    else:
+        server = _common.UvicornServer("bench.asgi:application", database_url, redis_url)
 
     def probe() -> int:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
@@ -113,6 +124,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="Duration of one measured segment.")
     parser.add_argument("--clients", type=int, default=4, help="Concurrent client connections.")
     parser.add_argument("--warmup", type=float, default=1.5, help="Seconds of warm-up per route.")
+    parser.add_argument(
+        "--server",
+        choices=tuple(SERVERS),
+        default="web",
+        help="web: gunicorn (WSGI), as production serves HTTP; realtime: uvicorn (ASGI).",
+    )
     args = parser.parse_args()
 
     clock = _common.Stopwatch()
@@ -124,7 +141,7 @@ def main() -> None:
         "Accept": "application/json",
     }
     broker_url, broker_server = _common.bench_broker()
-    server = start_server(url, broker_url, headers)
+    server = start_server(args.server, url, broker_url, headers)
     try:
         for _, path in (SUBJECT, BASELINE):
             warm = drive(server.port, path, headers, args.clients, args.warmup)
@@ -195,7 +212,7 @@ def main() -> None:
             "req/s = median over rounds; ratio = median(route) / median(bare); "
             "paired = median of per-round ratios.",
             f"rows written: {counts['records']} records + {counts['event_rows']} event rows (API), "
-            f"{counts['bare_rows']} bare rows; server: 1 uvicorn process (config.asgi + bare route); "
+            f"{counts['bare_rows']} bare rows; server: {SERVERS[args.server]} (product app + bare route); "
             f"took {clock.elapsed():.0f} s",
         ],
     )
@@ -204,6 +221,7 @@ def main() -> None:
         "crud",
         {
             "database": database,
+            "server": SERVERS[args.server],
             "clients": args.clients,
             "rounds": args.rounds,
             "seconds_per_segment": args.seconds,
