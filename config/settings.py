@@ -296,6 +296,10 @@ CELERY_TIMEZONE = "UTC"
 OUTBOX_SWEEP_AFTER_SECONDS = env.float("OUTBOX_SWEEP_AFTER_SECONDS", default=5.0)
 OUTBOX_SWEEP_INTERVAL_SECONDS = env.float("OUTBOX_SWEEP_INTERVAL_SECONDS", default=5.0)
 OUTBOX_SWEEP_BATCH = env.int("OUTBOX_SWEEP_BATCH", default=500)
+# A process's relay publishes at most once per interval: an event committed while it is idle
+# goes at once, and a busy process's events wait up to this long to share one pipeline (each
+# publish has a fixed cost, so bigger batches leave more CPU to the requests).
+OUTBOX_PUBLISH_INTERVAL_SECONDS = env.float("OUTBOX_PUBLISH_INTERVAL_SECONDS", default=0.02)
 
 # --- Tenancy -----------------------------------------------------------------------------
 

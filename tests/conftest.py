@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from asgiref.local import Local
 from django.conf import settings
-from django.core.cache import caches
+from django.test.signals import setting_changed
 
 import tests.jobs  # registers the consumers the queue tests run
 import tests.listeners  # noqa: F401  (registers the queued listeners the queue tests observe)
@@ -53,8 +52,8 @@ def redis_server() -> Iterator[str]:
         }
     }
     settings.CACHES = redis_cache(server.url)
-    caches._settings = caches.settings = caches.configure_settings(None)  # as override_settings does
-    caches._connections = Local()
+    # Django's own handler (django.test.signals) rebuilds the cache handler, as for override_settings.
+    setting_changed.send(sender=type(settings), setting="CACHES", value=settings.CACHES, enter=True)
     if not settings.BROKER_IS_AMQP:
         live.use_broker(server.url)
     yield server.url

@@ -213,9 +213,6 @@ class Relay:
     # A published event's mark waits at most this long for others to share its UPDATE: well
     # under OUTBOX_SWEEP_AFTER_SECONDS, or the sweeper would publish it once more.
     MARK_AFTER_SECONDS = 0.5
-    # At most one publish per interval: an event committed while the relay is idle goes at
-    # once, and a busy process's events go together, in one pipeline.
-    PUBLISH_INTERVAL_SECONDS = 0.005
 
     def _reset(self) -> None:
         self._ready = threading.Condition(threading.Lock())
@@ -248,13 +245,13 @@ class Relay:
                 # Nothing here may end the thread: what it held is committed, and the sweeper
                 # publishes whatever this pass dropped.
                 logger.exception("outbox: relay pass failed; the sweeper publishes what it dropped")
-                time.sleep(self.PUBLISH_INTERVAL_SECONDS)
+                time.sleep(settings.OUTBOX_PUBLISH_INTERVAL_SECONDS)
 
     def _step(self, *, busy: bool, marking: bool) -> None:
         if busy or marking:
             self._quiet.clear()
             # Busy: gather what commits during the rest of the interval into this publish.
-            wait = self._last_publish + self.PUBLISH_INTERVAL_SECONDS - time.monotonic()
+            wait = self._last_publish + settings.OUTBOX_PUBLISH_INTERVAL_SECONDS - time.monotonic()
             if busy and wait > 0:
                 time.sleep(wait)
             if self._publish():

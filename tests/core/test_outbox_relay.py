@@ -4,6 +4,7 @@ waits on neither. Inside a transaction it goes at once; what the relay misses is
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -327,8 +328,6 @@ def marks(monkeypatch: Any) -> list[int]:
 
 
 def test_events_published_one_by_one_share_one_mark(owner, own_broker, marks: list[int]) -> None:
-    import time
-
     events = []
     for n in range(5):
         events.append(create(owner, n))
@@ -340,8 +339,6 @@ def test_events_published_one_by_one_share_one_mark(owner, own_broker, marks: li
 
 
 def test_a_lone_published_event_is_marked_within_the_mark_delay(owner, own_broker, marks: list[int]) -> None:
-    import time
-
     event = create(owner, 1)
     live.wait_for(lambda: times_published(own_broker, event) == [1], timeout=5, what="the publish")
     published = time.monotonic()
@@ -380,11 +377,9 @@ def test_a_flush_marks_what_was_published_at_once(
 
 
 def test_an_idle_relay_publishes_at_once_and_a_busy_one_gathers_the_interval(
-    owner, own_broker, sends: list[int], monkeypatch: Any
+    owner, own_broker, sends: list[int], settings: Any
 ) -> None:
-    import time
-
-    monkeypatch.setattr(outbox.Relay, "PUBLISH_INTERVAL_SECONDS", 1.5)
+    settings.OUTBOX_PUBLISH_INTERVAL_SECONDS = 1.5
     outbox.relay._last_publish = 0.0  # idle for long: nothing published in the last interval
 
     started = time.monotonic()
