@@ -297,9 +297,12 @@ OUTBOX_SWEEP_AFTER_SECONDS = env.float("OUTBOX_SWEEP_AFTER_SECONDS", default=5.0
 OUTBOX_SWEEP_INTERVAL_SECONDS = env.float("OUTBOX_SWEEP_INTERVAL_SECONDS", default=5.0)
 OUTBOX_SWEEP_BATCH = env.int("OUTBOX_SWEEP_BATCH", default=500)
 # A process's relay publishes at most once per interval: an event committed while it is idle
-# goes at once, and a busy process's events wait up to this long to share one pipeline (each
-# publish has a fixed cost, so bigger batches leave more CPU to the requests).
-OUTBOX_PUBLISH_INTERVAL_SECONDS = env.float("OUTBOX_PUBLISH_INTERVAL_SECONDS", default=0.02)
+# goes at once, and a busy process's events wait up to this long to share one publish. On
+# Redis a batch is one pipeline, so waiting spreads its fixed cost and leaves CPU to the
+# requests; on RabbitMQ every message waits for its own confirm, so waiting only adds latency.
+OUTBOX_PUBLISH_INTERVAL_SECONDS = env.float(
+    "OUTBOX_PUBLISH_INTERVAL_SECONDS", default=0.0 if BROKER_IS_AMQP else 0.02
+)
 
 # --- Tenancy -----------------------------------------------------------------------------
 
