@@ -97,21 +97,17 @@ async def _answer(
             history=history,
         )
         reply = await agent.run(request, forward)
-    except BaseException:
-        await speaker.cancel()
-        raise
-    # Stored once the words are finished: a barge-in while it is spoken keeps the turn.
-    await sync_to_async(agent_services.turn_store)(
-        conversation=session.conversation,
-        actor=session.user,
-        prompt=prompt,
-        reply=reply.text,
-        tool_calls=reply.tool_calls,
-        model=model,
-        usage=reply.usage,
-    )
-    try:
+        # Stored once the words are finished: a barge-in while it is spoken keeps the turn.
+        await sync_to_async(agent_services.turn_store)(
+            conversation=session.conversation,
+            actor=session.user,
+            prompt=prompt,
+            reply=reply.text,
+            tool_calls=reply.tool_calls,
+            model=model,
+            usage=reply.usage,
+        )
         parts = await speaker.finish()
     finally:
-        await speaker.cancel()  # a barge-in (or a failed part) stops what is still to say
+        await speaker.cancel()  # a failure or a barge-in stops what is still to say
     await out.json({"type": "reply.done", "text": reply.text, "usage": reply.usage, "parts": parts})
