@@ -154,6 +154,10 @@ def send_runs(
     with current_app.connection_or_acquire() as connection:
         # Typed Any: kombu's type stubs do not declare Producer.batch(), which kombu 5.7 has.
         producer: Any = current_app.amqp.Producer(connection, auto_declare=False)
+        # Each queue bound to this channel once (its declaration still checked per message, from
+        # kombu's cache), rather than copied and bound again for every message.
+        names = {listener.queue.value for _, listener in ordered}
+        bound = {name: current_app.amqp.queues[name].bind(producer.channel) for name in names}
         with producer.batch():
             for event, listener in ordered:
                 kwargs = run_kwargs(event, listener)
@@ -162,7 +166,7 @@ def send_runs(
                 options = {**message_reprs((), kwargs), "retries": (retries or {}).get(task_id, 0)}
                 run_listener.apply_async(
                     kwargs=kwargs,
-                    queue=listener.queue.value,
+                    queue=bound[listener.queue.value],
                     task_id=task_id,
                     retry=False,
                     producer=producer,
