@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
@@ -85,12 +84,8 @@ class CalendarEventViewSet(IdempotentWritesMixin, OrgScopedMixin, viewsets.Model
         if upcoming not in ("", "true", "false", "1", "0"):
             raise ValidationError({"upcoming": ["true or false."]})
         if upcoming in ("true", "1"):
-            queryset = queryset.filter(status=EventStatus.SCHEDULED, ends_at__gt=timezone.now())
-        if text := params.get("search", "").strip():
-            queryset = queryset.filter(
-                Q(title__icontains=text) | Q(description__icontains=text) | Q(location__icontains=text)
-            )
-        return queryset.order_by("starts_at", "id")
+            queryset = services.not_over(queryset)
+        return services.matching(queryset, params.get("search", "")).order_by("starts_at", "id")
 
     def perform_create(self, serializer: serializers.BaseSerializer[CalendarEvent]) -> None:
         serializer.instance = services.event_create(

@@ -82,14 +82,24 @@ def event_delete(*, event: CalendarEvent, actor: User | None) -> None:
     repository.delete(event, org=event.org, actor=actor)
 
 
+def not_over(events: QuerySet[CalendarEvent]) -> QuerySet[CalendarEvent]:
+    """Those scheduled and not yet over (under way, or to come)."""
+    return events.filter(status=EventStatus.SCHEDULED, ends_at__gt=timezone.now())
+
+
+def matching(events: QuerySet[CalendarEvent], text: str) -> QuerySet[CalendarEvent]:
+    """Those with `text` in their title, description or location (all of them for no text)."""
+    if not (text := text.strip()):
+        return events
+    return events.filter(
+        Q(title__icontains=text) | Q(description__icontains=text) | Q(location__icontains=text)
+    )
+
+
 def upcoming(org: Org, *, until: datetime | None = None, query: str = "") -> QuerySet[CalendarEvent]:
     """The org's scheduled events not yet over (those under way first), optionally starting
     before `until` and with `query` in their title, description or location."""
-    found = CalendarEvent.objects.filter(org=org, status=EventStatus.SCHEDULED, ends_at__gt=timezone.now())
+    found = matching(not_over(CalendarEvent.objects.filter(org=org)), query)
     if until is not None:
         found = found.filter(starts_at__lt=until)
-    if text := query.strip():
-        found = found.filter(
-            Q(title__icontains=text) | Q(description__icontains=text) | Q(location__icontains=text)
-        )
     return found.order_by("starts_at", "id")
