@@ -364,6 +364,9 @@ OUTBOUND_MAX_REDIRECTS = env.int("OUTBOUND_MAX_REDIRECTS", default=5)
 # request through after the cool-down.
 CIRCUIT_BREAKER_THRESHOLD = env.int("CIRCUIT_BREAKER_THRESHOLD", default=5)
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = env.float("CIRCUIT_BREAKER_COOLDOWN_SECONDS", default=30.0)
+# A process that read a circuit closed calls without reading it again for this long (so a
+# circuit another process opened is honoured that much later; its own failures at once).
+CIRCUIT_BREAKER_RECHECK_SECONDS = env.float("CIRCUIT_BREAKER_RECHECK_SECONDS", default=1.0)
 # Inbound vendor webhooks: the largest body accepted (413 past it) and the signature clock skew.
 INBOUND_WEBHOOK_MAX_BYTES = env.int("INBOUND_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=300)

@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 import requests
 from django.db import connection as db_connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from sync.models import CircuitState, Connection, HttpAttempt, Vendor
@@ -243,3 +244,62 @@ def test_exactly_one_trial_goes_through_when_many_threads_call_after_the_cool_do
     assert len(server.requests_to("/slow")) == 1
     vendor.refresh_from_db()
     assert (vendor.circuit_state, vendor.consecutive_failures) == (CircuitState.CLOSED, 0)
+
+
+@pytest.mark.django_db
+def test_a_circuit_read_closed_is_read_again_only_after_the_recheck_time(vendor, server, settings):
+    """Within CIRCUIT_BREAKER_RECHECK_SECONDS of reading it closed, a process calls without
+    reading the circuit; a circuit another process opened meanwhile is honoured after it."""
+    settings.CIRCUIT_BREAKER_RECHECK_SECONDS = 0.3
+
+    def opened_elsewhere() -> None:  # another process's failures leave the row so
+        Connection.objects.filter(pk=vendor.pk).update(
+            circuit_state=CircuitState.OPEN, circuit_opened_at=timezone.now(), consecutive_failures=THRESHOLD
+        )
+
+    assert _call(vendor, "/ok").status_code == 200
+    opened_elsewhere()
+    assert _call(vendor, "/ok").status_code == 200  # not read again yet; its answer closes it
+    vendor.refresh_from_db()
+    assert (vendor.circuit_state, vendor.consecutive_failures) == (CircuitState.CLOSED, 0)
+
+    opened_elsewhere()
+    time.sleep(0.35)
+    with pytest.raises(CircuitOpen):
+        _call(vendor, "/ok")
+    assert len(server.requests_to("/ok")) == 2
+
+
+@pytest.mark.django_db
+def test_this_process_failures_are_honoured_at_once_whatever_the_recheck_time(vendor, server, settings):
+    settings.CIRCUIT_BREAKER_RECHECK_SECONDS = 3600
+    assert _call(vendor, "/ok").status_code == 200
+    _open(vendor)
+
+    with pytest.raises(CircuitOpen):
+        _call(vendor, "/ok")
+    assert len(server.requests_to("/ok")) == 1
+
+
+@pytest.mark.django_db
+def test_successes_on_a_closed_circuit_write_its_row_once_per_recheck_time(vendor, settings):
+    settings.CIRCUIT_BREAKER_RECHECK_SECONDS = 3600
+    assert _call(vendor, "/ok").status_code == 200
+    vendor.refresh_from_db()
+    first_success = vendor.last_success_at
+    assert first_success is not None
+
+    with CaptureQueriesContext(db_connection) as queries:
+        for _ in range(3):
+            assert _call(vendor, "/ok").status_code == 200
+    vendor.refresh_from_db()
+    assert vendor.last_success_at == first_success  # the conditional UPDATEs changed nothing
+    # No read of the circuit: per call the attempt log's INSERT and the UPDATE that found nothing to do.
+    assert len(queries.captured_queries) == 6
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+
+    settings.CIRCUIT_BREAKER_RECHECK_SECONDS = 0
+    Connection.objects.filter(pk=vendor.pk).update(last_success_at=timezone.now() - timedelta(seconds=5))
+    assert _call(vendor, "/ok").status_code == 200
+    vendor.refresh_from_db()
+    assert vendor.last_success_at > first_success

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -12,6 +14,11 @@ from django.utils import timezone
 from sync.models import CircuitState, Connection
 
 logger = logging.getLogger(__name__)
+
+# Connection pk -> when this process last read its circuit closed (time.monotonic). For
+# CIRCUIT_BREAKER_RECHECK_SECONDS after, calls go through without reading it again: a circuit
+# another process opened is seen that much later. This process's own failures are seen at once.
+_closed_seen: dict[Any, float] = {}
 
 
 class CircuitOpen(Exception):
@@ -31,9 +38,14 @@ def admit(connection: Connection) -> bool:
     conditional UPDATE matches wins the trial; the others fail fast. A trial that never
     reported (its process died mid-call) is given up after the cool-down plus the timeouts.
     """
+    seen = _closed_seen.get(connection.pk)
+    if seen is not None and time.monotonic() - seen < settings.CIRCUIT_BREAKER_RECHECK_SECONDS:
+        return False
     state = Connection.objects.filter(pk=connection.pk).values_list("circuit_state", flat=True).first()
     if state is None or state == CircuitState.CLOSED:
+        _closed_seen[connection.pk] = time.monotonic()
         return False
+    _closed_seen.pop(connection.pk, None)
     now = timezone.now()
     cooldown = timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
     abandoned = cooldown + timedelta(
@@ -58,8 +70,17 @@ def admit(connection: Connection) -> bool:
 def record_outcome(connection: Connection, *, ok: bool, error: str, trial: bool) -> None:
     now = timezone.now()
     if ok:
-        # Any answer closes the circuit, a call that started before it opened included.
-        Connection.objects.filter(pk=connection.pk).update(
+        # Any answer closes the circuit, a call that started before it opened included. A
+        # closed circuit with no failures is written only to refresh last_success_at, at most
+        # once per CIRCUIT_BREAKER_RECHECK_SECONDS: every call's write would queue all of a
+        # busy connection's senders on its one row.
+        stale = now - timedelta(seconds=settings.CIRCUIT_BREAKER_RECHECK_SECONDS)
+        Connection.objects.filter(pk=connection.pk).filter(
+            Q(consecutive_failures__gt=0)
+            | ~Q(circuit_state=CircuitState.CLOSED)
+            | Q(last_success_at__isnull=True)
+            | Q(last_success_at__lt=stale)
+        ).update(
             last_success_at=now,
             consecutive_failures=0,
             circuit_state=CircuitState.CLOSED,
@@ -68,6 +89,7 @@ def record_outcome(connection: Connection, *, ok: bool, error: str, trial: bool)
         connection.last_success_at, connection.consecutive_failures = now, 0
         connection.circuit_state, connection.circuit_opened_at = CircuitState.CLOSED, None
         return
+    _closed_seen.pop(connection.pk, None)
     Connection.objects.filter(pk=connection.pk).update(
         last_failure_at=now, last_error=error[:500], consecutive_failures=F("consecutive_failures") + 1
     )
