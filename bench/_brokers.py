@@ -36,7 +36,9 @@ def bench_brokers(staging: str, queue: str) -> Iterator[Brokers]:
     Drain mode stages messages on `staging`; the hand-over makes the worker take them as if
     they were on `queue`."""
     from django.conf import settings
+    from django.test import override_settings
 
+    from config.settings import redis_cache
     from tests.brokers import RabbitBroker, RedisBroker, rabbit_vhost, use_broker
 
     redis_url, redis_server = _common.bench_broker()  # points this process at that Redis
@@ -50,6 +52,9 @@ def bench_brokers(staging: str, queue: str) -> Iterator[Brokers]:
                 declared = KombuQueue(staging, Exchange(staging), staging, queue_arguments=QUORUM)
                 yield Brokers(broker, redis_url, desc, lambda: consume(staging), declared)
         else:
+            # The worker's REDIS_URL is the broker's, so its cache is there: this process's cache
+            # must be the same one, as every process shares REDIS_URL's cache in production.
+            override_settings(CACHES=redis_cache(redis_url)).enable()
             hand_over = lambda: rename(redis_url, staging, queue)  # noqa: E731
             yield Brokers(RedisBroker(redis_url), redis_url, stamps, hand_over, staging)
     finally:

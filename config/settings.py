@@ -448,6 +448,13 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://localhost:8000").rs
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
 # Hours before a confirmed appointment that its contact is emailed a reminder.
 CRM_APPOINTMENT_REMINDER_HOURS = env.float("CRM_APPOINTMENT_REMINDER_HOURS", default=24)
+# A notification's pool is kicked after its commit; the sweep, every CRM_POOL_SWEEP_SECONDS,
+# kicks pools whose deliveries waited longer than CRM_POOL_SWEEP_AFTER_SECONDS (a process died
+# between the commit and the kick).
+CRM_POOL_SWEEP_SECONDS = env.float("CRM_POOL_SWEEP_SECONDS", default=30.0)
+CRM_POOL_SWEEP_AFTER_SECONDS = env.float("CRM_POOL_SWEEP_AFTER_SECONDS", default=30.0)
+# At most this many runs send one org's pool for a channel at once (a busy run starts another).
+CRM_POOL_RUNS = env.int("CRM_POOL_RUNS", default=4)
 # Seconds an SMTP conversation may stall before the attempt fails (and is retried).
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # Whom push services contact about our Web Push traffic (mailto: or an https URL); empty is

@@ -300,6 +300,9 @@ class Delivery(CrmModel):
     clicks = models.PositiveIntegerField(default=0)
     url = models.CharField(max_length=2000, blank=True, default="")  # where a push opens: crm.notify checks
     segments = models.PositiveSmallIntegerField(default=0)  # an SMS's billed parts
+    # Queued by notify() with no job of its own: the org's `send_pooled` job for the channel
+    # sends it (crm/pool.py). Cleared when it gets a job of its own (a retry, a hand-on).
+    pooled = models.BooleanField(default=False)
 
     class Meta:
         ordering = ("-created_at", "-id")
@@ -308,6 +311,12 @@ class Delivery(CrmModel):
         ]
         indexes = [
             models.Index(fields=["org", "status", "-created_at"], name="delivery_org_status"),
+            # the pool's waiting deliveries, oldest first; a delivery leaves it once sent
+            models.Index(
+                fields=["org", "channel", "created_at"],
+                name="delivery_pool",
+                condition=models.Q(pooled=True, status__in=["queued", "sending"]),
+            ),
             # a provider's status callback finds its delivery by the id the provider gave it
             models.Index(fields=["org", "provider_id"], name="delivery_org_provider_id"),
         ]

@@ -1,5 +1,5 @@
 """`notify`: one message to one recipient, kept as a Delivery row unique on its idempotency key
-and sent by a job queued in the same commit; `notify_many`: an audience, in batches; user
+and sent by its org's pool (crm/pool.py); `notify_many`: an audience, in batches; user
 templates rendered in Jinja2's sandbox."""
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from core.jobs.consumers import enqueue
 from core.models import Org
+from crm import pool
 from crm.models import Channel, Contact, Delivery
-from crm.sending import send_batch, send_delivery
+from crm.sending import BATCH_SIZE, send_batch
 from crm.services import normalize_phone
 from crm.tracking import track
-
-BATCH_SIZE = 50  # deliveries per commit and per send_batch job
 
 _text_templates = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 _html_templates = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
@@ -91,20 +90,32 @@ def notify(
     idempotency_key: str,
     context: dict[str, Any] | None = None,
 ) -> Delivery:
-    """Keep the message as a Delivery and queue its send, in one commit. The same key again
-    returns the first Delivery and sends nothing more."""
+    """Keep the message as a Delivery in its org's pool for the channel, whose run sends it
+    once the caller's transaction commits. The same key again returns the first Delivery and
+    sends nothing more."""
     _check(channel, idempotency_key)
-    existing = Delivery.objects.filter(org=org, idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return existing
-    delivery = _delivery(org, channel, to, content, source, idempotency_key, _plain(context))
+    try:
+        delivery = _delivery(org, channel, to, content, source, idempotency_key, _plain(context))
+    except ValidationError:  # the same key again stands, whatever became of the recipient since
+        if existing := _existing(org, idempotency_key):
+            return existing
+        raise
+    delivery.pooled = True
     try:
         with transaction.atomic():
             delivery.save(force_insert=True)
-            enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org.pk)
-    except IntegrityError:  # the same key, committed meanwhile by a concurrent call
-        return Delivery.objects.get(org=org, idempotency_key=idempotency_key)
+            # After the commit: the pool's run may read the pool only once the delivery is in it.
+            # Robust: a kick that fails (Redis down) is logged; the pool's sweep kicks it later.
+            transaction.on_commit(functools.partial(pool.kick, org.pk, channel), robust=True)
+    except IntegrityError:  # the same key again (kept before, or by a concurrent call)
+        if existing := _existing(org, idempotency_key):
+            return existing
+        raise
     return delivery
+
+
+def _existing(org: Org, idempotency_key: str) -> Delivery | None:
+    return Delivery.objects.filter(org=org, idempotency_key=idempotency_key).first()
 
 
 @dataclass

@@ -22,6 +22,7 @@ from crm import mail, push, services, sms
 from crm.models import Channel, Contact, Delivery, DeliveryStatus, Suppression
 from crm.transport import NotNow, Refused, reused_connections
 
+BATCH_SIZE = 50  # deliveries per claim: per notify_many commit and send_batch job, per pool batch
 LEASE_MARGIN_SECONDS = 5
 GIVE_UP_AFTER = 3  # a batch's sends in a row the provider could not take before the rest wait
 RETRIED_ALONE = "retried alone"
@@ -61,7 +62,7 @@ def send_batch(*, delivery_ids: list[str], org_id: str) -> str:
         enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id)
     outcomes: Counter[str] = Counter()
     with reused_connections():
-        _send_claimed(claimed, org_id, started + budget, outcomes)
+        send_claimed(claimed, org_id, started + budget, outcomes)
     return ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())) or "nothing to send"
 
 
@@ -106,7 +107,9 @@ class _Run:
             connections.close_all()  # this thread's own database connection
 
 
-def _send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes: Counter[str]) -> None:
+def send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes: Counter[str]) -> bool:
+    """Send the claimed deliveries (see send_batch); True if the provider seemed down and the
+    ones not tried went on in another batch after the retry backoff."""
     run = _Run(claimed, org_id, deadline)
     threads = SEND_THREADS.get(claimed[0].channel, 1) if claimed else 1
     if threads <= 1 or transaction.get_connection().in_atomic_block:  # others could not see its rows
@@ -122,10 +125,11 @@ def _send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcome
             worker.join()
     outcomes.update(run.outcomes)
     if run.left:
-        delay = SEND_RETRY.backoff if run.gave_up else 0
-        outcomes["handed on"] = hand_on(run.left, org_id, delay=delay)
+        delay = SEND_RETRY.delay(1) if run.gave_up else 0
+        outcomes["handed on"] += hand_on(run.left, org_id, delay=delay)
     if run.error is not None:
         raise run.error
+    return run.gave_up
 
 
 def _attempt_or_retry(delivery: Delivery, org_id: str) -> str:
@@ -135,7 +139,7 @@ def _attempt_or_retry(delivery: Delivery, org_id: str) -> str:
     except NotNow as exc:
         with transaction.atomic():
             settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
-            delay = SEND_RETRY.backoff if exc.retry_after is None else exc.retry_after
+            delay = SEND_RETRY.delay(1) if exc.retry_after is None else exc.retry_after
             enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id, delay=delay)
         return RETRIED_ALONE
 
@@ -236,6 +240,8 @@ def settle(delivery: Delivery, status: str, *, error: str = "", provider_id: str
         "segments": delivery.segments,
         "updated_at": now,
     }
+    if status == DeliveryStatus.QUEUED:
+        changes["pooled"] = False  # a retry is its own job's, not the pool's
     if provider_id:
         changes["provider_id"] = provider_id
     if status == DeliveryStatus.SENT:
@@ -280,6 +286,6 @@ def hand_on(claimed: list[Delivery], org_id: str, *, delay: float = 0) -> int:
     with transaction.atomic():
         Delivery.objects.filter(
             pk__in=[d.pk for d in claimed], status=DeliveryStatus.SENDING, updated_at=claimed[0].updated_at
-        ).update(status=DeliveryStatus.QUEUED, updated_at=timezone.now())
+        ).update(status=DeliveryStatus.QUEUED, pooled=False, updated_at=timezone.now())
         enqueue(send_batch, delivery_ids=[str(d.pk) for d in claimed], org_id=org_id, delay=delay)
     return len(claimed)

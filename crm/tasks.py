@@ -9,10 +9,19 @@ from core.jobs.queues import Queue
 from core.models import Org, User
 from crm import imports
 from crm.models import ContactImport
+from crm.pool import send_pooled, sweep_pools
 from crm.reminders import send_reminder
-from crm.sending import send_delivery
+from crm.sending import send_batch, send_delivery
 
-__all__ = ["import_contacts", "queue_import", "send_delivery", "send_reminder"]
+__all__ = [
+    "import_contacts",
+    "queue_import",
+    "send_batch",
+    "send_delivery",
+    "send_pooled",
+    "send_reminder",
+    "sweep_pools",
+]
 
 
 @consumer(Queue.ONEOFF, name="crm.import_contacts", retry=RetryPolicy(max_attempts=5, backoff=5.0))

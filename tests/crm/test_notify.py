@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from core.models import EventRecord, ScheduledJob
 from crm import services, tracking
-from crm.models import Channel, Delivery, DeliveryStatus, Suppression
+from crm.models import Channel, Contact, Delivery, DeliveryStatus, Suppression
 from crm.notify import Content, notify
 from crm.sending import claim, send_delivery
 from crm.transport import NotNow
@@ -48,11 +48,11 @@ def email_to(owner: Any, to: Any, key: str = "k1", **content: str) -> Delivery:
 
 
 def run_sends() -> list[str]:
-    """Run the queued send jobs (kept as rows inside the test's transaction), each once."""
+    """Send each delivery notify() left in its pool as a send_delivery job sends one (a retry's
+    or a replay's path), oldest first, each once; the pool's own runs: tests/crm/test_pool.py."""
     outcomes = []
-    while job := ScheduledJob.objects.filter(task=send_delivery.name, status="pending").first():
-        ScheduledJob.objects.filter(pk=job.pk).update(status="done")
-        outcomes.append(send_delivery.run(delivery_id=job.kwargs["delivery_id"], org_id=job.kwargs["org_id"]))
+    for delivery in Delivery.objects.filter(pooled=True, status="queued").order_by("created_at"):
+        outcomes.append(send_delivery.run(delivery_id=str(delivery.pk), org_id=str(delivery.org_id)))
     return outcomes
 
 
@@ -356,3 +356,14 @@ def test_the_pixel_of_a_deleted_delivery_is_a_404_and_a_third_open_one_update(ow
 
     Delivery.objects.filter(pk=delivery.pk).delete()
     assert web.get(pixel).status_code == 404
+
+
+def test_the_same_key_again_returns_the_first_delivery_whatever_became_of_the_recipient(owner, ada):
+    first = email_to(owner, ada, key="k1")
+    Contact.objects.filter(pk=ada.pk).update(email="")  # a retried flow step meets an edited contact
+    ada.refresh_from_db()
+
+    assert email_to(owner, ada, key="k1").pk == first.pk
+    with pytest.raises(ValidationError):
+        email_to(owner, ada, key="k2")
+    assert Delivery.objects.count() == 1

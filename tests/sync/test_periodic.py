@@ -33,6 +33,7 @@ MANAGED = {
     f"{PREFIX}purge",
     f"{PREFIX}chat-sla-sweep",  # registered by chat (sync.periodic.register)
     f"{PREFIX}voice-abandoned-sweep",  # registered by chat.voice
+    f"{PREFIX}crm-pool-sweep",  # registered by crm
 }
 
 
