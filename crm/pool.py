@@ -28,6 +28,7 @@ from crm.sending import (
 )
 from crm.transport import reused_connections
 from sync import periodic
+from sync.upstream.outbound import attempts_batched
 
 
 def _key(org_id: Any, channel: str, slot: int) -> str:
@@ -82,7 +83,7 @@ def send_pooled(*, org_id: str, channel: str, slot: int = 0) -> str:
     provider down, it goes on after the retry backoff."""
     deadline = time.monotonic() + (60 if send_pooled.time_limit is None else send_pooled.time_limit) / 2
     key, outcomes = _key(org_id, channel, slot), Counter[str]()
-    with reused_connections():
+    with reused_connections(), attempts_batched():
         while True:
             cache.set(key, "1", timeout=_hold())  # this run's, while it runs
             found, claimed = _take(org_id, channel, late=time.monotonic() > deadline)

@@ -21,6 +21,7 @@ from core.jobs.queues import Queue
 from crm import mail, push, services, sms
 from crm.models import Channel, Contact, Delivery, DeliveryStatus, Suppression
 from crm.transport import NotNow, Refused, reused_connections
+from sync.upstream.outbound import attempts_batched
 
 BATCH_SIZE = 50  # deliveries per claim: per notify_many commit and send_batch job, per pool batch
 LEASE_MARGIN_SECONDS = 5
@@ -61,7 +62,7 @@ def send_batch(*, delivery_ids: list[str], org_id: str) -> str:
     for delivery in stale:
         enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id)
     outcomes: Counter[str] = Counter()
-    with reused_connections():
+    with reused_connections(), attempts_batched():
         send_claimed(claimed, org_id, started + budget, outcomes)
     return ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())) or "nothing to send"
 
@@ -180,18 +181,29 @@ def refusals(deliveries: list[Delivery]) -> dict[Any, str]:
         org_id__in={d.org_id for d in deliveries}, address__in={address for _, address in by_address}
     )
     suppressed = {(s.org_id, s.channel, s.address): s.reason for s in suppressions}
+    by_number = _contacts_by_number([d for d in deliveries if d.channel == Channel.SMS and d.contact is None])
     for delivery in deliveries:
         key = (delivery.org_id, delivery.channel, services.suppression_address(delivery.channel, delivery.to))
         if key in suppressed:
             found[delivery.pk] = f"the address is suppressed ({suppressed[key]})"
         elif delivery.channel == Channel.SMS:
-            contact = delivery.contact or (
-                Contact.objects.filter(org_id=delivery.org_id, phone=delivery.to)
-                .order_by("created_at")
-                .first()
-            )
+            contact = delivery.contact or by_number.get((delivery.org_id, delivery.to))
             if contact is None or not contact.has_consent(Channel.SMS):
                 found[delivery.pk] = "no SMS consent from the number's contact"
+    return found
+
+
+def _contacts_by_number(deliveries: list[Delivery]) -> dict[tuple[Any, str], Contact]:
+    """The contact of each SMS delivery sent to a bare number, by (org, number): the oldest
+    with that number, in one query."""
+    if not deliveries:
+        return {}
+    found: dict[tuple[Any, str], Contact] = {}
+    contacts = Contact.objects.filter(
+        org_id__in={d.org_id for d in deliveries}, phone__in={d.to for d in deliveries}
+    ).order_by("-created_at")
+    for contact in contacts:  # oldest last, so it stands
+        found[(contact.org_id, contact.phone)] = contact
     return found
 
 

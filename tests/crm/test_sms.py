@@ -18,7 +18,7 @@ from core.models import ScheduledJob
 from crm import services
 from crm.models import Channel, Delivery, DeliveryStatus
 from crm.notify import Content, notify, notify_many
-from crm.sending import GIVE_UP_AFTER, send_batch, send_delivery
+from crm.sending import GIVE_UP_AFTER, refusals, send_batch, send_delivery
 from crm.sms import segments
 from crm.transport import NotNow
 from sync.inbox.process import process
@@ -402,3 +402,29 @@ def test_when_twilio_is_down_a_threaded_batch_stops_and_hands_the_rest_on(owner,
     alone = ScheduledJob.objects.filter(task=send_delivery.name).count()
     assert alone == counts["retried alone"] and not twilio.messages
     assert set(Delivery.objects.values_list("status", flat=True)) == {"queued"}
+
+
+def test_consent_of_a_batch_sent_to_bare_numbers_is_looked_up_in_one_query(
+    owner, connection, twilio, django_assert_num_queries
+):
+    services.contact_create(org=owner.org, actor=None, phone=ADA, consent={"sms": {"granted": True}})
+    services.contact_create(
+        org=owner.org, actor=None, phone="+14155550198", consent={"sms": {"granted": False}}
+    )
+    # A newer contact with the number consented: the oldest's answer stands.
+    services.contact_create(
+        org=owner.org, actor=None, phone="+14155550198", consent={"sms": {"granted": True}}
+    )
+    deliveries = [
+        sms_to(owner, ADA, key="s1"),
+        sms_to(owner, "+14155550198", key="s2"),
+        sms_to(owner, "+14155550199", key="s3"),  # nobody's number
+    ]
+
+    with django_assert_num_queries(2):  # the suppressions, the contacts
+        refused = refusals(deliveries)
+
+    assert refused == {
+        deliveries[1].pk: "no SMS consent from the number's contact",
+        deliveries[2].pk: "no SMS consent from the number's contact",
+    }

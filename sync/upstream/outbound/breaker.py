@@ -15,10 +15,19 @@ from sync.models import CircuitState, Connection
 
 logger = logging.getLogger(__name__)
 
-# Connection pk -> when this process last read its circuit closed (time.monotonic). For
-# CIRCUIT_BREAKER_RECHECK_SECONDS after, calls go through without reading it again: a circuit
-# another process opened is seen that much later. This process's own failures are seen at once.
-_closed_seen: dict[Any, float] = {}
+# Connection pk -> when this process last saw its circuit closed (time.monotonic): for
+# CIRCUIT_BREAKER_RECHECK_SECONDS after, calls go through without reading the row, so a
+# circuit another process opened is honoured that much later.
+_read_closed: dict[Any, float] = {}
+# Connection pk -> when this process last wrote a success: for as long, successes write nothing,
+# so a failure another process counted meanwhile is reset that much later. This process's own
+# failures clear both at once.
+_wrote_success: dict[Any, float] = {}
+
+
+def _fresh(seen: dict[Any, float], connection: Connection) -> bool:
+    at = seen.get(connection.pk)
+    return at is not None and time.monotonic() - at < settings.CIRCUIT_BREAKER_RECHECK_SECONDS
 
 
 class CircuitOpen(Exception):
@@ -38,14 +47,13 @@ def admit(connection: Connection) -> bool:
     conditional UPDATE matches wins the trial; the others fail fast. A trial that never
     reported (its process died mid-call) is given up after the cool-down plus the timeouts.
     """
-    seen = _closed_seen.get(connection.pk)
-    if seen is not None and time.monotonic() - seen < settings.CIRCUIT_BREAKER_RECHECK_SECONDS:
+    if _fresh(_read_closed, connection):
         return False
     state = Connection.objects.filter(pk=connection.pk).values_list("circuit_state", flat=True).first()
     if state is None or state == CircuitState.CLOSED:
-        _closed_seen[connection.pk] = time.monotonic()
+        _read_closed[connection.pk] = time.monotonic()
         return False
-    _closed_seen.pop(connection.pk, None)
+    _read_closed.pop(connection.pk, None)
     now = timezone.now()
     cooldown = timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
     abandoned = cooldown + timedelta(
@@ -70,6 +78,8 @@ def admit(connection: Connection) -> bool:
 def record_outcome(connection: Connection, *, ok: bool, error: str, trial: bool) -> None:
     now = timezone.now()
     if ok:
+        if _fresh(_wrote_success, connection):
+            return  # written less than a recheck time ago: the row says this already
         # Any answer closes the circuit, a call that started before it opened included. A
         # closed circuit with no failures is written only to refresh last_success_at, at most
         # once per CIRCUIT_BREAKER_RECHECK_SECONDS: every call's write would queue all of a
@@ -86,10 +96,12 @@ def record_outcome(connection: Connection, *, ok: bool, error: str, trial: bool)
             circuit_state=CircuitState.CLOSED,
             circuit_opened_at=None,
         )
+        _wrote_success[connection.pk] = time.monotonic()
         connection.last_success_at, connection.consecutive_failures = now, 0
         connection.circuit_state, connection.circuit_opened_at = CircuitState.CLOSED, None
         return
-    _closed_seen.pop(connection.pk, None)
+    _read_closed.pop(connection.pk, None)
+    _wrote_success.pop(connection.pk, None)
     Connection.objects.filter(pk=connection.pk).update(
         last_failure_at=now, last_error=error[:500], consecutive_failures=F("consecutive_failures") + 1
     )

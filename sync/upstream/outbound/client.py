@@ -3,10 +3,13 @@ vendor call and user-configured webhook goes through (guard, breaker, attempt lo
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -190,6 +193,53 @@ def settle(connection: Connection, status: int | None, error: str, *, answered: 
         breaker.release_trial(connection)
 
 
+class _Batch:
+    """Attempt-log rows waiting to be inserted together; threads may add to one batch."""
+
+    def __init__(self) -> None:
+        self.rows: list[HttpAttempt] = []
+        self.lock = threading.Lock()
+
+    def add(self, row: HttpAttempt) -> None:
+        with self.lock:
+            self.rows.append(row)
+            full = len(self.rows) >= ATTEMPTS_PER_INSERT
+        if full:
+            self.insert()
+
+    def insert(self) -> None:
+        with self.lock:
+            rows, self.rows = self.rows, []
+        if not rows:
+            return
+        try:
+            HttpAttempt.objects.bulk_create(rows)
+        except Exception:  # the attempt log must never turn sent requests into a failure
+            logger.exception("could not record %d outbound attempts", len(rows))
+
+
+# Set by `attempts_batched`: where record_attempt puts its rows instead of inserting each.
+_batched: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
+    "outbound_attempts_batched", default=None
+)
+ATTEMPTS_PER_INSERT = 200
+
+
+@contextlib.contextmanager
+def attempts_batched() -> Iterator[None]:
+    """Within it, the attempt log's rows are inserted together (every ATTEMPTS_PER_INSERT, and
+    at the end) instead of one INSERT per call: for a job sending many messages, each of which
+    keeps its own outcome (a process that dies loses the batch's log rows, not the outcomes).
+    Threads started with a copy of this context add to the same batch."""
+    batch = _Batch()
+    token = _batched.set(batch)
+    try:
+        yield
+    finally:
+        _batched.reset(token)
+        batch.insert()
+
+
 def record_attempt(
     method: str,
     url: str,
@@ -202,7 +252,7 @@ def record_attempt(
 ) -> None:
     job = current_job()
     try:
-        HttpAttempt.objects.create(
+        row = HttpAttempt(
             org_id=org_id,
             connection=connection,
             purpose=purpose[:100],
@@ -214,5 +264,10 @@ def record_attempt(
             task_id=job.task_id if job else "",
             correlation_id=context.correlation_id.get() or (job.correlation_id if job else ""),
         )
+        batch = _batched.get()
+        if batch is None:
+            row.save(force_insert=True)
+        else:
+            batch.add(row)
     except Exception:  # the attempt log must never turn a sent request into a failure
         logger.exception("could not record an outbound attempt to %s", redact_url(url))
