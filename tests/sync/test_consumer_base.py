@@ -218,13 +218,13 @@ def test_enqueue_publishes_after_commit_and_nothing_from_a_rolled_back_transacti
         enqueue(jobs.record_run, org_id=owner.org.pk, key=f"{key}-rolled-back")
         enqueue(jobs.record_run, org_id=owner.org.pk, key=f"{key}-rolled-back", delay=3600)
         raise RuntimeError("the caller fails after enqueueing")
-    assert live.broker_messages(private_broker) == (0, 0)
+    assert private_broker.waiting() == 0
     assert not ScheduledJob.objects.exists()
 
     with transaction.atomic():
         enqueue(jobs.record_run, org_id=owner.org.pk, key=f"{key}-committed")
-        assert live.broker_messages(private_broker) == (0, 0)  # not before the commit
-    assert live.broker_messages(private_broker) == (1, 0)
+        assert private_broker.waiting() == 0  # not before the commit
+    assert private_broker.waiting() == 1
 
     worker = start_worker(workers, private_broker)
     live.wait_for(
@@ -242,7 +242,7 @@ def test_enqueue_refuses_arguments_that_are_not_json(owner, private_broker):
             enqueue(jobs.record_effect, org_id=owner.org.pk, key=bad)
     with pytest.raises(TypeError, match="job arguments must be JSON"):
         enqueue(jobs.record_effect, owner.org, org_id=owner.org.pk, key="positional")
-    assert live.broker_messages(private_broker) == (0, 0)
+    assert private_broker.waiting() == 0
     assert not ScheduledJob.objects.exists()
 
 

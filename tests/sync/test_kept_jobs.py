@@ -47,7 +47,7 @@ def test_a_job_whose_publisher_died_after_commit_is_published_by_the_releaser(
     assert row.status == ScheduledJobStatus.PENDING and row.kwargs["kept"] is True
     grace = timedelta(seconds=settings.JOB_PUBLISH_GRACE_SECONDS)
     assert timezone.now() + grace - timedelta(seconds=5) < row.run_at <= timezone.now() + grace
-    assert live.broker_messages(private_broker) == (0, 0)
+    assert private_broker.waiting() == 0
     assert release_due_jobs() == 0  # within the grace the publisher may still be at it
 
     ScheduledJob.objects.filter(pk=row.pk).update(run_at=timezone.now())  # the grace has passed
@@ -65,7 +65,7 @@ def test_a_kept_job_is_published_after_commit_and_marked_done(owner, private_bro
     worker = start_worker(workers, private_broker)
     with transaction.atomic():
         task_id = enqueue(jobs.record_effect, org_id=owner.org.pk, key=key)
-        assert live.broker_messages(private_broker) == (0, 0)  # nothing before the commit
+        assert private_broker.waiting() == 0  # nothing before the commit
 
     live.wait_for(lambda: jobs.effects(key) == 1, timeout=30, what=f"the job's effect; {logs(worker)}")
     row = live.wait_for(
@@ -121,7 +121,7 @@ def test_a_job_that_left_its_receipt_is_marked_done_not_published_again(owner, p
 
     assert reconcile_jobs() == 0
     assert ScheduledJob.objects.get(task_id=task_id).status == ScheduledJobStatus.DONE
-    assert live.broker_messages(private_broker) == (0, 0)
+    assert private_broker.waiting() == 0
 
 
 def test_a_row_from_before_kept_jobs_is_released_without_a_check(owner, private_broker, key):
