@@ -99,10 +99,13 @@ def message(delivery: Delivery, sender: str) -> EmailMultiAlternatives:
     return email
 
 
+VENDORS = (Vendor.SENDGRID, Vendor.SMTP)  # the connections an email goes through, preferred first
+
+
 def send_email(delivery: Delivery) -> str:
     """Through the org's enabled sendgrid connection, else its smtp connection; returns the
     provider's id (SendGrid's X-Message-Id, or our Message-ID over SMTP)."""
-    connection = connection_for(delivery.org_id, Vendor.SENDGRID, Vendor.SMTP)
+    connection = connection_for(delivery.org_id, *VENDORS)
     credentials: dict[str, Any] = connection.credentials or {}
     sender = str(credentials.get("from_email") or settings.DEFAULT_FROM_EMAIL)
     email = message(delivery, sender)

@@ -6,10 +6,14 @@ can go twice (docs/crm.md)."""
 from __future__ import annotations
 
 import contextvars
+import os
+import queue
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +24,7 @@ from core.jobs.consumers import PermanentError, RetryIn, RetryPolicy, consumer, 
 from core.jobs.queues import Queue
 from crm import mail, push, services, sms
 from crm.models import Channel, Contact, Delivery, DeliveryStatus, Suppression
-from crm.transport import NotNow, Refused, reused_connections
+from crm.transport import NotNow, Refused, look_up, reused_connections
 from sync.upstream.outbound import attempts_batched
 
 BATCH_SIZE = 50  # deliveries per claim: per notify_many commit and send_batch job, per pool batch
@@ -31,6 +35,7 @@ RETRIED_ALONE = "retried alone"
 # stays on one: an SMTP session is one conversation.
 SEND_THREADS: dict[str, int] = {Channel.SMS: 4, Channel.PUSH: 4}
 SEND_RETRY = RetryPolicy(max_attempts=6, backoff=30.0, max_backoff=3600.0)
+Sent = str | Refused | NotNow  # a send's result: the provider's id, or why it was not taken
 FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
 
@@ -68,8 +73,9 @@ def send_batch(*, delivery_ids: list[str], org_id: str) -> str:
 
 
 class _Run:
-    """One send_batch run's sending: its claimed deliveries, taken in order by one thread or
-    several, until they are done, the deadline passes or the provider seems down."""
+    """One run's sending: its claimed deliveries taken in order by one thread or several until
+    they are done, the deadline passes or the provider seems down; each send's outcome recorded
+    by the job's own thread, on its database connection, as soon as it is known."""
 
     def __init__(self, claimed: list[Delivery], org_id: str, deadline: float) -> None:
         self.waiting, self.org_id, self.deadline = deque(claimed), org_id, deadline
@@ -79,6 +85,7 @@ class _Run:
         self.gave_up = False
         self.error: BaseException | None = None
         self.lock = threading.Lock()
+        self.results: queue.SimpleQueue[tuple[Delivery, Sent] | None] = queue.SimpleQueue()
 
     def next(self) -> Delivery | None:
         with self.lock:
@@ -90,40 +97,92 @@ class _Run:
                 return delivery
         return None
 
-    def work(self) -> None:
-        while (delivery := self.next()) is not None:
-            outcome = _attempt_or_retry(delivery, self.org_id)
-            with self.lock:
-                self.outcomes[outcome] += 1
-                self.streak = self.streak + 1 if outcome == RETRIED_ALONE else 0
-                self.gave_up = self.gave_up or self.streak >= GIVE_UP_AFTER
+    def send(self, delivery: Delivery) -> Sent:
+        """Send one; past GIVE_UP_AFTER sends in a row the provider could not take, the rest wait."""
+        sent = _send(delivery)
+        with self.lock:
+            self.streak = self.streak + 1 if isinstance(sent, NotNow) else 0
+            self.gave_up = self.gave_up or self.streak >= GIVE_UP_AFTER
+        return sent
 
-    def work_in_thread(self, context: contextvars.Context) -> None:
+    def record(self, delivery: Delivery, sent: Sent) -> None:
+        outcome = _record(delivery, sent, self.org_id)
+        with self.lock:
+            self.outcomes[outcome] += 1
+
+    def work(self) -> None:
+        """Send and record each in turn, on this thread."""
+        while (delivery := self.next()) is not None:
+            self.record(delivery, self.send(delivery))
+
+    def send_in_thread(self, context: contextvars.Context) -> None:
+        """Send, and pass each result to the job's thread to record."""
         try:
-            context.run(self.work)  # the job's context: its id for the attempt log, the batch's connections
+            context.run(self._send_each)  # the job's context: its id for the attempt log, its connections
         except BaseException as exc:  # for the job's thread to raise: the job fails and is retried
-            with self.lock:
-                self.error = self.error or exc
+            self.failed(exc)
         finally:
-            connections.close_all()  # this thread's own database connection
+            connections.close_all()  # one the transport may have opened here (a breaker's row)
+            self.results.put(None)  # last: the job's thread stops waiting for this sender
+
+    def _send_each(self) -> None:
+        while (delivery := self.next()) is not None:
+            self.results.put((delivery, self.send(delivery)))
+
+    def record_until_done(self, senders: int) -> None:
+        """Record the senders' results as they come, until all of them have stopped."""
+        while senders:
+            result = self.results.get()
+            if result is None:
+                senders -= 1
+                continue
+            try:
+                self.record(*result)
+            except BaseException as exc:  # the database: the rest still get their try
+                self.failed(exc)
+
+    def failed(self, exc: BaseException) -> None:
+        with self.lock:
+            self.error = self.error or exc
+
+
+class _Senders:
+    """This process's sending threads, kept from batch to batch so that each keeps its HTTP
+    session's connections to the provider (with a real one, a TLS handshake each)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.executor: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self.lock:
+            if self.executor is None:
+                self.executor = ThreadPoolExecutor(max(SEND_THREADS.values()), thread_name_prefix="crm-send")
+            return self.executor
+
+    def forget(self) -> None:
+        """In a forked child, which has none of its parent's threads."""
+        self.lock, self.executor = threading.Lock(), None
+
+
+SENDERS = _Senders()
+os.register_at_fork(after_in_child=SENDERS.forget)
 
 
 def send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes: Counter[str]) -> bool:
     """Send the claimed deliveries (see send_batch); True if the provider seemed down and the
     ones not tried went on in another batch after the retry backoff."""
     run = _Run(claimed, org_id, deadline)
-    threads = SEND_THREADS.get(claimed[0].channel, 1) if claimed else 1
+    threads = min(SEND_THREADS.get(claimed[0].channel, 1), len(claimed)) if claimed else 1
     if threads <= 1 or transaction.get_connection().in_atomic_block:  # others could not see its rows
         run.work()
     else:
-        workers = [
-            threading.Thread(target=run.work_in_thread, args=(contextvars.copy_context(),), daemon=True)
-            for _ in range(min(threads, len(claimed)))
-        ]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        with suppress(Refused):  # the send says so
+            look_up(org_id, *VENDORS.get(claimed[0].channel, ()))  # read here, not by each sender
+        pool = SENDERS.pool()
+        for _ in range(threads):
+            pool.submit(run.send_in_thread, contextvars.copy_context())
+        run.record_until_done(threads)
     outcomes.update(run.outcomes)
     if run.left:
         delay = SEND_RETRY.delay(1) if run.gave_up else 0
@@ -133,16 +192,26 @@ def send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes
     return run.gave_up
 
 
-def _attempt_or_retry(delivery: Delivery, org_id: str) -> str:
-    """`attempt`; a delivery the provider could not take now goes on alone, as its own job."""
+def _send(delivery: Delivery) -> Sent:
+    """The provider's id for the delivery, or why it did not take it (Refused, NotNow)."""
     try:
-        return attempt(delivery)
-    except NotNow as exc:
+        return send(delivery)
+    except (Refused, NotNow) as exc:
+        return exc
+
+
+def _record(delivery: Delivery, sent: Sent, org_id: str) -> str:
+    """Settle one send of a batch; one the provider could not take now goes on alone, as its
+    own job."""
+    if isinstance(sent, Refused):
+        return settle(delivery, DeliveryStatus.FAILED, error=str(sent))
+    if isinstance(sent, NotNow):
         with transaction.atomic():
-            settle(delivery, DeliveryStatus.QUEUED, error=str(exc))
-            delay = SEND_RETRY.delay(1) if exc.retry_after is None else exc.retry_after
+            settle(delivery, DeliveryStatus.QUEUED, error=str(sent))
+            delay = SEND_RETRY.delay(1) if sent.retry_after is None else sent.retry_after
             enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id, delay=delay)
         return RETRIED_ALONE
+    return settle(delivery, DeliveryStatus.SENT, provider_id=sent)
 
 
 def attempt(delivery: Delivery) -> str:
@@ -155,6 +224,7 @@ def attempt(delivery: Delivery) -> str:
     return settle(delivery, DeliveryStatus.SENT, provider_id=provider_id)
 
 
+VENDORS: dict[str, tuple[str, ...]] = {Channel.EMAIL: mail.VENDORS, Channel.SMS: sms.VENDORS}
 TRANSPORTS: dict[str, Callable[[Delivery], str]] = {
     Channel.EMAIL: mail.send_email,
     Channel.SMS: sms.send_sms,

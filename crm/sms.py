@@ -107,13 +107,16 @@ class GuardedHttpClient(HttpClient):
         )
 
 
+VENDORS = (Vendor.TWILIO,)  # the connections an SMS goes through
+
+
 def send_sms(delivery: Delivery) -> str:
     """Through the org's enabled twilio connection; returns Twilio's message SID."""
     _, count = segments(delivery.text)
     if not count:
         raise Refused("the SMS has no text")
     delivery.segments = count  # written with the outcome, by `settle`
-    connection = connection_for(delivery.org_id, Vendor.TWILIO)
+    connection = connection_for(delivery.org_id, *VENDORS)
     credentials: dict[str, Any] = connection.credentials or {}
     sender: dict[str, str] = {}
     if credentials.get("messaging_service_sid"):

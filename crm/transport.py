@@ -45,6 +45,15 @@ def reused_connections() -> Iterator[None]:
 def connection_for(org_id: UUID | str, *vendors: str) -> Connection:
     """The org's enabled connection of the first of `vendors` it has (by name within a vendor),
     its send rate taken (a token of `max_per_second`). Raises Refused or NotNow."""
+    connection = look_up(org_id, *vendors)
+    if not ratelimit.wait_turn(connection):
+        raise NotNow("the connection's send rate is spent: tried again later")
+    return connection
+
+
+def look_up(org_id: UUID | str, *vendors: str) -> Connection:
+    """The org's enabled connection of the first of `vendors` it has, kept for the rest of a
+    `reused_connections` block (looked up there first, its senders' threads read no row)."""
     reused, key = _reused.get(), (str(org_id), vendors)
     connection = reused.get(key) if reused is not None else None
     if connection is None:
@@ -55,8 +64,6 @@ def connection_for(org_id: UUID | str, *vendors: str) -> Connection:
         connection = found[0]
         if reused is not None:
             reused[key] = connection
-    if not ratelimit.wait_turn(connection):
-        raise NotNow("the connection's send rate is spent: tried again later")
     return connection
 
 

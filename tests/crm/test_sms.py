@@ -390,6 +390,23 @@ def test_a_broadcast_batch_texts_on_several_threads_each_number_once(owner, conn
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_next_batch_texts_on_the_connections_the_last_one_opened(owner, connection, twilio):
+    path = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    contacts = consenting(owner, 24)
+    first = broadcast_batch(owner, contacts[:12])
+    assert send_batch.run(delivery_ids=first, org_id=str(owner.org.pk)) == "12 sent"
+    opened = {seen.client for seen in twilio.requests_to(path)}
+
+    second = [pk for pk in broadcast_batch(owner, contacts[12:]) if pk not in first]
+    assert send_batch.run(delivery_ids=second, org_id=str(owner.org.pk)) == "12 sent"
+
+    # The sending threads outlive a batch, and so do their sessions' connections (with a real
+    # API, a TLS handshake each): the second batch opened none.
+    assert {seen.client for seen in twilio.requests_to(path)} == opened
+    assert len(twilio.messages) == 24
+
+
+@pytest.mark.django_db(transaction=True)
 def test_when_twilio_is_down_a_threaded_batch_stops_and_hands_the_rest_on(owner, connection, twilio):
     ids = broadcast_batch(owner, consenting(owner, 12))
     twilio.answer_next(*[server_error()] * 12)
