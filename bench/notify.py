@@ -1,10 +1,10 @@
-"""Notifications end to end: notify() -> the notification job on a worker -> a local server, vs a
-bare loop sending the same messages from this process. Email (SMTP) first, then SMS (Twilio).
+"""Notifications end to end: notify() -> the org's pool, sent by jobs on a worker -> a local server,
+vs a bare loop sending the same messages from this process. Email (SMTP) first, then SMS (Twilio).
 
-Email. Subject: `crm.notify.notify(...)` per email (a Delivery row, its collection-create event
-and its job in one commit; the templates rendered, the html's link tracked), published after
-commit and sent by a real Celery worker (tests.live.Worker, concurrency 2) through the org's smtp
-connection: claim, SMTP conversation, settle. Baseline: the same subject, text and html sent
+Email. Subject: `crm.notify.notify(...)` per email (a Delivery row and its collection-create event
+in one commit; the templates rendered, the html's link tracked; a `send_pooled` run kicked after
+commit) sent by a real Celery worker (tests.live.Worker, concurrency 2) through the org's smtp
+connection: claimed 50 at a time, SMTP conversation, settle. Baseline: the same subject, text and html sent
 from this process by Django's `EmailBackend`, one connection kept open for the whole round.
 Both go to one aiosmtpd server in this process; a round's time runs from its first send to the
 server holding all of its messages.
