@@ -132,14 +132,14 @@ class _Run:
     def record_until_done(self, senders: int) -> None:
         """Record the senders' results as they come, until all of them have stopped."""
         while senders:
-            result = self.results.get()
-            if result is None:
-                senders -= 1
-                continue
             try:
-                self.record(*result)
-            except BaseException as exc:  # the database: the rest still get their try
-                self.failed(exc)
+                result = self.results.get()
+                if result is None:
+                    senders -= 1
+                else:
+                    self.record(*result)
+            except BaseException as exc:  # the database, the job's soft time limit: senders stop
+                self.failed(exc)  # taking more, and what they sent still gets recorded
 
     def failed(self, exc: BaseException) -> None:
         with self.lock:
