@@ -177,8 +177,9 @@ def send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes
     if threads <= 1 or transaction.get_connection().in_atomic_block:  # others could not see its rows
         run.work()
     else:
-        with suppress(Refused):  # the send says so
-            look_up(org_id, *VENDORS.get(claimed[0].channel, ()))  # read here, not by each sender
+        if vendors := VENDORS.get(claimed[0].channel):  # read here, not by each sender
+            with suppress(Refused):  # the send says so
+                look_up(org_id, *vendors)
         pool = SENDERS.pool()
         for _ in range(threads):
             pool.submit(run.send_in_thread, contextvars.copy_context())
@@ -203,25 +204,29 @@ def _send(delivery: Delivery) -> Sent:
 def _record(delivery: Delivery, sent: Sent, org_id: str) -> str:
     """Settle one send of a batch; one the provider could not take now goes on alone, as its
     own job."""
-    if isinstance(sent, Refused):
-        return settle(delivery, DeliveryStatus.FAILED, error=str(sent))
     if isinstance(sent, NotNow):
         with transaction.atomic():
             settle(delivery, DeliveryStatus.QUEUED, error=str(sent))
             delay = SEND_RETRY.delay(1) if sent.retry_after is None else sent.retry_after
             enqueue(send_delivery, delivery_id=str(delivery.pk), org_id=org_id, delay=delay)
         return RETRIED_ALONE
-    return settle(delivery, DeliveryStatus.SENT, provider_id=sent)
+    return _settled(delivery, sent)
 
 
 def attempt(delivery: Delivery) -> str:
     """Send a claimed delivery and record how it went: `sent`, or `failed` when the provider
     refused it for good. NotNow (the provider could not take it now) is for the caller."""
-    try:
-        provider_id = send(delivery)
-    except Refused as exc:
-        return settle(delivery, DeliveryStatus.FAILED, error=str(exc))
-    return settle(delivery, DeliveryStatus.SENT, provider_id=provider_id)
+    sent = _send(delivery)
+    if isinstance(sent, NotNow):
+        raise sent
+    return _settled(delivery, sent)
+
+
+def _settled(delivery: Delivery, sent: str | Refused) -> str:
+    """Record a send the provider took (its id) or refused for good."""
+    if isinstance(sent, Refused):
+        return settle(delivery, DeliveryStatus.FAILED, error=str(sent))
+    return settle(delivery, DeliveryStatus.SENT, provider_id=sent)
 
 
 VENDORS: dict[str, tuple[str, ...]] = {Channel.EMAIL: mail.VENDORS, Channel.SMS: sms.VENDORS}
