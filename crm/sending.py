@@ -75,7 +75,8 @@ def send_batch(*, delivery_ids: list[str], org_id: str) -> str:
 class _Run:
     """One run's sending: its claimed deliveries taken in order by one thread or several until
     they are done, the deadline passes or the provider seems down; each send's outcome recorded
-    by the job's own thread, on its database connection, as soon as it is known."""
+    by the job's own thread, on its database connection, as soon as it is known (the outcomes
+    known at once in one commit)."""
 
     def __init__(self, claimed: list[Delivery], org_id: str, deadline: float) -> None:
         self.waiting, self.org_id, self.deadline = deque(claimed), org_id, deadline
@@ -105,15 +106,10 @@ class _Run:
             self.gave_up = self.gave_up or self.streak >= GIVE_UP_AFTER
         return sent
 
-    def record(self, delivery: Delivery, sent: Sent) -> None:
-        outcome = _record(delivery, sent, self.org_id)
-        with self.lock:
-            self.outcomes[outcome] += 1
-
     def work(self) -> None:
         """Send and record each in turn, on this thread."""
         while (delivery := self.next()) is not None:
-            self.record(delivery, self.send(delivery))
+            self.record_all([(delivery, self.send(delivery))])
 
     def send_in_thread(self, context: contextvars.Context) -> None:
         """Send, and pass each result to the job's thread to record."""
@@ -130,16 +126,39 @@ class _Run:
             self.results.put((delivery, self.send(delivery)))
 
     def record_until_done(self, senders: int) -> None:
-        """Record the senders' results as they come, until all of them have stopped."""
+        """Record the senders' results as they come, until all of them have stopped: the ones
+        that have come in by then together, in one commit (none waits for another to come)."""
         while senders:
             try:
-                result = self.results.get()
-                if result is None:
-                    senders -= 1
-                else:
-                    self.record(*result)
-            except BaseException as exc:  # the database, the job's soft time limit: senders stop
-                self.failed(exc)  # taking more, and what they sent still gets recorded
+                arrived = [self.results.get()]
+                while not self.results.empty():
+                    arrived.append(self.results.get())
+            except BaseException as exc:  # the job's soft time limit: senders stop taking more
+                self.failed(exc)
+                continue
+            senders -= arrived.count(None)
+            self.record_all([result for result in arrived if result is not None])
+
+    def record_all(self, results: list[tuple[Delivery, Sent]]) -> None:
+        """Record results in one commit; if that fails (the database, the job's soft time
+        limit), senders stop taking more and each result is recorded again on its own."""
+        if not results:
+            return
+        before = [list(delivery.attempts) for delivery, _ in results]
+        try:
+            with transaction.atomic():
+                outcomes = [_record(delivery, sent, self.org_id) for delivery, sent in results]
+        except BaseException as exc:
+            self.failed(exc)
+            outcomes = []
+            for (delivery, sent), attempts in zip(results, before, strict=True):
+                delivery.attempts = attempts  # as the rolled-back commit left them
+                try:
+                    outcomes.append(_record(delivery, sent, self.org_id))
+                except BaseException as again:
+                    self.failed(again)
+        with self.lock:
+            self.outcomes.update(outcomes)
 
     def failed(self, exc: BaseException) -> None:
         with self.lock:

@@ -4,11 +4,15 @@ the `twilio` library to a local Twilio server (retried on a 429 or a 5xx, failed
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import OperationalError
+from django.db import connection as db_connection
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
@@ -419,6 +423,47 @@ def test_when_twilio_is_down_a_threaded_batch_stops_and_hands_the_rest_on(owner,
     alone = ScheduledJob.objects.filter(task=send_delivery.name).count()
     assert alone == counts["retried alone"] and not twilio.messages
     assert set(Delivery.objects.values_list("status", flat=True)) == {"queued"}
+
+
+class FailingSettle:
+    """An execute wrapper on the job thread's connection: the first `sent` UPDATE of a delivery
+    waits (results pile up for one commit), the third raises `error`."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error, self.settles = error, 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith('UPDATE "crm_delivery"') and "sent" in (params or ()):
+            self.settles += 1
+            if self.settles == 1:
+                time.sleep(0.3)
+            elif self.settles == 3:
+                raise self.error
+        return execute(sql, params, many, context)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "error", [OperationalError("the server closed the connection"), SoftTimeLimitExceeded()]
+)
+def test_a_failed_record_in_a_threaded_batch_loses_no_other_send_and_logs_each_once(
+    owner, connection, twilio, error
+):
+    contacts = consenting(owner, 12)
+    ids = broadcast_batch(owner, contacts)
+
+    with db_connection.execute_wrapper(FailingSettle(error)), pytest.raises(type(error)):
+        send_batch.run(delivery_ids=ids, org_id=str(owner.org.pk))
+
+    # The commit that failed took the results it held with it; each was recorded again alone.
+    texted = {message["To"] for message in twilio.messages}
+    assert len(texted) == len(twilio.messages) > 2
+    for delivery in Delivery.objects.filter(org=owner.org):
+        if delivery.to in texted:
+            assert delivery.status == "sent" and delivery.provider_id
+            assert [attempt["outcome"] for attempt in delivery.attempts] == ["sent"]
+        else:  # not tried once the record failed: handed on to another batch
+            assert delivery.status == "queued" and not delivery.attempts
 
 
 def test_consent_of_a_batch_sent_to_bare_numbers_is_looked_up_in_one_query(
