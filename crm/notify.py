@@ -102,11 +102,14 @@ def notify(
         raise
     delivery.pooled = True
     try:
-        with transaction.atomic():
-            delivery.save(force_insert=True)
-            # After the commit: the pool's run may read the pool only once the delivery is in it.
-            # Robust: a kick that fails (Redis down) is logged; the pool's sweep kicks it later.
-            transaction.on_commit(functools.partial(pool.kick, org.pk, channel), robust=True)
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: a key kept before leaves the caller's transaction whole
+                delivery.save(force_insert=True)
+        else:
+            delivery.save(force_insert=True)  # one statement: its own transaction
+        # After the commit: the pool's run may read the pool only once the delivery is in it.
+        # Robust: a kick that fails (Redis down) is logged; the pool's sweep kicks it later.
+        transaction.on_commit(functools.partial(pool.kick, org.pk, channel), robust=True)
     except IntegrityError:  # the same key again (kept before, or by a concurrent call)
         if existing := _existing(org, idempotency_key):
             return existing

@@ -5,12 +5,13 @@ tracked opens, clicks and one-click unsubscribe."""
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -367,3 +368,17 @@ def test_the_same_key_again_returns_the_first_delivery_whatever_became_of_the_re
     with pytest.raises(ValidationError):
         email_to(owner, ada, key="k2")
     assert Delivery.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["own commit", "caller's transaction"])
+def test_the_same_key_again_is_found_by_its_constraint_in_or_out_of_a_transaction(owner, ada, in_transaction):
+    first = email_to(owner, ada, key="k1")
+
+    with transaction.atomic() if in_transaction else nullcontext():
+        again = email_to(owner, ada, key="k1")
+        # In the caller's transaction the failed INSERT was a savepoint's: the transaction goes on.
+        later = email_to(owner, ada, key="k2")
+
+    assert again.pk == first.pk and later.pk != first.pk
+    assert sorted(Delivery.objects.values_list("idempotency_key", flat=True)) == ["k1", "k2"]
