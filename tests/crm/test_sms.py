@@ -4,6 +4,8 @@ the `twilio` library to a local Twilio server (retried on a 429 or a 5xx, failed
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -463,6 +465,41 @@ def test_a_failed_record_in_a_threaded_batch_loses_no_other_send_and_logs_each_o
             assert delivery.status == "sent" and delivery.provider_id
             assert [attempt["outcome"] for attempt in delivery.attempts] == ["sent"]
         else:  # not tried once the record failed: handed on to another batch
+            assert delivery.status == "queued" and not delivery.attempts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_soft_time_limit_while_the_batch_waits_for_its_senders_loses_no_send(
+    owner, connection, twilio, monkeypatch
+):
+    ids = broadcast_batch(owner, consenting(owner, 12))
+    twilio.latency = 0.2  # the job's thread is waiting for its senders' results
+    job_thread, once, accept = threading.main_thread().ident, threading.Lock(), twilio.answer
+
+    def accept_then_strike(seen: Any) -> Any:
+        reply = accept(seen)
+        if once.acquire(blocking=False):  # the first message accepted: the job's limit strikes
+            signal.pthread_kill(job_thread, signal.SIGALRM)
+        return reply
+
+    def soft_time_limit(signum: int, frame: Any) -> None:
+        raise SoftTimeLimitExceeded()  # as Celery's handler raises it in the job's thread
+
+    monkeypatch.setattr(twilio, "answer", accept_then_strike)
+    previous = signal.signal(signal.SIGALRM, soft_time_limit)
+    try:
+        with pytest.raises(SoftTimeLimitExceeded):
+            send_batch.run(delivery_ids=ids, org_id=str(owner.org.pk))
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+    # The sends in flight were recorded; the senders took no more; the rest went on.
+    texted = {message["To"] for message in twilio.messages}
+    assert 0 < len(texted) == len(twilio.messages) < 12
+    for delivery in Delivery.objects.filter(org=owner.org):
+        if delivery.to in texted:
+            assert delivery.status == "sent" and [a["outcome"] for a in delivery.attempts] == ["sent"]
+        else:
             assert delivery.status == "queued" and not delivery.attempts
 
 
