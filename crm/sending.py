@@ -125,6 +125,17 @@ class _Run:
         while (delivery := self.next()) is not None:
             self.results.put((delivery, self.send(delivery)))
 
+    def send_on_threads(self, threads: int) -> None:
+        """Send on this process's sending threads, and record their results on this one."""
+        started = 0
+        try:
+            for _ in range(threads):
+                SENDERS.pool().submit(self.send_in_thread, contextvars.copy_context())
+                started += 1
+        except BaseException as exc:  # the job's soft time limit: the ones started take no more
+            self.failed(exc)
+        self.record_until_done(started)
+
     def record_until_done(self, senders: int) -> None:
         """Record the senders' results as they come, until all of them have stopped: the ones
         that have come in by then together, in one commit (none waits for another to come)."""
@@ -199,10 +210,7 @@ def send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes
         if vendors := VENDORS.get(claimed[0].channel):  # read here, not by each sender
             with suppress(Refused):  # the send says so
                 look_up(org_id, *vendors)
-        pool = SENDERS.pool()
-        for _ in range(threads):
-            pool.submit(run.send_in_thread, contextvars.copy_context())
-        run.record_until_done(threads)
+        run.send_on_threads(threads)
     outcomes.update(run.outcomes)
     if run.left:
         delay = SEND_RETRY.delay(1) if run.gave_up else 0
@@ -215,7 +223,7 @@ def send_claimed(claimed: list[Delivery], org_id: str, deadline: float, outcomes
 def _send(delivery: Delivery) -> Sent:
     """The provider's id for the delivery, or why it did not take it (Refused, NotNow)."""
     try:
-        return send(delivery)
+        return TRANSPORTS[delivery.channel](delivery)
     except (Refused, NotNow) as exc:
         return exc
 
@@ -254,11 +262,6 @@ TRANSPORTS: dict[str, Callable[[Delivery], str]] = {
     Channel.SMS: sms.send_sms,
     Channel.PUSH: push.send_push,
 }
-
-
-def send(delivery: Delivery) -> str:
-    """Hand the delivery to its channel's transport; returns the provider's id for it."""
-    return TRANSPORTS[delivery.channel](delivery)
 
 
 def refusal(delivery: Delivery) -> str:

@@ -24,7 +24,7 @@ from core.models import ScheduledJob
 from crm import services
 from crm.models import Channel, Delivery, DeliveryStatus
 from crm.notify import Content, notify, notify_many
-from crm.sending import GIVE_UP_AFTER, refusals, send_batch, send_delivery
+from crm.sending import GIVE_UP_AFTER, SENDERS, refusals, send_batch, send_delivery
 from crm.sms import segments
 from crm.transport import NotNow
 from sync.inbox.process import process
@@ -496,6 +496,32 @@ def test_a_soft_time_limit_while_the_batch_waits_for_its_senders_loses_no_send(
     # The sends in flight were recorded; the senders took no more; the rest went on.
     texted = {message["To"] for message in twilio.messages}
     assert 0 < len(texted) == len(twilio.messages) < 12
+    for delivery in Delivery.objects.filter(org=owner.org):
+        if delivery.to in texted:
+            assert delivery.status == "sent" and [a["outcome"] for a in delivery.attempts] == ["sent"]
+        else:
+            assert delivery.status == "queued" and not delivery.attempts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_soft_time_limit_while_the_senders_start_loses_no_send(owner, connection, twilio, monkeypatch):
+    ids = broadcast_batch(owner, consenting(owner, 12))
+    executor = SENDERS.pool()
+    submit, started = executor.submit, []
+
+    def one_then_soft_time_limit(*args: Any, **kwargs: Any) -> Any:
+        if started:  # the second sender: the job's limit strikes as the job starts it
+            raise SoftTimeLimitExceeded()
+        started.append(submit(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(executor, "submit", one_then_soft_time_limit)
+    with pytest.raises(SoftTimeLimitExceeded):
+        send_batch.run(delivery_ids=ids, org_id=str(owner.org.pk))
+
+    # The sender already started took no more once the limit struck; what it sent was recorded.
+    texted = {message["To"] for message in twilio.messages}
+    assert len(texted) == len(twilio.messages) < 12
     for delivery in Delivery.objects.filter(org=owner.org):
         if delivery.to in texted:
             assert delivery.status == "sent" and [a["outcome"] for a in delivery.attempts] == ["sent"]
