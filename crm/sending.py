@@ -152,24 +152,24 @@ class _Run:
 
     def record_all(self, results: list[tuple[Delivery, Sent]]) -> None:
         """Record results in one commit; if that fails (the database, the job's soft time
-        limit), senders stop taking more and each result is recorded again on its own."""
-        if not results:
-            return
-        before = [list(delivery.attempts) for delivery, _ in results]
-        try:
-            with transaction.atomic():
-                outcomes = [_record(delivery, sent, self.org_id) for delivery, sent in results]
-        except BaseException as exc:
-            self.failed(exc)
-            outcomes = []
-            for (delivery, sent), attempts in zip(results, before, strict=True):
-                delivery.attempts = attempts  # as the rolled-back commit left them
-                try:
-                    outcomes.append(_record(delivery, sent, self.org_id))
-                except BaseException as again:
-                    self.failed(again)
-        with self.lock:
-            self.outcomes.update(outcomes)
+        limit), senders stop taking more and each result is recorded on its own, as a lone one is."""
+        if len(results) > 1:
+            before = [list(delivery.attempts) for delivery, _ in results]
+            try:
+                with transaction.atomic():
+                    outcomes = [_record(delivery, sent, self.org_id) for delivery, sent in results]
+            except BaseException as exc:
+                self.failed(exc)
+                for (delivery, _), attempts in zip(results, before, strict=True):
+                    delivery.attempts = attempts  # as the rolled-back commit left them
+            else:
+                self.outcomes.update(outcomes)  # only the job's thread records: no lock
+                return
+        for delivery, sent in results:
+            try:
+                self.outcomes[_record(delivery, sent, self.org_id)] += 1
+            except BaseException as exc:
+                self.failed(exc)
 
     def failed(self, exc: BaseException) -> None:
         with self.lock:

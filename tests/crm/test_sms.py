@@ -427,6 +427,20 @@ def test_when_twilio_is_down_a_threaded_batch_stops_and_hands_the_rest_on(owner,
     assert set(Delivery.objects.values_list("status", flat=True)) == {"queued"}
 
 
+def texted_once_the_rest_handed_on(owner: Any, twilio: TwilioServer) -> set[str]:
+    """The numbers Twilio texted: each once, its delivery recorded `sent` with one attempt; every
+    other delivery handed on to another batch (`queued`, never tried)."""
+    texted = {message["To"] for message in twilio.messages}
+    assert len(texted) == len(twilio.messages)
+    for delivery in Delivery.objects.filter(org=owner.org):
+        if delivery.to in texted:
+            assert delivery.status == "sent" and delivery.provider_id
+            assert [attempt["outcome"] for attempt in delivery.attempts] == ["sent"]
+        else:
+            assert delivery.status == "queued" and not delivery.attempts
+    return texted
+
+
 class FailingSettle:
     """An execute wrapper on the job thread's connection: the first `sent` UPDATE of a delivery
     waits (results pile up for one commit), the third raises `error`."""
@@ -451,21 +465,13 @@ class FailingSettle:
 def test_a_failed_record_in_a_threaded_batch_loses_no_other_send_and_logs_each_once(
     owner, connection, twilio, error
 ):
-    contacts = consenting(owner, 12)
-    ids = broadcast_batch(owner, contacts)
+    ids = broadcast_batch(owner, consenting(owner, 12))
 
     with db_connection.execute_wrapper(FailingSettle(error)), pytest.raises(type(error)):
         send_batch.run(delivery_ids=ids, org_id=str(owner.org.pk))
 
     # The commit that failed took the results it held with it; each was recorded again alone.
-    texted = {message["To"] for message in twilio.messages}
-    assert len(texted) == len(twilio.messages) > 2
-    for delivery in Delivery.objects.filter(org=owner.org):
-        if delivery.to in texted:
-            assert delivery.status == "sent" and delivery.provider_id
-            assert [attempt["outcome"] for attempt in delivery.attempts] == ["sent"]
-        else:  # not tried once the record failed: handed on to another batch
-            assert delivery.status == "queued" and not delivery.attempts
+    assert len(texted_once_the_rest_handed_on(owner, twilio)) > 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -494,13 +500,7 @@ def test_a_soft_time_limit_while_the_batch_waits_for_its_senders_loses_no_send(
         signal.signal(signal.SIGALRM, previous)
 
     # The sends in flight were recorded; the senders took no more; the rest went on.
-    texted = {message["To"] for message in twilio.messages}
-    assert 0 < len(texted) == len(twilio.messages) < 12
-    for delivery in Delivery.objects.filter(org=owner.org):
-        if delivery.to in texted:
-            assert delivery.status == "sent" and [a["outcome"] for a in delivery.attempts] == ["sent"]
-        else:
-            assert delivery.status == "queued" and not delivery.attempts
+    assert 0 < len(texted_once_the_rest_handed_on(owner, twilio)) < 12
 
 
 @pytest.mark.django_db(transaction=True)
@@ -520,13 +520,7 @@ def test_a_soft_time_limit_while_the_senders_start_loses_no_send(owner, connecti
         send_batch.run(delivery_ids=ids, org_id=str(owner.org.pk))
 
     # The sender already started took no more once the limit struck; what it sent was recorded.
-    texted = {message["To"] for message in twilio.messages}
-    assert len(texted) == len(twilio.messages) < 12
-    for delivery in Delivery.objects.filter(org=owner.org):
-        if delivery.to in texted:
-            assert delivery.status == "sent" and [a["outcome"] for a in delivery.attempts] == ["sent"]
-        else:
-            assert delivery.status == "queued" and not delivery.attempts
+    assert len(texted_once_the_rest_handed_on(owner, twilio)) < 12
 
 
 def test_consent_of_a_batch_sent_to_bare_numbers_is_looked_up_in_one_query(
