@@ -91,35 +91,47 @@ def bury(
     trace: str,
     replay_of: str | None,
 ) -> DeadLetter:
-    """Turn a job that failed for good into a DeadLetter row (and mark the replay it was, if any)."""
+    """Turn a job that failed for good into its DeadLetter row (and mark the replay it was, if
+    any). One per job: delivered again and failing again, the job keeps the letter it has."""
     now = timezone.now()
     with transaction.atomic():
         log = JobLog.objects.select_for_update().filter(task_id=job.task_id).first()
         attempts = log.attempts if log is not None else []
         first = attempts[0]["at"] if attempts else now.isoformat()
         org_id = job.org_id if job.org_id and Org.objects.filter(pk=job.org_id).exists() else None
-        letter = DeadLetter.objects.create(
+        # get_or_create: the job's letter may be there (a duplicate publish, a redelivery).
+        letter, buried = DeadLetter.objects.get_or_create(
             task_id=job.task_id,
-            task=job.task,
-            queue=queue,
-            args=list(args),
-            kwargs=kwargs,
-            org_id=org_id,
-            correlation_id=job.correlation_id,
-            # The key the job ran under (its first task id unless the producer gave one): a
-            # replay reuses it, so a receipt written by an earlier replay makes it a no-op.
-            idempotency_key=job.idempotency_key,
-            exception_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            exception_message=str(exc)[:10_000],
-            traceback=trace,
-            attempts=attempts,
-            first_failed_at=first,
-            last_failed_at=now,
+            defaults={
+                "task": job.task,
+                "queue": queue,
+                "args": list(args),
+                "kwargs": kwargs,
+                "org_id": org_id,
+                "correlation_id": job.correlation_id,
+                # The key the job ran under (its first task id unless the producer gave one): a
+                # replay reuses it, so a receipt written by an earlier replay makes it a no-op.
+                "idempotency_key": job.idempotency_key,
+                "exception_class": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                "exception_message": str(exc)[:10_000],
+                "traceback": trace,
+                "attempts": attempts,
+                "first_failed_at": first,
+                "last_failed_at": now,
+            },
         )
         if log is not None:
             log.delete()
         if replay_of:
             _set_replay_outcome(replay_of, job.task_id, "failed")
+    if not buried:
+        logger.warning(
+            "job %s[%s] failed for good again, delivered once more: it stays dead-lettered as %s",
+            job.task,
+            job.task_id,
+            letter.pk,
+        )
+        return letter
     logger.error(
         "job %s[%s] dead-lettered as %s after %d attempt(s): %s",
         job.task,

@@ -74,10 +74,11 @@ class DeadLetterStatus(models.TextChoices):
 
 
 class DeadLetter(models.Model):
-    """A job that failed for good, with everything needed to understand and replay it."""
+    """A job that failed for good, with everything needed to understand and replay it: one per
+    job (its task id), however often the broker delivered it."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    task_id = models.CharField(max_length=64, db_index=True)
+    task_id = models.CharField(max_length=64)
     task = models.CharField(max_length=200, db_index=True)
     queue = models.CharField(max_length=40, db_index=True)
     args = models.JSONField(default=list)
@@ -104,6 +105,7 @@ class DeadLetter(models.Model):
         db_table = "sync_deadletter"
         ordering = ("-last_failed_at",)
         indexes = [models.Index(fields=["org", "status", "-last_failed_at"], name="deadletter_org_status")]
+        constraints = [models.UniqueConstraint(fields=["task_id"], name="deadletter_once_per_job")]
 
     def __str__(self) -> str:
         return f"{self.task} {self.task_id} ({self.status})"

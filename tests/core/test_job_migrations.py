@@ -98,3 +98,27 @@ def test_events_dispatched_before_listener_reconciliation_are_never_checked() ->
 
     assert EventRecord.objects.get(pk=event.pk).check_at is None
     assert reconcile_listener_runs() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_letters_a_job_left_twice_are_kept_with_their_task_ids_numbered() -> None:
+    before = [("core", "0009_idempotency_keys")]
+    old = _migrate(before).loader.project_state(before).apps
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    letters = [
+        old.get_model("core", "DeadLetter").objects.create(
+            task_id=task_id, task="tests.jobs.noop", queue="oneoff", first_failed_at=when, last_failed_at=when
+        )
+        for task_id in ("twice", "once", "twice", "x" * 64, "x" * 64)
+    ]
+
+    _migrate()
+
+    task_ids = {letter.pk: DeadLetter.objects.get(pk=letter.pk).task_id for letter in letters}
+    assert [task_ids[letter.pk] for letter in letters] == [
+        "twice",
+        "once",
+        "twice~2",
+        "x" * 64,
+        "x" * 62 + "~2",
+    ]

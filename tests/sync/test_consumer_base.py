@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from core import context
+from core.jobs import deadletters
 from core.jobs.consumers import (
     PermanentError,
     RetryPolicy,
@@ -29,6 +31,7 @@ from core.jobs.consumers import (
     job_kwargs,
     max_time_limit,
 )
+from core.jobs.context import JobContext
 from core.jobs.oneoff import oneoff_time_limit, run_oneoff_job
 from core.jobs.queues import Queue
 from core.jobs.scheduling import release_due_jobs
@@ -313,6 +316,47 @@ def test_an_idempotent_job_delivered_twice_has_its_effect_once(owner, private_br
     assert f"already done (key once:{key})" in worker.output()
     assert {first.id, second.id} <= set(re.findall(r"record_effect\[([\w-]+)\] succeeded", worker.output()))
     assert not JobLog.objects.exists()
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_a_job_delivered_twice_that_fails_for_good_leaves_one_dead_letter(
+    owner, private_broker, workers, key
+):
+    # The same message twice (a publish the broker stored though its reply was lost, then sent
+    # again; a redelivery): one job, one letter for an operator to replay.
+    kwargs = job_kwargs({"key": key}, org_id=owner.org.pk, correlation_id=None, idempotency_key=None)
+    task_id = uuid.uuid4().hex
+    for _ in range(2):
+        jobs.fail_permanently.apply_async(kwargs=kwargs, task_id=task_id)
+    worker = start_worker(workers, private_broker)
+
+    live.wait_for(
+        lambda: "delivered once more" in worker.output(), timeout=30, what=f"the second run; {logs(worker)}"
+    )
+    live.wait_for(lambda: live.broker_messages(private_broker) == (0, 0), timeout=10, what="both acks")
+    (letter,) = DeadLetter.objects.filter(task_id=task_id)
+    assert letter.exception_message == f"cannot ever succeed ({key})"
+    assert [a["attempt"] for a in letter.attempts] == [1]
+    assert not JobLog.objects.filter(task_id=task_id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_fails_for_good_again_keeps_its_first_letter(owner, caplog):
+    kwargs = job_kwargs({"key": "k"}, org_id=owner.org.pk, correlation_id=None, idempotency_key=None)
+    jobs.fail_permanently.apply(kwargs=kwargs, task_id="job-1")
+    first = DeadLetter.objects.get(task_id="job-1")
+
+    jobs.fail_permanently.apply(kwargs=kwargs, task_id="job-1")
+
+    assert list(DeadLetter.objects.filter(task_id="job-1")) == [first]
+    assert not JobLog.objects.filter(task_id="job-1").exists()
+    assert f"stays dead-lettered as {first.pk}" in caplog.text
+    # In a caller's transaction, the letter found leaves that transaction usable.
+    job = JobContext("job-1", jobs.fail_permanently.name, None, "c", "job-1", attempt=2)
+    with transaction.atomic():
+        assert deadletters.bury(job, "oneoff", (), kwargs, PermanentError("again"), "", None) == first
+        assert DeadLetter.objects.count() == 1
 
 
 # --- the contract's arithmetic --------------------------------------------------------------
