@@ -9,9 +9,11 @@ HttpResponse("ok") (bench/webhooks_urls.py), same middleware, same process.
 
 Both routes get the same requests: each one a `payment_intent.succeeded` event of its own
 (a new `evt_` id, so the subject stores every one instead of answering a duplicate), signed
-the way Stripe signs, made by the client before its clock starts. One uvicorn process runs
-the product's ASGI application (config.asgi through bench/webhooks_asgi.py, which only adds
-the bare view to the URLconf) against the bench database; its broker is a private
+the way Stripe signs, made by the client before its clock starts. One server process runs the
+product's application against the bench database: under the ASGI server, as the target was set
+(`--server realtime`, the default: uvicorn, config.asgi through bench/webhooks_asgi.py), or as
+production serves HTTP (`--server web`: gunicorn, gthread, 4 threads, config.wsgi through
+bench/webhooks_wsgi.py); either bench module only adds the bare view to the URLconf; its broker is a private
 redis-server (or REDIS_URL's server, own database) that no worker consumes: the jobs pile up
 and are purged at the end.
 
@@ -19,7 +21,7 @@ A pool of client threads (a pooled keep-alive `requests.Session` each) drives ea
 a fixed time, alternating subject and baseline every round (ABBA); the figure is the median
 requests/s over the rounds, with p50/p99 latencies as the clients saw them.
 
-    .venv/bin/python bench/webhooks.py [--rounds 6] [--seconds 4] [--clients 4]
+    .venv/bin/python bench/webhooks.py [--rounds 6] [--seconds 4] [--clients 4] [--server web|realtime]
 """
 
 from __future__ import annotations
@@ -51,11 +53,19 @@ Request = tuple[bytes, dict[str, str]]
 Segment = _common.Segment
 
 
-def start_server(database_url: str, redis_url: str) -> _common.UvicornServer:
-    """uvicorn running the product's ASGI application plus the bare view (bench.webhooks_asgi)."""
+SERVERS = {"web": "1 gunicorn process (gthread, 4 threads)", "realtime": "1 uvicorn process"}
+
+
+def start_server(kind: str, database_url: str, redis_url: str) -> _common.BenchServer:
+    """The product's application plus the bare view: under gunicorn (bench.webhooks_wsgi), as
+    the `web` process type serves HTTP, or uvicorn (bench.webhooks_asgi)."""
     import requests
 
-    server = _common.UvicornServer("bench.webhooks_asgi:application", database_url, redis_url)
+    server: _common.BenchServer
+    if kind == "web":
+        server = _common.GunicornServer("bench.webhooks_wsgi", database_url, redis_url)
+    else:
+        server = _common.UvicornServer("bench.webhooks_asgi:application", database_url, redis_url)
 
     def probe() -> int:
         try:
@@ -67,7 +77,7 @@ def start_server(database_url: str, redis_url: str) -> _common.UvicornServer:
     return server
 
 
-def url(server: _common.UvicornServer, path: str) -> str:
+def url(server: _common.BenchServer, path: str) -> str:
     return f"http://127.0.0.1:{server.port}{path}"
 
 
@@ -180,6 +190,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="Duration of one measured segment.")
     parser.add_argument("--clients", type=int, default=4, help="Concurrent client threads.")
     parser.add_argument("--warmup", type=float, default=1.5, help="Seconds of warm-up per route.")
+    parser.add_argument(
+        "--server",
+        choices=tuple(SERVERS),
+        default="realtime",
+        help="realtime: uvicorn (ASGI), as the target was set; web: gunicorn (WSGI), as production "
+        "serves HTTP.",
+    )
     args = parser.parse_args()
 
     clock = _common.Stopwatch()
@@ -193,13 +210,13 @@ def main() -> None:
     private = settings.REDIS_EMBEDDED
     # The broker first: creating the org publishes its events too.
     redis_url, redis_server = _common.bench_broker()
-    server: _common.UvicornServer | None = None
+    server: _common.BenchServer | None = None
     queued = (0, 0)
     try:
         connection_id, secret = seed()
         purge(RedisBroker(redis_url))  # from here on, the only messages are the webhooks' normalizing jobs
         routes = {SUBJECT: f"/storefront/stripe/{connection_id}/webhook/", BASELINE: BARE_PATH}
-        server = start_server(database_url, redis_url)
+        server = start_server(args.server, database_url, redis_url)
         make = lambda: signed_event(secret)  # noqa: E731
         for label, path in routes.items():
             warm = drive(url(server, path), make, args.clients, args.warmup)
@@ -270,7 +287,7 @@ def main() -> None:
             "paired = median of per-round ratios; latencies as the clients saw them.",
             f"webhooks stored (warm-up included): {counts['stored']}, rejected: {counts['rejected']}; "
             f"normalizing jobs left in the broker (no worker): {counts['jobs_queued']}, purged; "
-            f"server: 1 uvicorn process; took {clock.elapsed():.0f} s",
+            f"server: {SERVERS[args.server]}; took {clock.elapsed():.0f} s",
         ],
     )
     results = _common.write_results(
@@ -278,6 +295,7 @@ def main() -> None:
         {
             "database": database,
             "redis": redis_desc,
+            "server": SERVERS[args.server],
             "clients": args.clients,
             "rounds": args.rounds,
             "seconds_per_segment": args.seconds,
