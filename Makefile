@@ -20,8 +20,7 @@ run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py sync_periodic_tasks
-	$(PY) manage.py create_org demo --owner owner@example.com --if-missing --password
-	$(PY) manage.py serve
+	$(PY) manage.py serve --demo-org demo --demo-owner owner@example.com
 
 test: $(STAMP)
 	@mkdir -p var

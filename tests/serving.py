@@ -75,8 +75,15 @@ def argv(pid: int) -> list[str]:
 class Serve:
     """`manage.py serve` on a free port, logging to a file; `start()` waits for all three children."""
 
-    def __init__(self, env: dict[str, str], *, concurrency: int = 1, log: Path | None = None) -> None:
-        self.env = env
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        concurrency: int = 1,
+        log: Path | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self.env, self.args = env, args
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.concurrency = concurrency
@@ -87,7 +94,15 @@ class Serve:
         return self.log.read_text(errors="replace")
 
     def start(self, timeout: float = 90) -> Serve:
-        command = ["manage.py", "serve", "--port", str(self.port), "--concurrency", str(self.concurrency)]
+        command = [
+            "manage.py",
+            "serve",
+            "--port",
+            str(self.port),
+            "--concurrency",
+            str(self.concurrency),
+            *self.args,
+        ]
         self.process = subprocess.Popen(
             [sys.executable, *command], cwd=ROOT, env=self.env,
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+from rest_framework.test import APIClient
 
 from core.models import ApiToken, EventRecord
 from tests import listeners, live
@@ -28,7 +29,8 @@ def test_serve_runs_the_whole_system_and_stops_cleanly_on_one_signal(owner):
         # The embedded default, as `make run` has it: serve starts (or finds) the embedded
         # Redis on var/redis.sock for its children.
         env.pop("REDIS_URL")
-    serve = Serve(env)
+    # As `make run` has it: the demo org created once Redis is up, so its events go out at once.
+    serve = Serve(env, args=("--demo-org", "demo", "--demo-owner", "demo@example.com"))
     try:
         serve.start()
         assert set(serve.children()) == {"web", "worker", "beat"}
@@ -55,6 +57,12 @@ def test_serve_runs_the_whole_system_and_stops_cleanly_on_one_signal(owner):
     # say), which may print one; any other traceback is a real error.
     assert not serve.tracebacks(), serve.output()
     assert "cold shutdown" not in serve.output().lower()
+    output = serve.output()
+    assert "ConnectionError" not in output and "publish of" not in output, output
+    token = output.split("Password for demo@example.com: ")[1].splitlines()[1].strip()
+    assert (
+        APIClient().get("/orgs/", HTTP_AUTHORIZATION=f"Token {token}").json()["results"][0]["slug"] == "demo"
+    )
     # Nothing it started is left listening.
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{serve.base}/api/schema/", timeout=2)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from core.runtime import processes
@@ -24,6 +25,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--concurrency", type=int, default=2, help="Worker processes.")
+        parser.add_argument(
+            "--demo-org",
+            metavar="SLUG",
+            help="Once Redis is up, create this org if missing (create_org --if-missing --password "
+            "for --demo-owner) and print how its owner gets in.",
+        )
+        parser.add_argument("--demo-owner", default="owner@example.com", metavar="EMAIL")
 
     def handle(self, *args: Any, host: str, port: int, concurrency: int, **options: Any) -> None:
         # Before anything is started: a signal only sets this flag, never raises, so no
@@ -53,6 +61,14 @@ class Command(BaseCommand):
                 )
             else:
                 self.stdout.write("redis:  REDIS_URL")
+            if options["demo_org"]:  # after Redis: its events are published at once
+                call_command(
+                    "create_org",
+                    options["demo_org"],
+                    owner=options["demo_owner"],
+                    if_missing=True,
+                    password=True,
+                )
             if supervisor.start_all(stop_requested=lambda: stop.requested):
                 self.stdout.write(
                     f"web:    http://{host}:{port}/  (admin /admin/, docs /api/docs/ and /api/redoc/)"
