@@ -323,20 +323,22 @@ def test_an_idempotent_job_delivered_twice_has_its_effect_once(owner, private_br
 def test_a_job_delivered_twice_that_fails_for_good_leaves_one_dead_letter(
     owner, private_broker, workers, key
 ):
-    # The same message twice (a publish the broker stored though its reply was lost, then sent
-    # again; a redelivery): one job, one letter for an operator to replay.
+    # The same message again once the job was dead-lettered (a publish the broker stored though
+    # its reply was lost, then sent again; a redelivery): one job, one letter to replay.
     kwargs = job_kwargs({"key": key}, org_id=owner.org.pk, correlation_id=None, idempotency_key=None)
     task_id = uuid.uuid4().hex
-    for _ in range(2):
-        jobs.fail_permanently.apply_async(kwargs=kwargs, task_id=task_id)
     worker = start_worker(workers, private_broker)
+    jobs.fail_permanently.apply_async(kwargs=kwargs, task_id=task_id)
+    first = dead_letter(task_id, worker)
+
+    jobs.fail_permanently.apply_async(kwargs=kwargs, task_id=task_id)
 
     live.wait_for(
         lambda: "delivered once more" in worker.output(), timeout=30, what=f"the second run; {logs(worker)}"
     )
     live.wait_for(lambda: live.broker_messages(private_broker) == (0, 0), timeout=10, what="both acks")
     (letter,) = DeadLetter.objects.filter(task_id=task_id)
-    assert letter.exception_message == f"cannot ever succeed ({key})"
+    assert letter == first and letter.exception_message == f"cannot ever succeed ({key})"
     assert [a["attempt"] for a in letter.attempts] == [1]
     assert not JobLog.objects.filter(task_id=task_id).exists()
 
