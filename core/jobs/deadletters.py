@@ -124,22 +124,22 @@ def bury(
             log.delete()
         if replay_of:
             _set_replay_outcome(replay_of, job.task_id, "failed")
-    if not buried:
+    if buried:
+        logger.error(
+            "job %s[%s] dead-lettered as %s after %d attempt(s): %s",
+            job.task,
+            job.task_id,
+            letter.pk,
+            job.attempt,
+            _describe(exc),
+        )
+    else:
         logger.warning(
             "job %s[%s] failed for good again, delivered once more: it stays dead-lettered as %s",
             job.task,
             job.task_id,
             letter.pk,
         )
-        return letter
-    logger.error(
-        "job %s[%s] dead-lettered as %s after %d attempt(s): %s",
-        job.task,
-        job.task_id,
-        letter.pk,
-        job.attempt,
-        _describe(exc),
-    )
     return letter
 
 
