@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat.agent import services
@@ -139,7 +139,7 @@ async def reap(stream_id: str) -> None:
     if last and last[0][1].get("event") in bus.TERMINAL:
         return
     error = {"code": "producer_lost", "detail": "The process producing this reply stopped."}
-    await sync_to_async(services.stream_finish)(stream_id, status=StreamStatus.ERROR, error=error)
+    await database_sync_to_async(services.stream_finish)(stream_id, status=StreamStatus.ERROR, error=error)
     await bus.append(stream_id, "error", error)
     await bus.close(stream_id)
 

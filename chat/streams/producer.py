@@ -11,6 +11,8 @@ import threading
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.db import connections
 
 from chat.agent import agent, services
 from chat.agent.models import AiConversation, StreamStatus
@@ -28,7 +30,7 @@ async def launch(stream_id: Any, request: agent.AgentRequest, conversation: AiCo
     # A context of its own: the request's (asgiref's per-request thread executor among it) ends
     # with the 202, the task does not.
     task = asyncio.create_task(
-        produce(stream_id, request, conversation),
+        _produce_and_let_go(stream_id, request, conversation),
         name=f"ai-stream-{stream_id}",
         context=contextvars.Context(),
     )
@@ -68,10 +70,21 @@ class Emitter:
         if self.first:
             self.first = False
             await self.appender.flush()  # in the stream before its time is noted
-            await sync_to_async(services.stream_first_event)(self.stream_id)
+            await database_sync_to_async(services.stream_first_event)(self.stream_id)
 
     async def flush(self) -> None:
         await self.appender.flush()
+
+
+async def _produce_and_let_go(
+    stream_id: Any, request: agent.AgentRequest, conversation: AiConversation | None
+) -> None:
+    """`produce`, then close the database connection its calls used: out of any request, nothing
+    else would (it would stay in the shared thread, a pool's slot or a dead socket, for good)."""
+    try:
+        await produce(stream_id, request, conversation)
+    finally:
+        await sync_to_async(connections.close_all)()  # the thread its calls ran in
 
 
 async def produce(stream_id: Any, request: agent.AgentRequest, conversation: AiConversation | None) -> None:
@@ -82,7 +95,7 @@ async def produce(stream_id: Any, request: agent.AgentRequest, conversation: AiC
     try:
         reply = await agent.run(request, emit)
         if conversation is not None:
-            await sync_to_async(services.turn_store)(
+            await database_sync_to_async(services.turn_store)(
                 conversation=conversation,
                 actor=request.user,
                 prompt=request.prompt,
@@ -92,7 +105,9 @@ async def produce(stream_id: Any, request: agent.AgentRequest, conversation: AiC
                 usage=reply.usage,
             )
         # The record first: whoever reads `done` finds the record finished.
-        await sync_to_async(services.stream_finish)(stream_id, status=StreamStatus.DONE, usage=reply.usage)
+        await database_sync_to_async(services.stream_finish)(
+            stream_id, status=StreamStatus.DONE, usage=reply.usage
+        )
         await emit("done", {"text": reply.text, "usage": reply.usage})
     except agent.AgentFailed as exc:
         await _fail(stream_id, emit, StreamStatus.ERROR, exc.code, exc.detail)
@@ -112,7 +127,7 @@ async def produce(stream_id: Any, request: agent.AgentRequest, conversation: AiC
 async def _fail(stream_id: Any, emit: Emitter, status: str, code: str, detail: str) -> None:
     error = {"code": code, "detail": detail}
     try:
-        await sync_to_async(services.stream_finish)(stream_id, status=status, error=error)
+        await database_sync_to_async(services.stream_finish)(stream_id, status=status, error=error)
     except Exception:  # the database away too: readers still get their `error`
         logger.exception("AI stream %s: could not record its %s", stream_id, status)
     await emit("error", error)

@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -80,7 +80,7 @@ async def stream_events(request: HttpRequest, stream_id: str) -> HttpResponseBas
     session_user = None if by_token else await request.auser()
     # Not thread-sensitive: a thread-sensitive call would give each (long) request a thread of
     # its own for its whole life; 1,000 idle readers would be 1,000 threads.
-    admitted = await sync_to_async(admit, thread_sensitive=False)(request, session_user, stream_id)
+    admitted = await database_sync_to_async(admit, thread_sensitive=False)(request, session_user, stream_id)
     if isinstance(admitted, HttpResponse):
         return admitted
     cursor = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or "0-0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,9 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from tests.browser import free_port
+
+# aiosmtpd logs each connection at INFO from its own thread, past the test's output capture.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @dataclass

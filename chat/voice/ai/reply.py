@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat.agent import agent, llm
@@ -42,7 +42,7 @@ class Out:
 async def answer(session: AIVoiceSession, utterance: Utterance, out: Out) -> None:
     """Answer one utterance; a failure is an `error` frame (a cancellation propagates)."""
     try:
-        connection = await sync_to_async(llm.openai_connection)(session.org_id)
+        connection = await database_sync_to_async(llm.openai_connection)(session.org_id)
     except llm.NoConnection as exc:
         await out.error("no_connection", str(exc))
         return
@@ -86,7 +86,7 @@ async def _answer(
 
     model = settings.AI_DEFAULT_MODEL
     try:
-        history = await sync_to_async(agent_services.context_messages)(session.conversation)
+        history = await database_sync_to_async(agent_services.context_messages)(session.conversation)
         org_name = session.org.name or session.org.slug
         request = agent.AgentRequest(
             org=session.org,
@@ -98,7 +98,7 @@ async def _answer(
         )
         reply = await agent.run(request, forward)
         # Stored once the words are finished: a barge-in while it is spoken keeps the turn.
-        await sync_to_async(agent_services.turn_store)(
+        await database_sync_to_async(agent_services.turn_store)(
             conversation=session.conversation,
             actor=session.user,
             prompt=prompt,
