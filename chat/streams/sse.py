@@ -11,7 +11,6 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.exceptions import AuthenticationFailed
@@ -57,7 +56,6 @@ def _caller(request: HttpRequest, session_user: Any, stream_id: str) -> tuple[st
 def admit(request: HttpRequest, session_user: Any, stream_id: str) -> AiStream | HttpResponse:
     """The stream, if the caller is a member of its org; else 401 or 404 (never saying whether
     another org's stream exists)."""
-    close_old_connections()  # a pool thread's connection, not a request's: Django would not recycle it
     try:
         user_id, ticket = _caller(request, session_user, stream_id)
     except Unauthenticated as exc:
@@ -79,7 +77,8 @@ async def stream_events(request: HttpRequest, stream_id: str) -> HttpResponseBas
     # The session is loaded only when it is the credential (loading it takes a per-request thread).
     session_user = None if by_token else await request.auser()
     # Not thread-sensitive: a thread-sensitive call would give each (long) request a thread of
-    # its own for its whole life; 1,000 idle readers would be 1,000 threads.
+    # its own for its whole life; 1,000 idle readers would be 1,000 threads. Channels' wrapper
+    # closes the pool thread's connection when it is broken or old: Django would not.
     admitted = await database_sync_to_async(admit, thread_sensitive=False)(request, session_user, stream_id)
     if isinstance(admitted, HttpResponse):
         return admitted
