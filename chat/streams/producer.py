@@ -83,6 +83,8 @@ async def _produce_and_let_go(
     else would (it would stay in the shared thread, a pool's slot or a dead socket, for good)."""
     try:
         await produce(stream_id, request, conversation)
+    except Exception:  # the database or Redis away even for the error: logged, not left to the loop
+        logger.exception("AI stream %s: its producer failed", stream_id)
     finally:
         await sync_to_async(connections.close_all)()  # the thread its calls ran in
 

@@ -4,13 +4,16 @@ connection the database dropped mid-reply (a restart, a failover) is replaced, n
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import OperationalError
 from django.db import connection as db
 from rest_framework.test import APIClient
 
+from chat.agent import services
 from chat.agent.models import AiStream, AiTurn, StreamStatus
 from chat.streams import producer
 from sync.models import Connection
@@ -80,3 +83,23 @@ def backend_pid() -> int:
         cursor.execute("SELECT pg_backend_pid()")
         pid: int = cursor.fetchone()[0]
     return pid
+
+
+def test_a_producer_failing_even_to_report_its_error_ends_logged(
+    owner: Caller, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No openai connection, so the reply fails; then the database fails the first event's time
+    stamp, which sending the `error` event writes. The producer ends, and says so in our log,
+    rather than leaving a task exception for asyncio to report."""
+
+    def away(stream_id: Any) -> None:
+        raise OperationalError("the database is away")
+
+    monkeypatch.setattr(services, "stream_first_event", away)
+    with caplog.at_level(logging.ERROR, logger="chat.streams.producer"):
+        stream = finished(start(owner))
+
+    assert stream.status == StreamStatus.ERROR and stream.error["code"] == "no_connection"
+    [failed] = [r for r in caplog.records if "its producer failed" in r.getMessage()]
+    assert str(stream.pk) in failed.getMessage()
+    assert failed.exc_info is not None and failed.exc_info[0] is OperationalError
