@@ -3,6 +3,7 @@ as the owner of an org with one of each thing, so that operations reach real cod
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from automation import services as automation_services
 from automation.models import FlowRun, RunStatus, TriggerKind
+from chat.streams import producer
 from config.wsgi import application
 from core import services
 from core.models import EventRecord, Role
@@ -29,6 +31,7 @@ from events.services import event_create
 from sync.models import InboundStatus, InboundWebhook, Vendor
 from sync.upstream import connections
 from tests.factories import Caller, make_user
+from tests.live import wait_for
 from tests.sync.dead_letters import make_letter
 
 # One test runs every operation: its time grows with the API, past the suite's 300 s on a busy machine.
@@ -93,6 +96,16 @@ def _things(owner: Caller) -> dict[str, dict[str, str]]:
         "/upstream/connections/": {"id": str(connection.pk), "secret_id": secret_id},
         "/upstream/inbox/": {"id": str(inbound.pk)},
     }
+
+
+@pytest.fixture(autouse=True)
+def ai_replies_end_with_the_test(django_db_blocker: Any) -> Iterator[None]:
+    """The fuzz starts AI replies (`POST /ai/agent/stream`), each a producer on the background
+    loop; on SQLite their writes wait for the lock the test's transaction holds. They end here,
+    after the rollback and with the database open to them, not during a later test without one."""
+    yield
+    with django_db_blocker.unblock():
+        wait_for(lambda: producer.running() == 0, timeout=120, what="the fuzz's AI replies to end")
 
 
 @pytest.fixture
