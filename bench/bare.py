@@ -41,6 +41,25 @@ class BareRecord(BaseModel):
         return f"{self.datatype}:{self.pk}"
 
 
+def indexes(vendor: str) -> list[models.Index]:
+    """Record's secondary indexes, for BareRecord's table: the schema editor creates none for an
+    unmanaged model, neither its fields' `db_index` nor its Meta's (nor the FKs' own)."""
+    found = [
+        models.Index(fields=["org"], name="bench_bare_org"),
+        models.Index(fields=["datatype"], name="bench_bare_datatype"),
+        models.Index(fields=["created_at"], name="bench_bare_created_at"),
+        models.Index(fields=["created_by"], name="bench_bare_created_by"),
+        *BareRecord._meta.indexes,
+    ]
+    if vendor == "postgresql":  # what Django adds beside a CharField's db_index there, for LIKE
+        found.append(
+            models.Index(
+                fields=["datatype"], opclasses=["varchar_pattern_ops"], name="bench_bare_datatype_like"
+            )
+        )
+    return found
+
+
 class BareRecordSerializer(serializers.ModelSerializer[BareRecord]):
     class Meta:
         model = BareRecord

@@ -97,19 +97,32 @@ def drive(port: int, path: str, headers: dict[str, str], clients: int, seconds: 
     return _common.drive_clients(lambda: ApiClient(port, path, headers), clients, seconds, ok=201)
 
 
+def _index_count(connection: Any, table: str) -> int:
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, table).values()
+    return sum(1 for c in found if c["index"] and not c["primary_key"])
+
+
 def prepare() -> tuple[str, str, Any]:
     """Migrate and flush the bench database, create the bare table, an org, its owner and a token."""
     url = _common.setup_django()
     from django.db import connection
 
-    from bench.bare import TABLE, BareRecord
+    from bench.bare import TABLE, BareRecord, indexes
     from core import services
-    from core.models import ApiToken
+    from core.models import ApiToken, Record
 
     with connection.schema_editor() as editor:
         if TABLE in connection.introspection.table_names():
             editor.delete_model(BareRecord)
         editor.create_model(BareRecord)
+        for index in indexes(connection.vendor):
+            editor.add_index(BareRecord, index)
+    subject, bare = (_index_count(connection, model._meta.db_table) for model in (Record, BareRecord))
+    if subject != bare:
+        raise SystemExit(
+            f"The bare table has {bare} secondary indexes, Record's {subject}: not the same shape."
+        )
     _, owner = services.org_create_with_owner(slug="bench", owner_email="bench@example.com")
     _, key = ApiToken.issue(owner, name="bench")
     connection.close()  # the server has the database to itself while it runs
