@@ -1,8 +1,8 @@
 """Notifications end to end: notify() -> the org's pool, sent by jobs on a worker -> a local server,
 vs a bare loop sending the same messages from this process. Email (SMTP) first, then SMS (Twilio).
 
-Email. Subject: `crm.notify.notify(...)` per email (a Delivery row and its collection-create event
-in one commit; the templates rendered, the html's link tracked; a `send_pooled` run kicked after
+Email. Subject: `crm.notify.notify(...)` per email (a Delivery row, one INSERT that is its own
+commit; the templates rendered, the html's link tracked; a `send_pooled` run kicked after
 commit) sent by a real Celery worker (tests.live.Worker, concurrency 2) through the org's smtp
 connection: claimed 50 at a time, SMTP conversation, settle. Baseline: the same subject, text and html sent
 from this process by Django's `EmailBackend`, one connection kept open for the whole round.
