@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from core.jobs.queues import Queue
 from core.models import DeadLetter, DeadLetterStatus, Org
+from sync.monitoring import queues as monitoring
 from tests import brokers, jobs, live
 from tests.sync.dead_letters import (
     dead_letter_for_real,
@@ -281,6 +282,11 @@ def _queue(stats: dict, name: str) -> dict:
 def test_queue_statistics_show_depth_age_workers_and_recent_outcomes(owner, request):
     staff = staff_caller("ops-queues@example.com")
     live.purge()
+    # Only this test's outcomes in the windows: earlier tests' counts would leave the 5-minute
+    # window at the next minute, and could cancel this test's one success (seen on RabbitMQ in CI).
+    counters = monitoring.broker()
+    for counter in counters.scan_iter(match="monitoring:jobs:*"):
+        counters.delete(counter)
     # Two jobs wait on a queue with no worker: depth 2, and the oldest has an age.
     for _ in range(2):
         jobs.noop.apply_async(kwargs={"org_id": None}, queue=Queue.SOCIAL.value)
@@ -296,6 +302,7 @@ def test_queue_statistics_show_depth_age_workers_and_recent_outcomes(owner, requ
     else:
         assert 0 <= social["oldest_age_seconds"] < 60
     assert social["workers"] == []
+    assert social["succeeded_5m"] == social["succeeded_60m"] == 0
 
     key = unique_key(request.node.name)
     with running_worker() as worker:
@@ -314,7 +321,7 @@ def test_queue_statistics_show_depth_age_workers_and_recent_outcomes(owner, requ
                 and data
             ),
             timeout=15,
-            what="the success to be counted",
+            what=f"the success to be counted; log:\n{worker.output()}",
         )
     social_after, billing_before, billing = (
         _queue(after, "social"),
