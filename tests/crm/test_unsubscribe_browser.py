@@ -50,7 +50,9 @@ def test_a_recipient_unsubscribes_through_the_page_and_is_never_emailed_again(ow
             page.click("button[type=submit]")
             expect(page.locator("h1")).to_have_text("You are unsubscribed")
             # A link whose token was tampered with is a 404 and changes nothing.
-            forged = page.goto(f"{web}{path[:-3]}x{path[-2:]}")
+            # The signature's second-to-last character changed (the last one may carry padding bits).
+            other = "y" if path[-3] == "x" else "x"
+            forged = page.goto(f"{web}{path[:-3]}{other}{path[-2:]}")
             assert forged is not None and forged.status == 404
         finally:
             chromium.close()
