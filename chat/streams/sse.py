@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
 from chat.agent.models import AiStream
@@ -88,7 +90,10 @@ async def stream_events(request: HttpRequest, stream_id: str) -> HttpResponseBas
             {"detail": "Last-Event-ID must be a stream entry id such as 1700000000000-0."}, status=400
         )
     last = await bus.client().xrevrange(bus.events_key(admitted.pk), count=1)
-    if not last and admitted.finished_at is not None:
+    # No event yet from a stream closed long enough ago for its events to have expired: gone.
+    # Closed more recently, its last event is on its way (the record is closed first): wait for it.
+    kept = timedelta(seconds=settings.AI_STREAM_TTL)
+    if not last and admitted.finished_at is not None and admitted.finished_at < timezone.now() - kept:
         return JsonResponse({"detail": "This stream's events have expired."}, status=410)
     if last and last[0][1].get("event") in bus.TERMINAL and not id_after(last[0][0], cursor):
         return HttpResponse(status=204)  # nothing after the end: EventSource stops reconnecting

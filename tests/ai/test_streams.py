@@ -3,13 +3,20 @@ with Last-Event-ID; late readers; tickets; 401/404; cancel from anywhere; the re
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
+from django.conf import settings
+from django.utils import timezone
 
-from chat.agent.models import AiStream, AiTurn
+from chat.agent import services
+from chat.agent.models import AiStream, AiTurn, StreamStatus
+from chat.streams import bus
 from crm.services import contact_create
 from sync.models import Connection
 from tests.ai.openai_server import OpenAIServer, ToolCall, Turn
@@ -194,3 +201,47 @@ def test_without_a_connection_the_stream_ends_in_error(web: str, outsider: Calle
     events, _ = read_events(get(web, started["url"], outsider))
     assert [e.event for e in events] == ["error"] and events[0].data["code"] == "no_connection"
     assert requests.post(f"{web}/ai/agent/stream", json={"prompt": "x"}, timeout=10).status_code == 401
+
+
+def _closed_without_events(owner: Caller, *, ended_ago: timedelta) -> AiStream:
+    """A stream whose record is closed (`error`) and whose stream holds no event yet."""
+    stream = services.stream_create(
+        org=owner.org, actor=owner.user, conversation=None, model="m", producer="t"
+    )
+    bus.sync_client().set(bus.alive_key(stream.pk), "t", px=60_000)  # its producer, still alive
+    services.stream_finish(stream.pk, status=StreamStatus.ERROR, error={"code": "late", "detail": "d"})
+    AiStream.objects.filter(pk=stream.pk).update(finished_at=timezone.now() - ended_ago)
+    return stream
+
+
+def test_a_reader_between_the_record_closing_and_the_last_event_waits_for_that_event(
+    web: str, owner: Caller
+) -> None:
+    # The producer closes the record, then appends its last event: a reader in between once got
+    # a 410 ("expired") for a stream that had just ended (seen in CI, a failed reply's only event).
+    stream = _closed_without_events(owner, ended_ago=timedelta(0))
+
+    def last_event() -> None:
+        time.sleep(0.5)  # the reader has subscribed by now
+        client = bus.sync_client()
+        client.xadd(bus.events_key(stream.pk), bus.encode("error", {"code": "late", "detail": "d"}))
+        client.delete(bus.alive_key(stream.pk))
+
+    appending = threading.Thread(target=last_event)
+    appending.start()
+    try:
+        response = get(web, f"/ai/stream/{stream.pk}", owner)
+        assert response.status_code == 200, response.text
+        events, _ = read_events(response)
+    finally:
+        appending.join()
+    assert [(e.event, e.data["code"]) for e in events] == [("error", "late")]
+
+
+def test_a_stream_ended_longer_ago_than_its_events_are_kept_is_gone(web: str, owner: Caller) -> None:
+    stream = _closed_without_events(owner, ended_ago=timedelta(seconds=settings.AI_STREAM_TTL + 60))
+
+    response = get(web, f"/ai/stream/{stream.pk}", owner)
+
+    assert response.status_code == 410, response.text
+    assert response.json() == {"detail": "This stream's events have expired."}
