@@ -42,22 +42,17 @@ class BareRecord(BaseModel):
 
 
 def indexes(vendor: str) -> list[models.Index]:
-    """Record's secondary indexes, for BareRecord's table: the schema editor creates none for an
-    unmanaged model, neither its fields' `db_index` nor its Meta's (nor the FKs' own)."""
-    found = [
-        models.Index(fields=["org"], name="bench_bare_org"),
-        models.Index(fields=["datatype"], name="bench_bare_datatype"),
-        models.Index(fields=["created_at"], name="bench_bare_created_at"),
-        models.Index(fields=["created_by"], name="bench_bare_created_by"),
-        *BareRecord._meta.indexes,
-    ]
+    """BareRecord's indexes, as a migration would create them: the schema editor creates none for
+    an unmanaged model, neither its fields' `db_index` (FKs included) nor its Meta's."""
+    indexed = [f for f in BareRecord._meta.concrete_fields if f.db_index and not f.primary_key]
+    found = [models.Index(fields=[f.name], name=f"bench_bare_{f.name}") for f in indexed]
     if vendor == "postgresql":  # what Django adds beside a CharField's db_index there, for LIKE
-        found.append(
-            models.Index(
-                fields=["datatype"], opclasses=["varchar_pattern_ops"], name="bench_bare_datatype_like"
-            )
-        )
-    return found
+        found += [
+            models.Index(fields=[f.name], opclasses=["varchar_pattern_ops"], name=f"bench_bare_{f.name}_like")
+            for f in indexed
+            if isinstance(f, models.CharField)
+        ]
+    return [*found, *BareRecord._meta.indexes]
 
 
 class BareRecordSerializer(serializers.ModelSerializer[BareRecord]):
